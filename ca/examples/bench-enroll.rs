@@ -1,0 +1,168 @@
+//! Benchmark: end-to-end enrollments per second over HTTPS on loopback, at 1, 16 and 64
+//! concurrent clients, against `herald-ca serve` (SQLite store) and, in the same run, cfssl's
+//! `serve` sign endpoint with its SQLite store (Debian package `golang-cfssl`) on the same
+//! certificate requests. Tokens and client keys are made before the clock starts; each
+//! Herald enrollment is token check + proof of possession + issuance + durable store in one
+//! transaction. Each client keeps one HTTPS connection. Prints a table. Not run by CI.
+//!
+//! ```sh
+//! cargo build --release -p herald-ca
+//! cargo run --release -p herald-ca --example bench-enroll -- [SCALE]
+//! ```
+//! SCALE (default 1) multiplies the number of enrollments per level (500, 4,000, 8,000).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+mod bench_common;
+use bench_common::http::{
+    create_tokens, csr_pem, enroll_bodies, free_addr, init_herald, load, row, run, serve_herald,
+    wait_listening, Server,
+};
+
+const LEVELS: [(usize, usize); 3] = [(1, 500), (16, 4000), (64, 8000)];
+
+/// Starts `cfssl serve` with TLS and a SQLite certificate store; `None` if cfssl is missing.
+fn start_cfssl(dir: &Path) -> Option<(Server, String, Vec<u8>)> {
+    if Command::new("cfssl").arg("version").output().is_err() {
+        return None;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let sh = |script: &str| {
+        run(Command::new("sh").arg("-c").arg(script).current_dir(dir));
+    };
+    std::fs::write(
+        dir.join("ca-csr.json"),
+        r#"{"CN":"Bench cfssl CA","key":{"algo":"ecdsa","size":256}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tls-csr.json"),
+        r#"{"CN":"127.0.0.1","hosts":["127.0.0.1"],"key":{"algo":"ecdsa","size":256}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"signing":{"default":{"expiry":"2160h","usages":["digital signature","client auth","server auth"]}}}"#,
+    )
+    .unwrap();
+    sh("cfssl gencert -initca ca-csr.json 2>/dev/null | cfssljson -bare ca");
+    sh("cfssl gencert -ca ca.pem -ca-key ca-key.pem -config config.json tls-csr.json 2>/dev/null | cfssljson -bare tls");
+    // cfssl's certdb schema (certdb/sqlite/migrations of the cfssl sources).
+    let db = dir.join("certs.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE certificates (serial_number blob NOT NULL,
+            authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL,
+            reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+            PRIMARY KEY(serial_number, authority_key_identifier));
+         CREATE TABLE ocsp_responses (serial_number blob NOT NULL,
+            authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+            PRIMARY KEY(serial_number, authority_key_identifier));",
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::write(
+        dir.join("db.json"),
+        format!(r#"{{"driver":"sqlite3","data_source":"{}"}}"#, db.display()),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let server = Server(
+        Command::new("cfssl")
+            .args([
+                "serve",
+                "-address",
+                "127.0.0.1",
+                "-port",
+                &addr.port().to_string(),
+            ])
+            .args([
+                "-ca",
+                "ca.pem",
+                "-ca-key",
+                "ca-key.pem",
+                "-config",
+                "config.json",
+            ])
+            .args([
+                "-db-config",
+                "db.json",
+                "-tls-cert",
+                "tls.pem",
+                "-tls-key",
+                "tls-key.pem",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(addr);
+    let root = std::fs::read(dir.join("ca.pem")).unwrap();
+    Some((server, format!("https://{addr}"), root))
+}
+
+fn main() {
+    let scale: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    let levels: Vec<(usize, usize)> = LEVELS.iter().map(|&(c, n)| (c, n * scale)).collect();
+    let total: usize = levels.iter().map(|l| l.1).sum();
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    eprintln!("generating {total} keys and requests (not measured)...");
+    let csrs: Vec<String> = (0..total).map(|_| csr_pem()).collect();
+
+    let dir = tmp.path().join("herald");
+    let (root, operator) = init_herald(&dir);
+    let (herald, base) = serve_herald(&dir);
+    eprintln!("creating {total} enrollment tokens (not measured)...");
+    let tokens = rt.block_on(create_tokens(&root, &base, &operator, total));
+    let cfssl = start_cfssl(&tmp.path().join("cfssl"));
+
+    println!(
+        "Enrollment over HTTPS on loopback, SQLite stores, every certificate durably recorded"
+    );
+    println!();
+    println!("| server | clients | certificates | per second | p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut offset = 0;
+    for &(clients, n) in &levels {
+        let slice = &csrs[offset..offset + n];
+        let bodies = enroll_bodies(slice, &tokens[offset..offset + n]);
+        let outcome = rt.block_on(load(
+            &root,
+            &[format!("{base}/api/v1/enroll")],
+            bodies,
+            clients,
+        ));
+        row("herald-ca POST /api/v1/enroll", clients, &outcome);
+        if let Some((_, cf_base, cf_root)) = &cfssl {
+            let bodies: Vec<String> = slice
+                .iter()
+                .map(|csr| serde_json::json!({"certificate_request": csr}).to_string())
+                .collect();
+            let outcome = rt.block_on(load(
+                cf_root,
+                &[format!("{cf_base}/api/v1/cfssl/sign")],
+                bodies,
+                clients,
+            ));
+            row("cfssl serve /api/v1/cfssl/sign", clients, &outcome);
+        }
+        offset += n;
+    }
+    if cfssl.is_none() {
+        println!();
+        println!("cfssl is not installed (Debian package golang-cfssl): only herald-ca measured.");
+    }
+    drop(herald);
+}

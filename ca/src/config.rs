@@ -1,0 +1,302 @@
+//! The CA's configuration file (`config.toml` in the data folder) and the data folder layout.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::CaKeyType;
+use crate::policy::Profile;
+
+/// The data folder and the files in it.
+#[derive(Debug, Clone)]
+pub struct DataLayout {
+    dir: PathBuf,
+}
+
+impl DataLayout {
+    /// The layout of `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// `config.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    /// The SQLite store.
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("herald.db")
+    }
+    /// A certificate file (`root.crt`, `intermediate.crt`, `ocsp.crt`, `tls.crt`), PEM.
+    pub fn cert(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.crt"))
+    }
+    /// A key file (`root.key`, ...), PEM PKCS#8, encrypted unless insecure mode.
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
+    }
+    /// The update repository folder `quickstart` serves.
+    pub fn quickstart_repository(&self) -> PathBuf {
+        self.dir.join("repository")
+    }
+    /// The passphrase file written by `quickstart`.
+    pub fn quickstart_passphrase(&self) -> PathBuf {
+        self.dir.join("passphrase")
+    }
+    /// The admin token file written by `quickstart`.
+    pub fn quickstart_admin_token(&self) -> PathBuf {
+        self.dir.join("admin-token")
+    }
+}
+
+/// Errors reading or writing the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source} (run `herald-ca init` first?)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this version.
+    #[error("invalid configuration {path}: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The authority.
+    pub ca: CaSection,
+    /// The servers.
+    pub server: ServerSection,
+    /// CRL publication.
+    #[serde(default)]
+    pub crl: CrlSection,
+    /// OCSP responses.
+    #[serde(default)]
+    pub ocsp: OcspSection,
+    /// The certificate store (SQLite in the data folder unless a PostgreSQL URL is given).
+    #[serde(default, skip_serializing_if = "StoreSection::is_default")]
+    pub store: StoreSection,
+    /// Enrollment: what the discovery document advertises.
+    #[serde(default)]
+    pub enrollment: EnrollmentSection,
+    /// An update repository served over HTTPS under `/repo/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositorySection>,
+    /// Issuance profiles by name; `endpoint` is the default.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// `[repository]`: a folder written by `herald-sign` (with `metadata/` and `targets/` in it),
+/// served read-only over HTTPS at `/repo/`. The repository's own signatures protect its
+/// content; the server only controls who may download it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySection {
+    /// The repository folder; a relative path is taken from the data folder.
+    pub dir: PathBuf,
+    /// Serve only to clients with a valid, unrevoked certificate of this CA (mutual TLS;
+    /// needs `client_auth` `optional` or `required`). Default true.
+    #[serde(default = "default_true")]
+    pub require_client_cert: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[enrollment]`: what endpoints learn from `/.well-known/herald`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentSection {
+    /// The HTTPS base URL endpoints use for enrollment, renewal and status (for example
+    /// `https://ca.example.net:8443`). Without it, the discovery document uses the host the
+    /// client asked for over HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Update repository mirrors (absolute URLs), listed in the discovery document.
+    #[serde(default)]
+    pub repository_urls: Vec<String>,
+}
+
+/// `[store]`: where certificates, revocations, tokens and the audit log live. Without `url`
+/// the SQLite file `herald.db` in the data folder is used. The environment variables
+/// `HERALD_CA_STORE_URL` and `HERALD_CA_STORE_SCHEMA` override `url` and `schema`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// A `postgres://user@host:port/database` URL selects the PostgreSQL store, shared by
+    /// several `herald-ca` servers (see docs/ha.md).
+    pub url: Option<String>,
+    /// PostgreSQL schema holding Herald's tables (created if missing); default `herald`.
+    pub schema: Option<String>,
+    /// Most PostgreSQL connections this server opens; default 16.
+    pub pool_size: Option<usize>,
+    /// Seconds to wait for a PostgreSQL connection before a request fails with 503; default 5.
+    pub connect_timeout_secs: Option<u64>,
+}
+
+impl StoreSection {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[ca]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Organisation name used in CA subjects.
+    pub name: String,
+    /// Key algorithm of the CA keys.
+    pub key_type: CaKeyType,
+    /// Keys stored without encryption (warned about at every start).
+    #[serde(default)]
+    pub insecure_unencrypted_keys: bool,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// HTTPS listener (admin API, everything).
+    pub listen: SocketAddr,
+    /// Plain-HTTP listener for OCSP, CRL, CA certificates, health and metrics (as OCSP and CRL
+    /// are usually served); absent to disable.
+    pub http_listen: Option<SocketAddr>,
+    /// Base URL written into certificates for OCSP, CRL and CA issuers (normally the plain-HTTP
+    /// listener's public address), without trailing slash.
+    pub public_url: String,
+    /// Mutual TLS on the HTTPS listener.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Most simultaneous connections per listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to complete its TLS handshake and to send a request's headers
+    /// (also the idle keep-alive limit).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+}
+
+/// Whether the HTTPS server asks for client certificates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// Not asked.
+    None,
+    /// Asked; verified (chain and revocation) when presented; connections without one are
+    /// allowed (admin calls use bearer tokens).
+    #[default]
+    Optional,
+    /// Required: connections without a valid, unrevoked client certificate are refused.
+    Required,
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+/// `[crl]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSection {
+    /// Hours between thisUpdate and nextUpdate; a new CRL is produced at half this period.
+    pub validity_hours: u32,
+}
+
+impl Default for CrlSection {
+    fn default() -> Self {
+        Self { validity_hours: 24 }
+    }
+}
+
+/// `[ocsp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspSection {
+    /// Minutes between thisUpdate and nextUpdate of a response; cached responses are re-signed
+    /// at half this period.
+    pub validity_minutes: u32,
+}
+
+impl Default for OcspSection {
+    fn default() -> Self {
+        Self {
+            validity_minutes: 240,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `config.toml`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Writes `config.toml` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let text = format!(
+            "# herald-ca configuration. Environment and command-line flags override the server\n\
+             # addresses; see `herald-ca serve --help`.\n\n{text}"
+        );
+        crate::fsutil::write_public(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The OCSP responder URL written into certificates.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.server.public_url)
+    }
+
+    /// The CRL URL of an issuer written into certificates.
+    pub fn crl_url(&self, issuer: &str) -> String {
+        format!("{}/crl/{issuer}.crl", self.server.public_url)
+    }
+
+    /// The URL of an issuer's certificate (DER) for the AIA caIssuers entry.
+    pub fn ca_issuers_url(&self, issuer: &str) -> String {
+        format!("{}/ca/{issuer}.crt", self.server.public_url)
+    }
+}

@@ -1,0 +1,447 @@
+//! The servers: HTTPS (rustls) with everything, and the optional plain-HTTP listener for OCSP
+//! and CRL. Each connection is bounded: TLS handshake and request-header timeouts, a header
+//! size limit, and a connection limit per listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use herald_token_service::ClientCertificate;
+
+use crate::api::{full_router, public_router, AppState};
+use crate::authority::Authority;
+use crate::config::ClientAuth;
+use crate::keys;
+use crate::serial::Serial;
+
+/// Bounds on what one client can hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Simultaneous connections per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time to complete a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time to send a request's headers, and the idle time allowed between requests.
+    pub header_timeout: Duration,
+    /// Largest request head (request line plus headers), bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Server errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built.
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    /// The server's key could not be read.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// The server stopped with an I/O error.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Bound listeners, before serving.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    https: TcpListener,
+    http: Option<TcpListener>,
+}
+
+impl Bound {
+    /// The HTTPS address.
+    pub(crate) fn https_addr(&self) -> SocketAddr {
+        self.https
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+    /// The plain-HTTP address, if any.
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
+/// Binds the listeners.
+pub(crate) async fn bind(https: SocketAddr, http: Option<SocketAddr>) -> Result<Bound, ServeError> {
+    let https = listen(https).await?;
+    let http = match http {
+        Some(addr) => Some(listen(addr).await?),
+        None => None,
+    };
+    Ok(Bound { https, http })
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), ServeError> {
+    let authority = Arc::new(authority);
+    let header_timeout = Duration::from_secs(authority.config().server.header_timeout_secs.max(1));
+    let limits = Limits {
+        max_connections: authority.config().server.max_connections.max(1),
+        header_timeout,
+        handshake_timeout: header_timeout,
+        ..Limits::default()
+    };
+    let tls = tls_config(&authority)?;
+    let state = AppState {
+        authority: authority.clone(),
+    };
+    // Publish a CRL at start if none is current, then keep CRL and OCSP fresh.
+    {
+        let authority = authority.clone();
+        let _ = tokio::task::spawn_blocking(move || authority.refresh()).await;
+    }
+    let refresher = tokio::spawn(refresh_loop(authority.clone()));
+    let https = tokio::spawn(accept_loop(
+        bound.https,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+        full_router(state.clone()),
+        limits.clone(),
+    ));
+    let http = bound.http.map(|listener| {
+        tokio::spawn(accept_loop(
+            listener,
+            None,
+            public_router(state.clone()),
+            limits.clone(),
+        ))
+    });
+    tracing::info!("herald-ca serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    refresher.abort();
+    https.abort();
+    if let Some(h) = http {
+        h.abort();
+    }
+    Ok(())
+}
+
+/// Refreshes every second, and at once when the store reports a status change made by
+/// another server (PostgreSQL LISTEN/NOTIFY).
+async fn refresh_loop(authority: Arc<Authority>) {
+    loop {
+        let a = authority.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            a.store().wait_status_change(Duration::from_secs(1));
+        })
+        .await;
+        let a = authority.clone();
+        match tokio::task::spawn_blocking(move || a.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "CRL/OCSP refresh failed"),
+            Err(e) => tracing::error!(error = %e, "refresh task failed"),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    limits: Limits,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and similar: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        let tls = tls.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve_connection(stream, router, &limits).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            // The verified client certificate, for renewal over mutual TLS.
+                            let router = match tls_stream.get_ref().1.peer_certificates() {
+                                Some([first, ..]) => router.layer(axum::Extension(
+                                    ClientCertificate(Arc::new(first.to_vec())),
+                                )),
+                                _ => router,
+                            };
+                            serve_connection(tls_stream, router, &limits).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(io: I, router: axum::Router, limits: &Limits)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+fn tls_config(authority: &Arc<Authority>) -> Result<rustls::ServerConfig, ServeError> {
+    let layout = authority.layout();
+    let tls_err = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let chain_pem = std::fs::read(layout.cert("tls"))?;
+    let chain: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut chain_pem.as_slice()).collect::<Result<_, _>>()?;
+    let key = keys::read_key(&layout.key("tls"), authority.key_passphrase())?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&e))?;
+    let builder = match authority.config().server.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        mode => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in [authority.root_der(), authority.intermediate_der()] {
+                roots
+                    .add(CertificateDer::from(der.to_vec()))
+                    .map_err(|e| tls_err(&e))?;
+            }
+            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let inner = if mode == ClientAuth::Optional {
+                inner.allow_unauthenticated()
+            } else {
+                inner
+            };
+            let inner = inner.build().map_err(|e| tls_err(&e))?;
+            builder.with_client_cert_verifier(Arc::new(RevocationCheckingVerifier {
+                inner,
+                authority: authority.clone(),
+            }))
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Verifies client certificates with WebPKI, then refuses revoked ones by asking the store.
+#[derive(Debug)]
+struct RevocationCheckingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    authority: Arc<Authority>,
+}
+
+impl ClientCertVerifier for RevocationCheckingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        use der::Decode;
+        let cert = x509_cert::Certificate::from_der(end_entity.as_ref()).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        let serial = Serial::from_der_integer(cert.tbs_certificate.serial_number.as_bytes());
+        match self.authority.is_revoked(&serial) {
+            Ok(false) => Ok(verified),
+            Ok(true) => {
+                tracing::info!(%serial, "refused a revoked client certificate");
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Revoked,
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "revocation lookup failed; refusing the client");
+                Err(rustls::Error::General(
+                    "revocation status unavailable".into(),
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `herald-ca relay`: enrolls the relay if needed, then serves the relay routes over HTTPS
+/// (client certificates asked for, verified against the pinned root, optional) until Ctrl-C
+/// or SIGTERM.
+pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate::Error> {
+    use herald_token_service::relay::{enroll_relay, relay_routes, Relay, RelayState};
+    let relay_err = |e: herald_token_service::relay::RelayError| crate::Error::Usage(e.to_string());
+    let state = RelayState::new(&args.state_dir);
+    if let Some(name) = enroll_relay(
+        &args.upstream,
+        args.token.as_deref(),
+        &args.root_fingerprint,
+        &state,
+    )
+    .await
+    .map_err(relay_err)?
+    {
+        eprintln!("relay enrolled as {name}");
+    }
+    let relay = Relay::open(
+        &args.upstream,
+        &state,
+        Duration::from_secs(args.repository_ttl_secs),
+    )
+    .map_err(relay_err)?;
+    let tls = relay_tls_config(args, relay.root_pem())?;
+    let listener = listen(args.listen).await?;
+    eprintln!(
+        "relay listening on https://{} for {}",
+        listener.local_addr().unwrap_or(args.listen),
+        args.upstream
+    );
+    let serving = tokio::spawn(accept_loop(
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+        relay_routes(Arc::new(relay)),
+        Limits::default(),
+    ));
+    shutdown_signal().await;
+    serving.abort();
+    Ok(())
+}
+
+fn relay_tls_config(
+    args: &crate::cli::RelayArgs,
+    root_pem: &str,
+) -> Result<rustls::ServerConfig, ServeError> {
+    let tls_err = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let chain_pem = std::fs::read(&args.tls_cert)?;
+    let chain: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut chain_pem.as_slice()).collect::<Result<_, _>>()?;
+    let key_pem = std::fs::read(&args.tls_key)?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
+        .ok_or_else(|| tls_err(&format!("no private key in {}", args.tls_key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut root_pem.as_bytes()) {
+        roots.add(cert?).map_err(|e| tls_err(&e))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls_err(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

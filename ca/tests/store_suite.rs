@@ -1,0 +1,507 @@
+//! One storage test suite, run against both stores: SQLite (a temporary file) and PostgreSQL
+//! (127.0.0.1:5432, user `postgres`, database `test`; each test in its own schema, dropped at
+//! the end, so parallel tests and runs never collide). Override the server with
+//! `HERALD_TEST_POSTGRES_URL`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_ca::store::{
+    read_tx, write_tx, AdminTokenRecord, CertRecord, EnrollmentTokenRecord, ListFilter, Revocation,
+    RevokeOutcome, SqliteStore, Store, StoreError, StoredCrl,
+};
+use herald_ca::store_pg::{PgOptions, PgStore, SCHEMA_VERSION};
+use herald_ca::{verify_audit_log, NewAuditEntry, Reason, Serial};
+
+mod pg_support;
+use pg_support::{pg_url, run_sql as admin_sql};
+
+/// A PostgreSQL schema for one test, dropped when this goes out of scope.
+struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    fn new() -> Self {
+        Self {
+            name: pg_support::unique_schema("herald_test"),
+        }
+    }
+
+    fn options(&self) -> PgOptions {
+        PgOptions {
+            url: pg_url(),
+            schema: self.name.clone(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn open(&self) -> PgStore {
+        PgStore::open(&self.options()).unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        pg_support::drop_schema(&self.name);
+    }
+}
+
+/// Runs `check` against a fresh SQLite store and a fresh PostgreSQL store. For PostgreSQL,
+/// `check` gets two store handles on the same database, as two servers would have.
+fn both(check: impl Fn(&dyn Store, &dyn Store)) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
+    check(sqlite.as_ref(), sqlite.as_ref());
+    let schema = PgSchema::new();
+    let (a, b) = (schema.open(), schema.open());
+    check(&a, &b);
+}
+
+fn record(serial: &[u8], name: &str) -> CertRecord {
+    CertRecord {
+        serial: Serial::from_bytes(serial),
+        issuer: "intermediate".into(),
+        name: name.into(),
+        profile: "endpoint".into(),
+        not_before: 0,
+        not_after: 10,
+        issued_at: i64::from(serial[0]),
+        der: serial.to_vec(),
+        revocation: None,
+    }
+}
+
+fn token(id: &str, name: &str) -> EnrollmentTokenRecord {
+    EnrollmentTokenRecord {
+        id: id.into(),
+        hash: format!("hash-{id}"),
+        name: name.into(),
+        base: "web".into(),
+        profile: "endpoint".into(),
+        created_at: 1,
+        expires_at: 100,
+        created_by: "cli".into(),
+        used_at: None,
+        serial: None,
+        spki_sha256: None,
+        revoked_at: None,
+    }
+}
+
+/// Runs `f` on `threads` threads at once, alternating between the two stores.
+fn concurrently<T: Send>(
+    a: &dyn Store,
+    b: &dyn Store,
+    threads: usize,
+    f: impl Fn(&dyn Store, usize) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let store = if i % 2 == 0 { a } else { b };
+                let f = &f;
+                scope.spawn(move || f(store, i))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn duplicate_serial_rejected_and_transaction_rolled_back() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_certificate(&record(&[1], "one"))).unwrap();
+        let err = write_tx(b, |tx| {
+            tx.insert_certificate(&record(&[2], "two"))?;
+            tx.insert_certificate(&record(&[1], "again"))
+        })
+        .unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateSerial(_)), "{err}");
+        let all = read_tx(a, |tx| tx.list_certificates(&ListFilter::default())).unwrap();
+        assert_eq!(all.len(), 1, "the failed transaction left nothing behind");
+        let one = read_tx(b, |tx| tx.certificate(&Serial::from_bytes(&[1]))).unwrap();
+        assert_eq!(one.unwrap().name, "one");
+    });
+}
+
+#[test]
+fn certificates_listed_by_name_and_status_newest_first() {
+    both(|a, b| {
+        for (serial, name) in [(1u8, "x"), (2, "y"), (3, "x")] {
+            write_tx(a, |tx| tx.insert_certificate(&record(&[serial], name))).unwrap();
+        }
+        let revocation = Revocation {
+            revoked_at: 5,
+            reason: Reason::Superseded,
+        };
+        write_tx(b, |tx| tx.revoke(&Serial::from_bytes(&[3]), revocation)).unwrap();
+        let xs = read_tx(b, |tx| {
+            tx.list_certificates(&ListFilter {
+                name: Some("x".into()),
+                ..ListFilter::default()
+            })
+        })
+        .unwrap();
+        let serials: Vec<String> = xs.iter().map(|c| c.serial.to_hex()).collect();
+        assert_eq!(serials, ["03", "01"]);
+        let revoked = read_tx(a, |tx| {
+            tx.list_certificates(&ListFilter {
+                revoked: Some(true),
+                ..ListFilter::default()
+            })
+        })
+        .unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].revocation, Some(revocation));
+        let limited = read_tx(a, |tx| {
+            tx.list_certificates(&ListFilter {
+                limit: Some(2),
+                revoked: Some(false),
+                ..ListFilter::default()
+            })
+        })
+        .unwrap();
+        assert_eq!(limited.len(), 2);
+        let der = read_tx(a, |tx| tx.certificate(&Serial::from_bytes(&[2]))).unwrap();
+        assert_eq!(der.unwrap().der, vec![2]);
+    });
+}
+
+#[test]
+fn revocation_is_permanent_counted_and_listed_for_the_crl() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_certificate(&record(&[7], "h"))).unwrap();
+        let first = Revocation {
+            revoked_at: 100,
+            reason: Reason::KeyCompromise,
+        };
+        let serial = Serial::from_bytes(&[7]);
+        assert_eq!(
+            write_tx(a, |tx| tx.revoke(&serial, first)).unwrap(),
+            RevokeOutcome::Revoked
+        );
+        let second = Revocation {
+            revoked_at: 200,
+            reason: Reason::Superseded,
+        };
+        assert_eq!(
+            write_tx(b, |tx| tx.revoke(&serial, second)).unwrap(),
+            RevokeOutcome::AlreadyRevoked(first)
+        );
+        assert_eq!(read_tx(b, |tx| tx.status_epoch()).unwrap(), 1);
+        let missing = write_tx(b, |tx| tx.revoke(&Serial::from_bytes(&[9]), first)).unwrap();
+        assert_eq!(missing, RevokeOutcome::NotFound);
+        let mut entries = Vec::new();
+        read_tx(b, |tx| {
+            tx.for_each_revoked("intermediate", &mut |e| entries.push(e))
+        })
+        .unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].serial, serial);
+        assert_eq!(entries[0].revocation, first);
+    });
+}
+
+#[test]
+fn concurrent_revocations_of_one_certificate_one_wins() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_certificate(&record(&[4], "h"))).unwrap();
+        let serial = Serial::from_bytes(&[4]);
+        let outcomes = concurrently(a, b, 8, |store, i| {
+            let revocation = Revocation {
+                revoked_at: i64::try_from(i).unwrap(),
+                reason: Reason::Unspecified,
+            };
+            write_tx(store, |tx| tx.revoke(&serial, revocation)).unwrap()
+        });
+        let won = outcomes
+            .iter()
+            .filter(|o| **o == RevokeOutcome::Revoked)
+            .count();
+        assert_eq!(won, 1, "{outcomes:?}");
+        assert_eq!(read_tx(a, |tx| tx.status_epoch()).unwrap(), 1);
+    });
+}
+
+#[test]
+fn crl_numbers_only_grow_across_servers() {
+    both(|a, b| {
+        let numbers = concurrently(a, b, 8, |store, _| {
+            (0..5)
+                .map(|_| write_tx(store, |tx| tx.next_crl_number("intermediate")).unwrap())
+                .collect::<Vec<u64>>()
+        });
+        for per_thread in &numbers {
+            assert!(per_thread.windows(2).all(|w| w[0] < w[1]), "{per_thread:?}");
+        }
+        let mut all: Vec<u64> = numbers.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=40).collect::<Vec<u64>>(), "no number given twice");
+        let crl = StoredCrl {
+            number: 40,
+            this_update: 10,
+            next_update: 20,
+            der: Vec::new(),
+        };
+        write_tx(a, |tx| tx.save_crl("intermediate", &crl)).unwrap();
+        assert_eq!(
+            write_tx(b, |tx| tx.next_crl_number("intermediate")).unwrap(),
+            41
+        );
+    });
+}
+
+#[test]
+fn audit_chain_unbroken_under_concurrent_appends() {
+    both(|a, b| {
+        concurrently(a, b, 8, |store, i| {
+            for j in 0..5 {
+                let entry = NewAuditEntry {
+                    time: 1,
+                    actor: format!("t{i}"),
+                    action: "test".into(),
+                    details: format!("{{\"j\":{j}}}"),
+                };
+                write_tx(store, |tx| tx.append_audit(&entry)).unwrap();
+            }
+        });
+        let report = verify_audit_log(a).unwrap();
+        assert_eq!(report.entries, 40);
+        assert!(report.first_break.is_none(), "{:?}", report.first_break);
+    });
+}
+
+#[test]
+fn admin_token_found_by_hash_only() {
+    both(|a, b| {
+        let record = AdminTokenRecord {
+            id: "id1".into(),
+            hash: "ab".repeat(32),
+            role: "admin".into(),
+            label: "ops".into(),
+            created_at: 3,
+        };
+        write_tx(a, |tx| tx.insert_admin_token(&record)).unwrap();
+        let found = read_tx(b, |tx| tx.admin_token_by_hash(&"ab".repeat(32))).unwrap();
+        assert_eq!(found.unwrap().label, "ops");
+        assert!(read_tx(b, |tx| tx.admin_token_by_hash("cd"))
+            .unwrap()
+            .is_none());
+    });
+}
+
+#[test]
+fn concurrent_token_burns_exactly_one_wins() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_enrollment_token(&token("t", "web-0001"))).unwrap();
+        let wins = concurrently(a, b, 16, |store, i| {
+            write_tx(store, |tx| {
+                tx.burn_enrollment_token("t", 5, &format!("{i:02x}"), "spki")
+            })
+            .unwrap()
+        });
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+        let stored = read_tx(b, |tx| tx.enrollment_token_by_hash("hash-t"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.used_at, Some(5));
+        assert!(
+            !write_tx(a, |tx| tx.revoke_enrollment_token("t", 9)).unwrap(),
+            "a used token cannot be revoked"
+        );
+    });
+}
+
+#[test]
+fn concurrent_name_allocations_never_collide() {
+    both(|a, b| {
+        let numbers = concurrently(a, b, 8, |store, _| {
+            (0..10)
+                .map(|_| write_tx(store, |tx| tx.allocate_name_number("web")).unwrap())
+                .collect::<Vec<u64>>()
+        });
+        let mut all: Vec<u64> = numbers.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=80).collect::<Vec<u64>>());
+        assert_eq!(write_tx(b, |tx| tx.allocate_name_number("db")).unwrap(), 1);
+    });
+}
+
+#[test]
+fn enrollment_token_with_taken_name_is_a_conflict() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_enrollment_token(&token("a", "web-0001"))).unwrap();
+        let dup = write_tx(b, |tx| tx.insert_enrollment_token(&token("b", "web-0001")));
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        write_tx(a, |tx| tx.insert_certificate(&record(&[8], "cert-name"))).unwrap();
+        assert!(read_tx(b, |tx| tx.name_in_use("web-0001")).unwrap());
+        assert!(read_tx(b, |tx| tx.name_in_use("cert-name")).unwrap());
+        assert!(!read_tx(b, |tx| tx.name_in_use("web-0002")).unwrap());
+        write_tx(b, |tx| tx.insert_enrollment_token(&token("c", "web-0003"))).unwrap();
+        assert!(write_tx(a, |tx| tx.revoke_enrollment_token("c", 4)).unwrap());
+        let listed = read_tx(a, |tx| tx.list_enrollment_tokens()).unwrap();
+        let ids: Vec<&str> = listed.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(listed[1].revoked_at, Some(4));
+        assert!(read_tx(a, |tx| tx.enrollment_token("c")).unwrap().is_some());
+    });
+}
+
+#[test]
+fn postgres_schema_newer_than_this_build_refused() {
+    let schema = PgSchema::new();
+    drop(schema.open());
+    admin_sql(&format!(
+        "UPDATE {}.herald_schema SET version = {}",
+        schema.name,
+        SCHEMA_VERSION + 1
+    ));
+    let err = PgStore::open(&schema.options()).unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert!(err.to_string().contains("upgrade herald-ca"), "{err}");
+}
+
+#[test]
+fn postgres_migrations_applied_once_by_concurrent_servers() {
+    let schema = PgSchema::new();
+    let stores: Vec<PgStore> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3).map(|_| scope.spawn(|| schema.open())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    write_tx(&stores[0], |tx| tx.insert_certificate(&record(&[1], "a"))).unwrap();
+    assert_eq!(
+        read_tx(&stores[2], |tx| tx
+            .list_certificates(&ListFilter::default()))
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn postgres_unreachable_is_unavailable() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let err = PgStore::open(&PgOptions {
+        url: format!("postgres://postgres@127.0.0.1:{port}/test"),
+        schema: "herald".into(),
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(2),
+    })
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+}
+
+#[test]
+fn postgres_connection_lost_mid_transaction_writes_nothing() {
+    let schema = PgSchema::new();
+    let app = format!("{}_app", schema.name);
+    let mut options = schema.options();
+    options.url = format!("{}?application_name={app}", pg_url());
+    let store = PgStore::open(&options).unwrap();
+    let err = write_tx(&store, |tx| {
+        tx.insert_certificate(&record(&[1], "half"))?;
+        // The database drops every connection of this store before the commit.
+        admin_sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+        ));
+        tx.insert_certificate(&record(&[2], "half"))
+    })
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    let other = schema.open();
+    let all = read_tx(&other, |tx| tx.list_certificates(&ListFilter::default())).unwrap();
+    assert!(all.is_empty(), "nothing half-written: {all:?}");
+    // The pool replaces the dead connection: the store works again.
+    write_tx(&store, |tx| tx.insert_certificate(&record(&[3], "after"))).unwrap();
+}
+
+#[test]
+fn postgres_revocation_wakes_other_servers() {
+    let schema = PgSchema::new();
+    let (a, b) = (schema.open(), schema.open());
+    write_tx(&a, |tx| tx.insert_certificate(&record(&[5], "n"))).unwrap();
+    let revocation = Revocation {
+        revoked_at: 1,
+        reason: Reason::KeyCompromise,
+    };
+    // Wait until `b` listens (its listener counts its first connection as a change).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while b.status_notifications() == 0 {
+        assert!(std::time::Instant::now() < deadline, "b never listened");
+        b.wait_status_change(Duration::from_millis(100));
+    }
+    let before = b.status_notifications();
+    write_tx(&a, |tx| tx.revoke(&Serial::from_bytes(&[5]), revocation)).unwrap();
+    while b.status_notifications() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b was never told of the revocation"
+        );
+        b.wait_status_change(Duration::from_millis(100));
+    }
+    assert_eq!(read_tx(&b, |tx| tx.status_epoch()).unwrap(), 1);
+}
+
+#[test]
+fn postgres_panic_in_transaction_rolls_back_before_the_connection_is_reused() {
+    let schema = PgSchema::new();
+    let mut options = schema.options();
+    options.pool_size = 1;
+    let store = PgStore::open(&options).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = write_tx(&store, |tx| {
+            tx.insert_certificate(&record(&[1], "half"))?;
+            panic!("caller bug in the middle of a transaction");
+            #[allow(unreachable_code)]
+            Ok::<_, StoreError>(())
+        });
+    }));
+    assert!(panicked.is_err());
+    // The only connection is reused: a later transaction must not commit the panicked one's
+    // insert.
+    write_tx(&store, |tx| tx.insert_certificate(&record(&[2], "next"))).unwrap();
+    let names: Vec<String> = read_tx(&store, |tx| tx.list_certificates(&ListFilter::default()))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["next"]);
+}
+
+#[test]
+fn postgres_crl_and_audit_longer_than_a_page_read_whole_in_order() {
+    let schema = PgSchema::new();
+    let store = schema.open();
+    let n = 10_005;
+    admin_sql(&format!(
+        "INSERT INTO {s}.certificates
+             (serial, issuer, name, profile, not_before, not_after, issued_at, der, revoked_at, reason)
+         SELECT '1' || lpad(to_hex(i), 7, '0'), 'intermediate', 'n', 'endpoint', 0, 1, 0, '\\x00', 5, 1
+         FROM generate_series(1, {n}) AS i;
+         INSERT INTO {s}.audit (seq, time, actor, action, details, prev_hash, hash)
+         SELECT i, 0, 'a', 'b', '{{}}', 'p', 'h' FROM generate_series(1, {n}) AS i;",
+        s = schema.name
+    ));
+    let mut serials = Vec::new();
+    read_tx(&store as &dyn Store, |tx| {
+        tx.for_each_revoked("intermediate", &mut |e| serials.push(e.serial.to_hex()))
+    })
+    .unwrap();
+    assert_eq!(serials.len(), n);
+    assert!(
+        serials.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice"
+    );
+    let mut seqs = Vec::new();
+    read_tx(&store as &dyn Store, |tx| {
+        tx.for_each_audit(&mut |e| seqs.push(e.seq))
+    })
+    .unwrap();
+    assert_eq!(seqs, (1..=i64::try_from(n).unwrap()).collect::<Vec<i64>>());
+}

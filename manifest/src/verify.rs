@@ -1,0 +1,860 @@
+//! Verification: the only code that produces [`Verified`] values.
+//!
+//! The steps follow the TUF 1.0 client workflow (section 5): a trusted root, then each newer
+//! root signed by the old and by its own threshold (5.3), then timestamp (5.4), snapshot (5.5),
+//! targets and delegated targets (5.6), and finally each target file, with Herald's per-file
+//! release signatures. Every step takes the verified result of the step before it. No step
+//! reads a clock: `now` is a parameter.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use crate::canonical::to_canonical_bytes;
+use ring::digest;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::envelope::{Envelope, EnvelopeError, Signature};
+use crate::keys::{KeyId, PublicKey};
+use crate::metadata::{
+    tuf_time, DelegatedRole, Header, MetaFile, RoleType, Root, Snapshot, TargetFile, Targets,
+    Timestamp,
+};
+use crate::path::TargetPath;
+use crate::release::{release_signatures, target_statement};
+
+/// Why metadata or a target failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The bytes are not a well-formed envelope.
+    #[error("{role} metadata: {source}")]
+    Envelope {
+        /// The role being verified.
+        role: String,
+        /// The cause.
+        source: EnvelopeError,
+    },
+    /// The `signed` part does not have the role's fields.
+    #[error("{role} metadata: invalid fields: {source}")]
+    Fields {
+        /// The role being verified.
+        role: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// `_type` names another role.
+    #[error("{role} metadata: `_type` is {found:?}")]
+    WrongType {
+        /// The role being verified.
+        role: String,
+        /// The `_type` found.
+        found: String,
+    },
+    /// The specification version is not 1.x.
+    #[error("{role} metadata: unsupported spec_version {found:?}")]
+    SpecVersion {
+        /// The role being verified.
+        role: String,
+        /// The version found.
+        found: String,
+    },
+    /// A role's threshold is zero or the role is missing.
+    #[error("{role}: no usable keys or threshold (a threshold must be at least 1)")]
+    BadRole {
+        /// The role.
+        role: String,
+    },
+    /// Not enough distinct trusted keys signed.
+    #[error("{role} metadata: {valid} valid signature(s) from distinct trusted keys, threshold {threshold}")]
+    Threshold {
+        /// The role being verified.
+        role: String,
+        /// Distinct keys with a valid signature.
+        valid: usize,
+        /// The threshold.
+        threshold: u32,
+    },
+    /// The metadata has expired.
+    #[error("{role} metadata expired at {expires}")]
+    Expired {
+        /// The role.
+        role: String,
+        /// Its expiry.
+        expires: String,
+    },
+    /// The version differs from the one the referring metadata lists.
+    #[error("{role} metadata: version {found}, expected {expected}")]
+    Version {
+        /// The role.
+        role: String,
+        /// The expected version.
+        expected: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// The version is lower than the trusted one.
+    #[error("{role} metadata: version {found} is older than trusted version {trusted} (rollback)")]
+    Rollback {
+        /// The role.
+        role: String,
+        /// The trusted version.
+        trusted: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// A required `meta` entry is missing.
+    #[error("{role} metadata does not list {entry}")]
+    MissingMeta {
+        /// The role.
+        role: String,
+        /// The missing entry.
+        entry: String,
+    },
+    /// Length differs from the listed one.
+    #[error("{what}: length {found}, expected {expected}")]
+    Length {
+        /// What was checked.
+        what: String,
+        /// The listed length.
+        expected: u64,
+        /// The length found.
+        found: u64,
+    },
+    /// A hash differs from the listed one.
+    #[error("{what}: {algorithm} hash does not match")]
+    Hash {
+        /// What was checked.
+        what: String,
+        /// The hash algorithm.
+        algorithm: String,
+    },
+    /// No hash algorithm Herald supports is listed.
+    #[error("{what}: no supported hash listed (sha256, sha384 or sha512 expected)")]
+    NoSupportedHash {
+        /// What was checked.
+        what: String,
+    },
+    /// The delegated role is not delegated by the given targets role.
+    #[error("role {role:?} is not delegated by this targets metadata")]
+    NotDelegated {
+        /// The role.
+        role: String,
+    },
+    /// The target is not listed.
+    #[error("target {0} is not listed in the verified targets metadata")]
+    NotListed(String),
+    /// Too few valid release signatures on a target.
+    #[error("target {path}: {valid} valid release signature(s) from distinct keys, threshold {threshold}")]
+    ReleaseThreshold {
+        /// The target.
+        path: String,
+        /// Distinct release keys with a valid signature.
+        valid: usize,
+        /// The threshold.
+        threshold: u32,
+    },
+}
+
+/// A value that passed verification. Only this module can build one.
+#[derive(Debug, Clone)]
+pub struct Verified<T> {
+    value: T,
+    /// The generic `signed` value, read from `bytes` when first asked for.
+    signed: OnceLock<Value>,
+    bytes: Vec<u8>,
+}
+
+impl<T> Verified<T> {
+    /// The typed view.
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// The generic `signed` value, with every member as read (unknown ones included).
+    pub fn signed_value(&self) -> &Value {
+        self.signed.get_or_init(|| {
+            // These bytes parsed as an envelope during verification.
+            serde_json::from_slice::<Value>(&self.bytes)
+                .ok()
+                .and_then(|mut v| v.get_mut("signed").map(Value::take))
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    /// The exact bytes that were verified (what a client persists).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<T> Deref for Verified<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// Verified root metadata.
+pub type VerifiedRoot = Verified<Root>;
+/// Verified timestamp metadata.
+pub type VerifiedTimestamp = Verified<Timestamp>;
+/// Verified snapshot metadata.
+pub type VerifiedSnapshot = Verified<Snapshot>;
+/// Verified targets metadata (top-level or delegated).
+pub type VerifiedTargets = Verified<Targets>;
+
+/// A target file whose length, SHA-256 and (if root declares release keys) release
+/// signatures were verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedTarget {
+    path: TargetPath,
+    length: u64,
+    sha256: String,
+}
+
+impl VerifiedTarget {
+    /// The target path.
+    pub fn path(&self) -> &TargetPath {
+        &self.path
+    }
+
+    /// The verified length.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The verified SHA-256, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// A parsed but not yet verified document.
+struct Parsed<T> {
+    signatures: Vec<Signature>,
+    /// The `signed` member exactly as received.
+    raw_signed: Vec<u8>,
+    /// Canonical JSON of `signed`, computed only when the received form is not canonical.
+    canonical: OnceLock<Result<Vec<u8>, String>>,
+    value: T,
+    header: Header,
+}
+
+impl<T> Parsed<T> {
+    fn into_verified(self, bytes: &[u8]) -> Verified<T> {
+        Verified {
+            value: self.value,
+            signed: OnceLock::new(),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// Canonical JSON of `signed` (TUF's signing form), built from the received bytes.
+    fn canonical(&self) -> Result<&[u8], VerifyError> {
+        let canonical = self.canonical.get_or_init(|| {
+            let value: Value =
+                serde_json::from_slice(&self.raw_signed).map_err(|e| e.to_string())?;
+            to_canonical_bytes(&value).map_err(|e| e.to_string())
+        });
+        canonical.as_deref().map_err(|message| VerifyError::Fields {
+            role: self.header.role_type.clone(),
+            source: serde::de::Error::custom(message),
+        })
+    }
+
+    /// Checks the threshold over the signing form. Writers of canonical JSON (herald-sign,
+    /// among others) send `signed` already in canonical form, so the received bytes are tried
+    /// first, without building a JSON tree; otherwise the canonical form is computed. A
+    /// signature only verifies over the exact bytes its key signed, so both paths accept
+    /// exactly what the trusted keys signed.
+    fn check(
+        &self,
+        role: &str,
+        keys: &BTreeMap<KeyId, PublicKey>,
+        keyids: &[KeyId],
+        threshold: u32,
+    ) -> Result<usize, VerifyError> {
+        let fast = check_threshold(
+            role,
+            &self.raw_signed,
+            &self.signatures,
+            keys,
+            keyids,
+            threshold,
+        );
+        match fast {
+            Err(VerifyError::Threshold { .. }) => {
+                let canonical = self.canonical()?;
+                if canonical == self.raw_signed.as_slice() {
+                    return fast;
+                }
+                check_threshold(role, canonical, &self.signatures, keys, keyids, threshold)
+            }
+            other => other,
+        }
+    }
+}
+
+/// An envelope with its `signed` member kept as received.
+#[derive(serde::Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    signed: &'a serde_json::value::RawValue,
+    signatures: Vec<Signature>,
+}
+
+fn parse<T: DeserializeOwned>(
+    bytes: &[u8],
+    role_type: RoleType,
+    role: &str,
+) -> Result<Parsed<T>, VerifyError> {
+    let raw: RawEnvelope<'_> = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        // Not the expected shape: the generic parser gives the precise reason.
+        Err(_) => {
+            Envelope::from_slice(bytes).map_err(|source| VerifyError::Envelope {
+                role: role.into(),
+                source,
+            })?;
+            return Err(VerifyError::Envelope {
+                role: role.into(),
+                source: EnvelopeError::Shape("not a signed envelope"),
+            });
+        }
+    };
+    let raw_signed = raw.signed.get().as_bytes();
+    if !raw.signed.get().starts_with('{') {
+        return Err(VerifyError::Envelope {
+            role: role.into(),
+            source: EnvelopeError::Shape("`signed` is not an object"),
+        });
+    }
+    let fields = |source| VerifyError::Fields {
+        role: role.into(),
+        source,
+    };
+    let header: Header = serde_json::from_slice(raw_signed).map_err(fields)?;
+    if header.role_type != role_type.as_str() {
+        return Err(VerifyError::WrongType {
+            role: role.into(),
+            found: header.role_type,
+        });
+    }
+    if header.spec_version.split('.').next() != Some("1") {
+        return Err(VerifyError::SpecVersion {
+            role: role.into(),
+            found: header.spec_version,
+        });
+    }
+    let value: T = serde_json::from_slice(raw_signed).map_err(fields)?;
+    Ok(Parsed {
+        signatures: raw.signatures,
+        raw_signed: raw_signed.to_vec(),
+        canonical: OnceLock::new(),
+        value,
+        header,
+    })
+}
+
+/// Counts distinct trusted keys with a valid signature over `msg` and checks the threshold.
+///
+/// A key counts once however many signatures or key IDs name it: signatures are matched by
+/// declared key ID against `keyids`, and the counted set holds key material, not IDs.
+fn check_threshold(
+    role: &str,
+    msg: &[u8],
+    signatures: &[Signature],
+    keys: &BTreeMap<KeyId, PublicKey>,
+    keyids: &[KeyId],
+    threshold: u32,
+) -> Result<usize, VerifyError> {
+    if threshold == 0 {
+        return Err(VerifyError::BadRole { role: role.into() });
+    }
+    let allowed: BTreeSet<&KeyId> = keyids.iter().collect();
+    let mut counted: HashSet<String> = HashSet::new();
+    for sig in signatures {
+        if !allowed.contains(&sig.keyid) {
+            continue;
+        }
+        let Some(key) = keys.get(&sig.keyid) else {
+            continue;
+        };
+        let Ok(key) = key.verifying_key() else {
+            continue;
+        };
+        if counted.contains(key.identity()) {
+            continue;
+        }
+        let Ok(raw) = hex::decode(&sig.sig) else {
+            continue;
+        };
+        if key.verify(msg, &raw) {
+            counted.insert(key.identity().to_owned());
+        }
+    }
+    if counted.len() < threshold as usize {
+        return Err(VerifyError::Threshold {
+            role: role.into(),
+            valid: counted.len(),
+            threshold,
+        });
+    }
+    Ok(counted.len())
+}
+
+fn check_role_signed<T>(root: &Root, role: RoleType, doc: &Parsed<T>) -> Result<(), VerifyError> {
+    let keys = root.role(role).ok_or_else(|| VerifyError::BadRole {
+        role: role.as_str().into(),
+    })?;
+    doc.check(role.as_str(), &root.keys, &keys.keyids, keys.threshold)
+        .map(drop)
+}
+
+fn check_expiry(
+    role: &str,
+    expires: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), VerifyError> {
+    if now >= expires {
+        return Err(VerifyError::Expired {
+            role: role.into(),
+            expires: tuf_time::format(expires),
+        });
+    }
+    Ok(())
+}
+
+/// Checks `bytes` against the length and hashes listed in `meta` (those listed only).
+fn check_length_and_hashes(
+    what: &str,
+    bytes: &[u8],
+    length: Option<u64>,
+    hashes: Option<&BTreeMap<String, String>>,
+    require_hash: bool,
+) -> Result<(), VerifyError> {
+    if let Some(expected) = length {
+        if bytes.len() as u64 != expected {
+            return Err(VerifyError::Length {
+                what: what.into(),
+                expected,
+                found: bytes.len() as u64,
+            });
+        }
+    }
+    let mut checked = 0;
+    for (algorithm, expected) in hashes.into_iter().flatten() {
+        let alg = match algorithm.as_str() {
+            "sha256" => &digest::SHA256,
+            "sha384" => &digest::SHA384,
+            "sha512" => &digest::SHA512,
+            _ => continue,
+        };
+        if !hex::encode(digest::digest(alg, bytes)).eq_ignore_ascii_case(expected) {
+            return Err(VerifyError::Hash {
+                what: what.into(),
+                algorithm: algorithm.clone(),
+            });
+        }
+        checked += 1;
+    }
+    if require_hash && checked == 0 {
+        return Err(VerifyError::NoSupportedHash { what: what.into() });
+    }
+    Ok(())
+}
+
+fn check_meta_file(what: &str, bytes: &[u8], meta: &MetaFile) -> Result<(), VerifyError> {
+    check_length_and_hashes(what, bytes, meta.length, meta.hashes.as_ref(), false)
+}
+
+impl Verified<Root> {
+    /// Takes root metadata as the trust anchor (shipped with the client or set up by an
+    /// operator): it must be signed by its own root threshold. Expiry is not checked here:
+    /// a client checks the expiry of the newest root after updating (TUF 1.0 step 5.3.10),
+    /// with [`Verified::check_expiry`].
+    pub fn trust_anchor(bytes: &[u8]) -> Result<Self, VerifyError> {
+        let doc: Parsed<Root> = parse(bytes, RoleType::Root, "root")?;
+        check_role_signed(&doc.value, RoleType::Root, &doc)?;
+        Ok(doc.into_verified(bytes))
+    }
+
+    /// Verifies the next root version (TUF 1.0 steps 5.3.4 to 5.3.6): signed by a threshold
+    /// of this root's root keys and by a threshold of its own, version exactly one more.
+    pub fn verify_next_root(&self, bytes: &[u8]) -> Result<Self, VerifyError> {
+        let doc: Parsed<Root> = parse(bytes, RoleType::Root, "root")?;
+        check_role_signed(&self.value, RoleType::Root, &doc)?;
+        check_role_signed(&doc.value, RoleType::Root, &doc)?;
+        let expected = self.value.version.saturating_add(1);
+        if doc.header.version != expected {
+            if doc.header.version <= self.value.version {
+                return Err(VerifyError::Rollback {
+                    role: "root".into(),
+                    trusted: self.value.version,
+                    found: doc.header.version,
+                });
+            }
+            return Err(VerifyError::Version {
+                role: "root".into(),
+                expected,
+                found: doc.header.version,
+            });
+        }
+        Ok(doc.into_verified(bytes))
+    }
+
+    /// Checks only that `bytes` is `role` metadata signed by a threshold of this root's keys
+    /// for that role (no version, expiry or hash rule): for repository tools that audit older
+    /// versions or collect signatures from several people.
+    pub fn check_role_signatures(&self, role: RoleType, bytes: &[u8]) -> Result<(), VerifyError> {
+        let envelope = Envelope::from_slice(bytes).map_err(|source| VerifyError::Envelope {
+            role: role.as_str().into(),
+            source,
+        })?;
+        self.check_envelope_signatures(role, &envelope)
+    }
+
+    /// Like [`Verified::check_role_signatures`] for an envelope already in memory (a
+    /// repository tool checking what it just signed).
+    pub fn check_envelope_signatures(
+        &self,
+        role: RoleType,
+        envelope: &Envelope,
+    ) -> Result<(), VerifyError> {
+        let name = role.as_str();
+        if envelope.role_type() != Some(name) {
+            return Err(VerifyError::WrongType {
+                role: name.into(),
+                found: envelope.role_type().unwrap_or_default().into(),
+            });
+        }
+        let canonical = envelope.signed_bytes().map_err(|e| VerifyError::Envelope {
+            role: name.into(),
+            source: e.into(),
+        })?;
+        self.check_signatures(role, &canonical, envelope.signatures())
+    }
+
+    /// Checks that `signatures` over `signed_canonical` (the canonical bytes of a role's
+    /// `signed` part) meet the threshold of `role`'s keys in this root.
+    pub fn check_signatures(
+        &self,
+        role: RoleType,
+        signed_canonical: &[u8],
+        signatures: &[Signature],
+    ) -> Result<(), VerifyError> {
+        let name = role.as_str();
+        let keys = self
+            .value
+            .role(role)
+            .ok_or_else(|| VerifyError::BadRole { role: name.into() })?;
+        check_threshold(
+            name,
+            signed_canonical,
+            signatures,
+            &self.value.keys,
+            &keys.keyids,
+            keys.threshold,
+        )
+        .map(drop)
+    }
+
+    /// Fails when this root has expired at `now`.
+    pub fn check_expiry(&self, now: OffsetDateTime) -> Result<(), VerifyError> {
+        check_expiry("root", self.value.expires, now)
+    }
+
+    /// Verifies timestamp metadata (TUF 1.0 step 5.4): threshold of timestamp keys, no
+    /// rollback of its version or of the snapshot version it lists against `trusted`, not
+    /// expired at `now`.
+    pub fn verify_timestamp(
+        &self,
+        bytes: &[u8],
+        trusted: Option<&VerifiedTimestamp>,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedTimestamp, VerifyError> {
+        let doc: Parsed<Timestamp> = parse(bytes, RoleType::Timestamp, "timestamp")?;
+        check_role_signed(&self.value, RoleType::Timestamp, &doc)?;
+        let snapshot = snapshot_meta(&doc.value)?;
+        if let Some(old) = trusted {
+            rollback("timestamp", old.value.version, doc.value.version)?;
+            if let Some(old_snapshot) = old.value.snapshot_meta() {
+                rollback("snapshot", old_snapshot.version, snapshot.version)?;
+            }
+        }
+        check_expiry("timestamp", doc.header.expires, now)?;
+        Ok(doc.into_verified(bytes))
+    }
+
+    /// Verifies snapshot metadata (TUF 1.0 step 5.5): length and hashes as the timestamp
+    /// lists them, threshold of snapshot keys, version equal to the timestamp's, no targets
+    /// metadata removed or rolled back against `trusted`, not expired at `now`.
+    pub fn verify_snapshot(
+        &self,
+        bytes: &[u8],
+        timestamp: &VerifiedTimestamp,
+        trusted: Option<&VerifiedSnapshot>,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedSnapshot, VerifyError> {
+        let meta = snapshot_meta(&timestamp.value)?;
+        check_meta_file("snapshot metadata", bytes, meta)?;
+        let doc: Parsed<Snapshot> = parse(bytes, RoleType::Snapshot, "snapshot")?;
+        check_role_signed(&self.value, RoleType::Snapshot, &doc)?;
+        expect_version("snapshot", meta.version, doc.header.version)?;
+        if let Some(old) = trusted {
+            rollback("snapshot", old.value.version, doc.value.version)?;
+            for (name, old_meta) in &old.value.meta {
+                let new_meta =
+                    doc.value
+                        .meta
+                        .get(name)
+                        .ok_or_else(|| VerifyError::MissingMeta {
+                            role: "snapshot".into(),
+                            entry: name.clone(),
+                        })?;
+                rollback(name, old_meta.version, new_meta.version)?;
+            }
+        }
+        check_expiry("snapshot", doc.header.expires, now)?;
+        Ok(doc.into_verified(bytes))
+    }
+
+    /// Verifies top-level targets metadata (TUF 1.0 step 5.6): length and hashes as the
+    /// snapshot lists them, threshold of targets keys, version equal to the snapshot's, not
+    /// expired at `now`.
+    pub fn verify_targets(
+        &self,
+        bytes: &[u8],
+        snapshot: &VerifiedSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedTargets, VerifyError> {
+        let keys = self
+            .value
+            .role(RoleType::Targets)
+            .ok_or_else(|| VerifyError::BadRole {
+                role: "targets".into(),
+            })?;
+        verify_targets_role(
+            "targets",
+            bytes,
+            snapshot,
+            &self.value.keys,
+            &keys.keyids,
+            keys.threshold,
+            now,
+        )
+    }
+
+    /// Verifies the content of a target listed in `targets` (top-level or delegated):
+    /// length, every supported listed hash (SHA-256 required) and, when root declares
+    /// release keys, the release signatures.
+    pub fn verify_target_content(
+        &self,
+        targets: &VerifiedTargets,
+        path: &TargetPath,
+        content: &[u8],
+    ) -> Result<VerifiedTarget, VerifyError> {
+        let entry = listed(targets, path)?;
+        let what = format!("target {path}");
+        check_length_and_hashes(
+            &what,
+            content,
+            Some(entry.length),
+            Some(&entry.hashes),
+            true,
+        )?;
+        self.check_release_signatures(path, entry)
+    }
+
+    /// Like [`Verified::verify_target_content`] for a file whose length and SHA-256 were
+    /// computed while streaming it to disk.
+    pub fn verify_target_digest(
+        &self,
+        targets: &VerifiedTargets,
+        path: &TargetPath,
+        length: u64,
+        sha256: &[u8],
+    ) -> Result<VerifiedTarget, VerifyError> {
+        let entry = listed(targets, path)?;
+        let what = format!("target {path}");
+        if length != entry.length {
+            return Err(VerifyError::Length {
+                what,
+                expected: entry.length,
+                found: length,
+            });
+        }
+        let expected = entry
+            .sha256()
+            .ok_or_else(|| VerifyError::NoSupportedHash { what: what.clone() })?;
+        if !hex::encode(sha256).eq_ignore_ascii_case(expected) {
+            return Err(VerifyError::Hash {
+                what,
+                algorithm: "sha256".into(),
+            });
+        }
+        self.check_release_signatures(path, entry)
+    }
+
+    fn check_release_signatures(
+        &self,
+        path: &TargetPath,
+        entry: &TargetFile,
+    ) -> Result<VerifiedTarget, VerifyError> {
+        let sha256 = entry
+            .sha256()
+            .ok_or_else(|| VerifyError::NoSupportedHash {
+                what: format!("target {path}"),
+            })?
+            .to_ascii_lowercase();
+        if let Some(release) = &self.value.release {
+            let statement = target_statement(path, entry.length, &sha256);
+            let sigs = release_signatures(entry.custom.as_ref());
+            let keyids: Vec<KeyId> = release.keys.keys().cloned().collect();
+            check_threshold(
+                "release",
+                &statement,
+                &sigs,
+                &release.keys,
+                &keyids,
+                release.threshold,
+            )
+            .map_err(|e| match e {
+                VerifyError::Threshold {
+                    valid, threshold, ..
+                } => VerifyError::ReleaseThreshold {
+                    path: path.to_string(),
+                    valid,
+                    threshold,
+                },
+                other => other,
+            })?;
+        }
+        Ok(VerifiedTarget {
+            path: path.clone(),
+            length: entry.length,
+            sha256,
+        })
+    }
+}
+
+fn listed<'a>(
+    targets: &'a VerifiedTargets,
+    path: &TargetPath,
+) -> Result<&'a TargetFile, VerifyError> {
+    targets
+        .value
+        .targets
+        .get(path)
+        .ok_or_else(|| VerifyError::NotListed(path.to_string()))
+}
+
+fn snapshot_meta(timestamp: &Timestamp) -> Result<&MetaFile, VerifyError> {
+    timestamp
+        .snapshot_meta()
+        .ok_or_else(|| VerifyError::MissingMeta {
+            role: "timestamp".into(),
+            entry: "snapshot.json".into(),
+        })
+}
+
+fn rollback(role: &str, trusted: u64, found: u64) -> Result<(), VerifyError> {
+    if found < trusted {
+        return Err(VerifyError::Rollback {
+            role: role.into(),
+            trusted,
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn expect_version(role: &str, expected: u64, found: u64) -> Result<(), VerifyError> {
+    if expected != found {
+        return Err(VerifyError::Version {
+            role: role.into(),
+            expected,
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn verify_targets_role(
+    name: &str,
+    bytes: &[u8],
+    snapshot: &VerifiedSnapshot,
+    keys: &BTreeMap<KeyId, PublicKey>,
+    keyids: &[KeyId],
+    threshold: u32,
+    now: OffsetDateTime,
+) -> Result<VerifiedTargets, VerifyError> {
+    let file = format!("{name}.json");
+    let meta = snapshot
+        .value
+        .meta
+        .get(&file)
+        .ok_or_else(|| VerifyError::MissingMeta {
+            role: "snapshot".into(),
+            entry: file.clone(),
+        })?;
+    check_meta_file(&format!("{name} metadata"), bytes, meta)?;
+    let doc: Parsed<Targets> = parse(bytes, RoleType::Targets, name)?;
+    doc.check(name, keys, keyids, threshold)?;
+    expect_version(name, meta.version, doc.header.version)?;
+    check_expiry(name, doc.header.expires, now)?;
+    Ok(doc.into_verified(bytes))
+}
+
+impl Verified<Targets> {
+    /// The entry for `path` in this role's own `targets`.
+    pub fn target(&self, path: &TargetPath) -> Option<&TargetFile> {
+        self.value.targets.get(path)
+    }
+
+    /// The delegated roles trusted for `path`, in priority order. A client visits them in
+    /// order (depth first) and stops after the first `terminating` one it visits.
+    pub fn delegations_for<'a>(
+        &'a self,
+        path: &'a TargetPath,
+    ) -> impl Iterator<Item = &'a DelegatedRole> + 'a {
+        self.value
+            .delegations
+            .iter()
+            .flat_map(|d| d.roles.iter())
+            .filter(move |r| r.matches(path))
+    }
+
+    /// Verifies the metadata of `role`, delegated by this targets role: length and hashes as
+    /// the snapshot lists them, threshold of the delegated keys, version equal to the
+    /// snapshot's, not expired at `now`.
+    pub fn verify_delegated(
+        &self,
+        role: &str,
+        bytes: &[u8],
+        snapshot: &VerifiedSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedTargets, VerifyError> {
+        let delegations = self
+            .value
+            .delegations
+            .as_ref()
+            .ok_or_else(|| VerifyError::NotDelegated { role: role.into() })?;
+        let delegated = delegations
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .ok_or_else(|| VerifyError::NotDelegated { role: role.into() })?;
+        verify_targets_role(
+            role,
+            bytes,
+            snapshot,
+            &delegations.keys,
+            &delegated.keyids,
+            delegated.threshold,
+            now,
+        )
+    }
+}

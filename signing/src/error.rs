@@ -1,0 +1,66 @@
+//! Errors of `herald-sign`, by stage.
+
+use std::path::{Path, PathBuf};
+
+use crate::{EXIT_FAILURE, EXIT_USAGE};
+
+/// Errors that end a `herald-sign` run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad arguments (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A key could not be loaded or used.
+    #[error("key from {origin}: {reason}")]
+    Key {
+        /// Where the key came from (file path or environment variable).
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A metadata file failed verification.
+    #[error("{file}: {source}")]
+    Verify {
+        /// The file, relative to the repository.
+        file: String,
+        /// The cause.
+        source: herald_manifest::VerifyError,
+    },
+    /// A metadata file could not be read or written as an envelope.
+    #[error("{file}: {source}")]
+    Envelope {
+        /// The file, relative to the repository.
+        file: String,
+        /// The cause.
+        source: herald_manifest::EnvelopeError,
+    },
+    /// The repository is not in a state that allows the command (missing or unexpected files,
+    /// missing signatures...).
+    #[error("{0}")]
+    Repository(String),
+}
+
+impl Error {
+    /// The documented process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `herald-ca quickstart` starts with no set-up, prints where it listens and answers health
+//! checks there (its first line names the plain-HTTP address of OCSP, CRL and health).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+
+use herald_e2e::herald_bin;
+
+#[test]
+fn quickstart_starts_without_setup_and_answers_healthz() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().join("herald-data");
+    let mut child = herald_bin("herald-ca")
+        .args([
+            "quickstart",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("quickstart starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let first = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("quickstart prints its address")
+        .expect("stdout is UTF-8");
+    let addr = first
+        .rsplit("http://")
+        .next()
+        .expect("address printed")
+        .to_owned();
+
+    let mut stream = TcpStream::connect(&addr).expect("server accepts connections");
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    child.kill().expect("server stops");
+    let _ = child.wait();
+
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok\n"), "{response}");
+    assert!(data_dir.is_dir(), "data folder created");
+    assert!(
+        data_dir.join("config.toml").is_file(),
+        "quickstart initialised a CA"
+    );
+    let key = std::fs::read_to_string(data_dir.join("intermediate.key")).expect("CA key");
+    assert!(
+        key.contains("BEGIN ENCRYPTED PRIVATE KEY"),
+        "quickstart keys are encrypted"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for secret in ["passphrase", "admin-token", "intermediate.key"] {
+            let mode = std::fs::metadata(data_dir.join(secret))
+                .expect("secret file exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{secret} is private to its owner");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP side: the enrollment and renewal routes and the JSON error shape
+//! `{"error":{"code":"...","message":"..."}}` shared with the authority's API.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use base64::Engine;
+
+use crate::service::{EnrollRequest, RenewRequest, TokenService};
+
+/// The DER certificate a client presented over mutual TLS; the server puts it in each
+/// request's extensions.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub Arc<Vec<u8>>);
+
+/// A refused request: HTTP status, stable code, message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    /// A refusal with an HTTP status code.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with this code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    /// 500; the detail goes to the log only.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(500, "internal", "internal error; see the server log")
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// A JSON body, or a 400/415 refusal.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Refusal> {
+    let ct_ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("application/json"));
+    if !ct_ok {
+        return Err(Refusal::new(
+            415,
+            "unsupported_media_type",
+            "send application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| Refusal::bad_request("bad_json", e.to_string()))
+}
+
+fn json_ok(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => Refusal::internal(&e).into_response(),
+    }
+}
+
+/// Runs a blocking call of the service off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::internal(&e))?
+}
+
+/// `POST /api/v1/enroll` and `POST /api/v1/renew`.
+pub fn routes(service: TokenService) -> Router {
+    Router::new()
+        .route("/api/v1/enroll", post(enroll))
+        .route("/api/v1/renew", post(renew))
+        .with_state(service)
+}
+
+async fn enroll(
+    State(service): State<TokenService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let request: EnrollRequest = parse_json(&headers, &body)?;
+    let issued = blocking(move || service.enroll(&request)).await?;
+    Ok(json_ok(&issued))
+}
+
+async fn renew(
+    State(service): State<TokenService>,
+    client: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let request: RenewRequest = parse_json(&headers, &body)?;
+    let der = client.map(|Extension(ClientCertificate(der))| der);
+    let bad = || Refusal::bad_request("bad_forwarded_certificate", "not base64 DER");
+    let decode = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+    };
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().ok());
+    let forwarded = match header(crate::relay::FORWARDED_CLIENT_CERT) {
+        None => None,
+        Some(value) => Some(value.and_then(decode).ok_or_else(bad)?),
+    };
+    let chain: Vec<Vec<u8>> = match header(crate::relay::RELAY_CHAIN) {
+        None => Vec::new(),
+        Some(value) => value
+            .ok_or_else(bad)?
+            .split(',')
+            .map(|c| decode(c).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+    };
+    let issued = blocking(move || {
+        let peer = der.as_deref().map(Vec::as_slice);
+        match &forwarded {
+            Some(endpoint) => service.renew_relayed(peer, &chain, endpoint, &request),
+            None => service.renew(peer, &request),
+        }
+    })
+    .await?;
+    Ok(json_ok(&issued))
+}

@@ -1,0 +1,586 @@
+//! The relay: a site's stand-in for the server. Endpoints talk to it exactly as to the
+//! server; it forwards enrollment and renewal upstream (to the server or to another relay)
+//! over its own mutual-TLS identity, and caches CRLs, OCSP responses and update-repository
+//! files for the site.
+//!
+//! It holds no CA key and decides nothing: request bodies are forwarded byte for byte, so
+//! proof of possession (the request's signature) and token binding are checked by the
+//! authority, and the endpoint checks that the certificate it gets back is for its own key.
+//!
+//! Renewal: the relay forwards the endpoint's client certificate (verified here against the
+//! root) in the [`FORWARDED_CLIENT_CERT`] header. A relay that receives such a header from
+//! another relay passes it on and appends the sender's certificate to [`RELAY_CHAIN`]. The
+//! authority honours the header only if its own client and every certificate of the chain
+//! have the `relay` profile and are valid: whoever first claimed the endpoint's certificate
+//! was a relay that saw it in a TLS handshake.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use base64::Engine;
+
+use crate::client::{certifies, first_pem_block, pinned_root, BootstrapError};
+use crate::{EnrollRequest, IssuedCertificate};
+
+use crate::http::{ClientCertificate, Refusal};
+
+/// The header carrying a relayed endpoint's client certificate (base64 DER).
+pub const FORWARDED_CLIENT_CERT: &str = "x-herald-client-certificate";
+
+/// The header listing (comma-separated base64 DER) the certificates of the relays a forwarded
+/// renewal passed through before the last one, each added by the relay that received it.
+pub const RELAY_CHAIN: &str = "x-herald-relay-chain";
+
+/// The content type of forwarded enrollment and renewal requests.
+fn json_type() -> (&'static str, String) {
+    ("content-type", "application/json".to_owned())
+}
+
+/// Largest body forwarded or cached (repository files included).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Errors setting up a relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The upstream could not be reached or refused.
+    #[error("upstream {url}: {message}")]
+    Upstream {
+        /// The URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// The upstream's root does not match the pinned fingerprint.
+    #[error("the upstream's root certificate has fingerprint {found}, not the pinned {expected}")]
+    FingerprintMismatch {
+        /// Pinned.
+        expected: String,
+        /// Found.
+        found: String,
+    },
+    /// The relay has no identity yet and no token to enroll with.
+    #[error("no relay identity in {0}: give --token (a relay enrollment token) on first start")]
+    NotEnrolled(PathBuf),
+    /// Key, request or certificate handling failed.
+    #[error("identity: {0}")]
+    Identity(String),
+}
+
+/// The relay's identity files in its state folder.
+#[derive(Debug, Clone)]
+pub struct RelayState {
+    dir: PathBuf,
+}
+
+impl RelayState {
+    /// The state folder.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Private key then certificate chain, PEM (mode 0600).
+    pub fn identity_pem(&self) -> PathBuf {
+        self.dir.join("identity.pem")
+    }
+
+    /// The pinned root, PEM.
+    pub fn root_pem(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RelayError + '_ {
+    move |source| RelayError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn upstream_err(url: &str, message: impl std::fmt::Display) -> RelayError {
+    RelayError::Upstream {
+        url: url.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+fn http_client(
+    root_pem: Option<&[u8]>,
+    identity_pem: Option<&[u8]>,
+) -> Result<reqwest::Client, RelayError> {
+    let err = |e: reqwest::Error| RelayError::Identity(e.to_string());
+    crate::client::pinned_client_builder(root_pem, identity_pem)
+        .map_err(err)?
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(err)
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, RelayError> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| upstream_err(url, e))?;
+    if !response.status().is_success() {
+        return Err(upstream_err(url, format!("HTTP {}", response.status())));
+    }
+    response.json().await.map_err(|e| upstream_err(url, e))
+}
+
+/// Enrolls the relay with `token` unless it already has an identity: the upstream's root must
+/// match `root_fingerprint`; the key is generated here and never leaves the state folder.
+/// Returns the name of the relay's certificate, or `None` if it was enrolled before.
+pub async fn enroll_relay(
+    upstream: &str,
+    token: Option<&str>,
+    root_fingerprint: &str,
+    state: &RelayState,
+) -> Result<Option<String>, RelayError> {
+    if state.identity_pem().is_file() {
+        return Ok(None);
+    }
+    let token = token.ok_or_else(|| RelayError::NotEnrolled(state.dir.clone()))?;
+    let base = upstream.trim_end_matches('/');
+    let (root_pem, discovery) = pinned_root(base, root_fingerprint)
+        .await
+        .map_err(|e| match e {
+            BootstrapError::FingerprintMismatch { expected, found } => {
+                RelayError::FingerprintMismatch { expected, found }
+            }
+            other => upstream_err(base, other),
+        })?;
+    let verified = http_client(Some(root_pem.as_bytes()), None)?;
+    let enroll_url = discovery
+        .enroll_url
+        .unwrap_or_else(|| format!("{base}/api/v1/enroll"));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| RelayError::Identity(e.to_string()))?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .and_then(|r| r.pem())
+        .map_err(|e| RelayError::Identity(e.to_string()))?;
+    let response = verified
+        .post(&enroll_url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(
+            serde_json::to_vec(&EnrollRequest {
+                token: token.to_owned(),
+                csr,
+            })
+            .map_err(|e| RelayError::Identity(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| upstream_err(&enroll_url, e))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| upstream_err(&enroll_url, e))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(upstream_err(&enroll_url, format!("HTTP {status}: {text}")));
+    }
+    let issued: IssuedCertificate =
+        serde_json::from_slice(&body).map_err(|e| upstream_err(&enroll_url, e))?;
+    if !certifies(
+        &issued.certificate_pem,
+        &rcgen::PublicKeyData::subject_public_key_info(&key),
+    ) {
+        return Err(RelayError::Identity(
+            "the issued certificate is not for the relay's key".into(),
+        ));
+    }
+    let mut identity = key.serialize_pem();
+    identity.push_str(issued.certificate_pem.trim_end());
+    identity.push('\n');
+    identity.push_str(&issued.chain_pem);
+    std::fs::create_dir_all(&state.dir).map_err(io_err(&state.dir))?;
+    write_private(&state.identity_pem(), identity.as_bytes())?;
+    std::fs::write(state.root_pem(), first_pem_block(&root_pem))
+        .map_err(io_err(&state.root_pem()))?;
+    Ok(Some(issued.name))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// A cached upstream answer.
+#[derive(Clone)]
+struct Cached {
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    body: Bytes,
+    until: Instant,
+}
+
+/// Method, URL and body of a cacheable request.
+type CacheKey = (Method, String, Vec<u8>);
+
+/// How long an upstream answer may be cached, decided from its headers.
+type CachePolicy<'a> = &'a (dyn Fn(&reqwest::header::HeaderMap) -> Option<Duration> + Sync);
+
+/// The relay's forwarding state.
+pub struct Relay {
+    upstream: String,
+    client: reqwest::Client,
+    root_pem: String,
+    repository_ttl: Duration,
+    discovery: Mutex<Option<(serde_json::Value, Instant)>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most cached answers kept (a bound on memory; the oldest-expiring go first).
+const MAX_CACHED: usize = 10_000;
+
+impl Relay {
+    /// A relay forwarding to `upstream` with the identity in `state`; repository files are
+    /// cached for `repository_ttl`.
+    pub fn open(
+        upstream: &str,
+        state: &RelayState,
+        repository_ttl: Duration,
+    ) -> Result<Self, RelayError> {
+        let identity =
+            std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
+        let root_pem =
+            std::fs::read_to_string(state.root_pem()).map_err(io_err(&state.root_pem()))?;
+        Ok(Self {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: http_client(Some(root_pem.as_bytes()), Some(&identity))?,
+            root_pem,
+            repository_ttl,
+            discovery: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The pinned root, PEM (to verify endpoints' client certificates).
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    async fn upstream_discovery(&self) -> Result<serde_json::Value, Refusal> {
+        if let Ok(guard) = self.discovery.lock() {
+            if let Some((doc, until)) = guard.as_ref() {
+                if Instant::now() < *until {
+                    return Ok(doc.clone());
+                }
+            }
+        }
+        let url = format!("{}/.well-known/herald", self.upstream);
+        let doc = match get_json(&self.client, &url).await {
+            Ok(doc) => doc,
+            // Upstream unreachable: the last document still says where things are, so cached
+            // revocation data and repository files keep being served.
+            Err(e) => {
+                let stale = self
+                    .discovery
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|(doc, _)| doc.clone()));
+                return stale.ok_or_else(|| bad_gateway(e));
+            }
+        };
+        if let Ok(mut guard) = self.discovery.lock() {
+            *guard = Some((doc.clone(), Instant::now() + Duration::from_secs(60)));
+        }
+        Ok(doc)
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Cached> {
+        let guard = self.cache.lock().ok()?;
+        guard.get(key).filter(|c| Instant::now() < c.until).cloned()
+    }
+
+    fn store(&self, key: CacheKey, value: Cached) {
+        if let Ok(mut guard) = self.cache.lock() {
+            if guard.len() >= MAX_CACHED {
+                let now = Instant::now();
+                guard.retain(|_, c| c.until > now);
+            }
+            if guard.len() < MAX_CACHED {
+                guard.insert(key, value);
+            }
+        }
+    }
+
+    /// Forwards a request upstream; answers with the upstream's status, type and body.
+    /// With `cache_for`, a successful answer is cached (the function decides from the
+    /// answer's headers how long).
+    async fn forward(
+        &self,
+        method: Method,
+        url: String,
+        body: Bytes,
+        extra: Vec<(&'static str, String)>,
+        cache_for: Option<CachePolicy<'_>>,
+    ) -> Response {
+        let key = (method.clone(), url.clone(), body.to_vec());
+        if cache_for.is_some() {
+            if let Some(hit) = self.cached(&key) {
+                return cached_response(hit);
+            }
+        }
+        let mut request = self.client.request(method, &url).body(body);
+        for (name, value) in extra {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return bad_gateway(upstream_err(&url, e)).into_response(),
+        };
+        let status = response.status();
+        let headers: Vec<(header::HeaderName, HeaderValue)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| {
+                [
+                    header::CONTENT_TYPE,
+                    header::CACHE_CONTROL,
+                    header::ETAG,
+                    header::LAST_MODIFIED,
+                    header::EXPIRES,
+                ]
+                .contains(name)
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let ttl = cache_for.and_then(|f| f(response.headers()));
+        let body = match response.bytes().await {
+            Ok(b) if b.len() <= MAX_BODY => b,
+            Ok(_) => {
+                return Refusal::new(502, "upstream_too_large", "answer too large").into_response()
+            }
+            Err(e) => return bad_gateway(upstream_err(&url, e)).into_response(),
+        };
+        let answer = Cached {
+            status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            headers,
+            body,
+            until: Instant::now() + ttl.unwrap_or_default(),
+        };
+        if status.is_success() && ttl.is_some_and(|t| !t.is_zero()) {
+            self.store(key, answer.clone());
+        }
+        cached_response(answer)
+    }
+}
+
+fn cached_response(c: Cached) -> Response {
+    let mut response = (c.status, c.body).into_response();
+    for (name, value) in c.headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+fn bad_gateway(e: RelayError) -> Refusal {
+    tracing::warn!(error = %e, "upstream failed");
+    Refusal::new(502, "upstream_unavailable", e.to_string())
+}
+
+/// How long the upstream lets an answer be cached: `max-age` of `Cache-Control` (the CA sets
+/// it to the time left until nextUpdate), nothing for `no-store`.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
+    if value.contains("no-store") || value.contains("private") {
+        return None;
+    }
+    value
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+}
+
+/// The relay's routes: discovery, enrollment, renewal, OCSP, CRL, CA certificates and
+/// repository files.
+pub fn relay_routes(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/.well-known/herald", get(discovery))
+        .route("/api/v1/enroll", post(enroll))
+        .route("/api/v1/renew", post(renew))
+        .route("/ocsp", post(revocation))
+        .route("/ocsp/", post(revocation))
+        .route("/ocsp/{*request}", get(revocation))
+        .route("/crl/{file}", get(revocation))
+        .route("/ca/{file}", get(revocation))
+        .route("/repo/{index}/{*path}", get(repository))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(relay)
+}
+
+fn own_base(headers: &HeaderMap) -> Result<String, Refusal> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
+        .map(|h| format!("https://{h}"))
+        .ok_or_else(|| Refusal::bad_request("bad_host", "a Host header is required"))
+}
+
+async fn discovery(
+    State(relay): State<Arc<Relay>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let mut doc = relay.upstream_discovery().await?;
+    let base = own_base(&headers)?;
+    doc["enroll_url"] = format!("{base}/api/v1/enroll").into();
+    doc["renew_url"] = format!("{base}/api/v1/renew").into();
+    doc["status_url"] = format!("{base}/api/v1/status").into();
+    doc["ocsp_url"] = format!("{base}/ocsp").into();
+    if let Some(file) = doc["crl_url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .map(str::to_owned)
+    {
+        doc["crl_url"] = format!("{base}/crl/{file}").into();
+    }
+    let mirrors = doc["repository_urls"].as_array().map_or(0, Vec::len);
+    doc["repository_urls"] = (0..mirrors)
+        .map(|i| serde_json::Value::from(format!("{base}/repo/{i}/")))
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response())
+}
+
+async fn enroll(State(relay): State<Arc<Relay>>, body: Bytes) -> Response {
+    let url = format!("{}/api/v1/enroll", relay.upstream);
+    relay
+        .forward(Method::POST, url, body, vec![json_type()], None)
+        .await
+}
+
+async fn renew(
+    State(relay): State<Arc<Relay>>,
+    client: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(Extension(ClientCertificate(der))) = client else {
+        return Refusal::new(
+            401,
+            "client_certificate_required",
+            "renewal needs mutual TLS with the current certificate",
+        )
+        .into_response();
+    };
+    let url = format!("{}/api/v1/renew", relay.upstream);
+    let peer = base64::engine::general_purpose::STANDARD.encode(der.as_slice());
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let extra = match text(FORWARDED_CLIENT_CERT) {
+        // From an endpoint: its own certificate is the one to renew.
+        None => vec![(FORWARDED_CLIENT_CERT, peer)],
+        // From another relay: pass the endpoint's certificate on, and add the certificate of
+        // the client that claimed it, for the server to check that it is a relay.
+        Some(endpoint) => {
+            let mut chain = text(RELAY_CHAIN).unwrap_or_default();
+            if !chain.is_empty() {
+                chain.push(',');
+            }
+            chain.push_str(&peer);
+            vec![(FORWARDED_CLIENT_CERT, endpoint), (RELAY_CHAIN, chain)]
+        }
+    };
+    let mut extra = extra;
+    extra.push(json_type());
+    relay.forward(Method::POST, url, body, extra, None).await
+}
+
+/// OCSP, CRL and CA certificates: forwarded to the upstream's revocation URLs and cached
+/// until the answer's nextUpdate (its `max-age`).
+async fn revocation(
+    State(relay): State<Arc<Relay>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let doc = relay.upstream_discovery().await?;
+    let ocsp = doc["ocsp_url"].as_str().unwrap_or_default();
+    // The OCSP and CRL URLs of the upstream share its revocation base.
+    let origin = ocsp.strip_suffix("/ocsp").unwrap_or(&relay.upstream);
+    let url = format!("{origin}{}", uri.path());
+    // OCSP POST bodies keep their type (application/ocsp-request).
+    let content_type: Vec<(&'static str, String)> = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| ("content-type", v.to_owned()))
+        .into_iter()
+        .collect();
+    Ok(relay
+        .forward(method, url, body, content_type, Some(&max_age))
+        .await)
+}
+
+async fn repository(
+    State(relay): State<Arc<Relay>>,
+    UrlPath((index, path)): UrlPath<(usize, String)>,
+) -> Result<Response, Refusal> {
+    let doc = relay.upstream_discovery().await?;
+    let mirror = doc["repository_urls"]
+        .as_array()
+        .and_then(|m| m.get(index))
+        .and_then(|m| m.as_str())
+        .ok_or_else(|| Refusal::new(404, "not_found", "no such repository mirror"))?;
+    if path.split('/').any(|s| s == ".." || s.is_empty()) {
+        return Err(Refusal::bad_request("bad_path", "bad repository path"));
+    }
+    let url = format!("{}/{path}", mirror.trim_end_matches('/'));
+    let ttl = relay.repository_ttl;
+    let policy = move |_: &reqwest::header::HeaderMap| Some(ttl);
+    Ok(relay
+        .forward(Method::GET, url, Bytes::new(), Vec::new(), Some(&policy))
+        .await)
+}

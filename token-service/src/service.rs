@@ -1,0 +1,681 @@
+//! The enrollment rules, on top of the narrow [`Authority`] interface.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::Refusal;
+use crate::token::{
+    hash_secret, new_secret, parse_ttl, sha256_hex, token_status, validate_base, CreatedToken,
+    TokenRecord, TokenStatus, DEFAULT_TTL_SECS,
+};
+
+/// The profile of relay certificates: only their holders may forward an endpoint's
+/// certificate for renewal.
+pub const RELAY_PROFILE: &str = "relay";
+
+/// What the authority reports when it cannot do what the token service asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    /// The certificate request is malformed or its signature (proof of possession) is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The profile's policy refuses the request (key type, unknown profile).
+    #[error("{0}")]
+    Policy(String),
+    /// The token was burnt or revoked by a concurrent request: nothing was recorded.
+    #[error("the token was used or revoked concurrently")]
+    Conflict,
+    /// Anything else (store, signing): logged, reported as an internal error.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A certificate issued by the authority.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// The name the certificate was issued for.
+    pub name: String,
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// The issuing CA certificate, PEM.
+    pub chain_pem: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+}
+
+/// A certificate the authority issued earlier, with its state.
+#[derive(Debug, Clone)]
+pub struct CurrentCertificate {
+    /// The certificate as it was issued.
+    pub issued: IssuedCertificate,
+    /// Its profile.
+    pub profile: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// True once revoked.
+    pub revoked: bool,
+}
+
+/// The authority as the token service needs it. Every method that writes is one transaction
+/// of the authority's store, with its audit entry.
+pub trait Authority: Send + Sync + 'static {
+    /// Parses a PKCS#10 request, verifies its signature (proof of possession) and returns the
+    /// DER SubjectPublicKeyInfo.
+    fn verify_request(&self, csr: &[u8]) -> Result<Vec<u8>, AuthorityError>;
+    /// In one transaction: allocates the next unique name `BASE-NNNN` for `base` (never a name
+    /// a certificate or token ever had), records the token (`id`, hash of the secret,
+    /// `profile`, `expires_at`) and audits it. Returns the name.
+    fn create_token(
+        &self,
+        base: &str,
+        profile: &str,
+        expires_at: i64,
+        id: &str,
+        secret_hash: &str,
+        actor: &str,
+    ) -> Result<String, AuthorityError>;
+    /// The token whose secret hashes to `secret_hash`.
+    fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRecord>, AuthorityError>;
+    /// Every token, oldest first.
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, AuthorityError>;
+    /// Revokes a pending token; `false` if it is unknown, used or already revoked.
+    fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, AuthorityError>;
+    /// Issues a certificate for `token.name` under `token.profile` from `csr`, and burns the
+    /// token in the same transaction that records the certificate. If the token was used or
+    /// revoked meanwhile, returns [`AuthorityError::Conflict`] and records nothing.
+    fn issue_for_token(
+        &self,
+        csr: &[u8],
+        token: &TokenRecord,
+        spki_sha256: &str,
+    ) -> Result<IssuedCertificate, AuthorityError>;
+    /// The certificate with this serial (hex).
+    fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError>;
+    /// The issued certificate matching a client certificate (DER) presented over TLS.
+    fn client_certificate(&self, der: &[u8]) -> Result<Option<CurrentCertificate>, AuthorityError>;
+    /// Issues a new certificate with the name and profile of `current`.
+    fn issue_renewal(
+        &self,
+        csr: &[u8],
+        current: &CurrentCertificate,
+    ) -> Result<IssuedCertificate, AuthorityError>;
+    /// Appends an audit entry (refusals); a failure is logged, not returned.
+    fn audit(&self, actor: &str, action: &str, details: serde_json::Value);
+    /// Whether `profile` exists.
+    fn has_profile(&self, profile: &str) -> bool;
+}
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    /// Base name.
+    pub name: String,
+    /// Time to live (`24h`, `90m`, `7d`); default 24 hours.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Profile; default `endpoint`.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// `POST /api/v1/enroll` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The one-time token.
+    pub token: String,
+    /// The PKCS#10 request, PEM.
+    pub csr: String,
+}
+
+/// `POST /api/v1/renew` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// The PKCS#10 request for the new key, PEM.
+    pub csr: String,
+}
+
+/// The token service: the rules of token creation, enrollment and renewal.
+#[derive(Clone)]
+pub struct TokenService {
+    authority: Arc<dyn Authority>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenService")
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix seconds as RFC 3339 (empty if out of range).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl From<AuthorityError> for Refusal {
+    fn from(e: AuthorityError) -> Self {
+        match e {
+            AuthorityError::BadRequest(m) => Refusal::bad_request("bad_csr", m),
+            AuthorityError::Policy(m) => Refusal::new(422, "policy", m),
+            AuthorityError::Conflict => Refusal::new(409, "token_used", "the token is used"),
+            AuthorityError::Internal(m) => Refusal::internal(&m),
+        }
+    }
+}
+
+impl TokenService {
+    /// A service over `authority`.
+    pub fn new(authority: Arc<dyn Authority>) -> Self {
+        Self { authority }
+    }
+
+    /// The authority.
+    pub fn authority(&self) -> &Arc<dyn Authority> {
+        &self.authority
+    }
+
+    /// Creates a token: allocates the unique name, stores the hash, returns the secret once.
+    pub fn create_token(
+        &self,
+        request: &NewTokenRequest,
+        actor: &str,
+    ) -> Result<CreatedToken, Refusal> {
+        // DNS names ignore case: `Web` and `web` share one sequence of names.
+        let base = request.name.trim().to_ascii_lowercase();
+        let base = base.as_str();
+        validate_base(base).map_err(|e| Refusal::bad_request("bad_name", e.to_string()))?;
+        let ttl = match request.ttl.as_deref() {
+            Some(ttl) => {
+                parse_ttl(ttl).map_err(|e| Refusal::bad_request("bad_ttl", e.to_string()))?
+            }
+            None => DEFAULT_TTL_SECS,
+        };
+        let profile = request.profile.as_deref().unwrap_or("endpoint");
+        if !self.authority.has_profile(profile) {
+            return Err(Refusal::bad_request(
+                "unknown_profile",
+                format!("no profile named {profile}"),
+            ));
+        }
+        let (id, secret) = new_secret().map_err(|e| Refusal::internal(&e))?;
+        let expires_at = now() + ttl;
+        let name = self.authority.create_token(
+            base,
+            profile,
+            expires_at,
+            &id,
+            &hash_secret(&secret),
+            actor,
+        )?;
+        Ok(CreatedToken {
+            id,
+            token: secret,
+            name,
+            expires_at: rfc3339(expires_at),
+            profile: profile.to_owned(),
+        })
+    }
+
+    /// Every token with its status now.
+    pub fn list_tokens(&self) -> Result<Vec<(TokenRecord, TokenStatus)>, Refusal> {
+        let at = now();
+        Ok(self
+            .authority
+            .list_tokens()?
+            .into_iter()
+            .map(|t| {
+                let status = token_status(&t, at);
+                (t, status)
+            })
+            .collect())
+    }
+
+    /// Refuses with `refusal`, auditing it.
+    fn refuse(&self, action: &str, refusal: Refusal, details: serde_json::Value) -> Refusal {
+        let mut details = details;
+        details["code"] = serde_json::Value::String(refusal.code().to_owned());
+        self.authority.audit("endpoint", action, details);
+        refusal
+    }
+
+    /// Trades a token and a certificate request for a certificate (see the crate docs).
+    pub fn enroll(&self, request: &EnrollRequest) -> Result<IssuedCertificate, Refusal> {
+        let token = self
+            .authority
+            .token_by_hash(&hash_secret(&request.token))?
+            .ok_or_else(|| {
+                self.refuse(
+                    "enroll-refused",
+                    Refusal::new(401, "invalid_token", "unknown enrollment token"),
+                    serde_json::json!({}),
+                )
+            })?;
+        let audit = serde_json::json!({"token": token.id, "name": token.name});
+        let spki = self
+            .authority
+            .verify_request(request.csr.as_bytes())
+            .map_err(|e| self.refuse("enroll-refused", e.into(), audit.clone()))?;
+        let spki_sha256 = sha256_hex(&spki);
+        match token_status(&token, now()) {
+            TokenStatus::Pending => {}
+            TokenStatus::Used => return self.retry_or_refuse(&token, &spki_sha256, audit),
+            TokenStatus::Expired => {
+                return Err(self.refuse(
+                    "enroll-refused",
+                    Refusal::new(403, "token_expired", "the enrollment token has expired"),
+                    audit,
+                ))
+            }
+            TokenStatus::Revoked => {
+                return Err(self.refuse(
+                    "enroll-refused",
+                    Refusal::new(403, "token_revoked", "the enrollment token was revoked"),
+                    audit,
+                ))
+            }
+        }
+        match self
+            .authority
+            .issue_for_token(request.csr.as_bytes(), &token, &spki_sha256)
+        {
+            Ok(issued) => Ok(issued),
+            Err(AuthorityError::Conflict) => {
+                // Burnt concurrently: by this same key (a retry racing the original) or not.
+                let token = self
+                    .authority
+                    .token_by_hash(&hash_secret(&request.token))?
+                    .ok_or_else(|| Refusal::internal(&"token vanished"))?;
+                self.retry_or_refuse(&token, &spki_sha256, audit)
+            }
+            Err(e) => Err(self.refuse("enroll-refused", e.into(), audit)),
+        }
+    }
+
+    /// A used token: the same certificate again for the same key (lost response), else a
+    /// refusal.
+    fn retry_or_refuse(
+        &self,
+        token: &TokenRecord,
+        spki_sha256: &str,
+        audit: serde_json::Value,
+    ) -> Result<IssuedCertificate, Refusal> {
+        if token.spki_sha256.as_deref() == Some(spki_sha256) {
+            if let Some(serial) = &token.serial {
+                if let Some(current) = self.authority.certificate(serial)? {
+                    if !current.revoked {
+                        return Ok(current.issued);
+                    }
+                }
+            }
+        }
+        Err(self.refuse(
+            "enroll-refused",
+            Refusal::new(
+                409,
+                "token_used",
+                "the enrollment token was already used for another key",
+            ),
+            audit,
+        ))
+    }
+
+    /// A renewal forwarded by relays: `peer` (the last relay's own client certificate) and
+    /// every certificate of `chain` (the relays before it) must be valid certificates of the
+    /// `relay` profile; the endpoint's certificate is `endpoint`.
+    pub fn renew_relayed(
+        &self,
+        peer: Option<&[u8]>,
+        chain: &[Vec<u8>],
+        endpoint: &[u8],
+        request: &RenewRequest,
+    ) -> Result<IssuedCertificate, Refusal> {
+        let is_relay = |der: &[u8]| -> Result<bool, Refusal> {
+            Ok(self
+                .authority
+                .client_certificate(der)?
+                .is_some_and(|r| r.profile == RELAY_PROFILE && !r.revoked && now() < r.not_after))
+        };
+        let mut trusted = match peer {
+            Some(der) => is_relay(der)?,
+            None => false,
+        };
+        for der in chain {
+            trusted = trusted && is_relay(der)?;
+        }
+        if !trusted {
+            return Err(self.refuse(
+                "renew-refused",
+                Refusal::new(
+                    403,
+                    "not_a_relay",
+                    "only a relay may forward another client's certificate",
+                ),
+                serde_json::json!({}),
+            ));
+        }
+        self.renew(Some(endpoint), request)
+    }
+
+    /// A new certificate for the name of the client certificate `client_der`.
+    pub fn renew(
+        &self,
+        client_der: Option<&[u8]>,
+        request: &RenewRequest,
+    ) -> Result<IssuedCertificate, Refusal> {
+        let der = client_der.ok_or_else(|| {
+            Refusal::new(
+                401,
+                "client_certificate_required",
+                "renewal needs mutual TLS with the current certificate",
+            )
+        })?;
+        let current = self.authority.client_certificate(der)?.ok_or_else(|| {
+            self.refuse(
+                "renew-refused",
+                Refusal::new(
+                    403,
+                    "unknown_certificate",
+                    "this CA did not issue that certificate",
+                ),
+                serde_json::json!({}),
+            )
+        })?;
+        let audit =
+            serde_json::json!({"serial": current.issued.serial, "name": current.issued.name});
+        if current.revoked {
+            return Err(self.refuse(
+                "renew-refused",
+                Refusal::new(
+                    403,
+                    "certificate_revoked",
+                    "the current certificate is revoked",
+                ),
+                audit,
+            ));
+        }
+        if now() >= current.not_after {
+            return Err(self.refuse(
+                "renew-refused",
+                Refusal::new(
+                    403,
+                    "certificate_expired",
+                    "the current certificate has expired",
+                ),
+                audit,
+            ));
+        }
+        self.authority
+            .verify_request(request.csr.as_bytes())
+            .map_err(|e| self.refuse("renew-refused", e.into(), audit.clone()))?;
+        self.authority
+            .issue_renewal(request.csr.as_bytes(), &current)
+            .map_err(|e| self.refuse("renew-refused", e.into(), audit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An in-memory authority: requests are `csr:<key>` (the key stands for the public key;
+    /// `bad` fails proof of possession), certificates are `cert:<serial>`.
+    #[derive(Default)]
+    struct Fake {
+        tokens: Mutex<Vec<(String, TokenRecord)>>,
+        certs: Mutex<Vec<CurrentCertificate>>,
+        audits: Mutex<Vec<String>>,
+        /// Burn the token behind the caller's back before issuing (a concurrent winner).
+        race: Mutex<Option<String>>,
+    }
+
+    impl Authority for Fake {
+        fn verify_request(&self, csr: &[u8]) -> Result<Vec<u8>, AuthorityError> {
+            match std::str::from_utf8(csr).unwrap().strip_prefix("csr:") {
+                Some("bad") | None => Err(AuthorityError::BadRequest("bad signature".into())),
+                Some(key) => Ok(key.as_bytes().to_vec()),
+            }
+        }
+        fn create_token(
+            &self,
+            base: &str,
+            profile: &str,
+            expires_at: i64,
+            id: &str,
+            secret_hash: &str,
+            _actor: &str,
+        ) -> Result<String, AuthorityError> {
+            let mut tokens = self.tokens.lock().unwrap();
+            let name = format!("{base}-{:04}", tokens.len() + 1);
+            tokens.push((
+                secret_hash.to_owned(),
+                TokenRecord {
+                    id: id.into(),
+                    name: name.clone(),
+                    profile: profile.into(),
+                    expires_at,
+                    used_at: None,
+                    serial: None,
+                    spki_sha256: None,
+                    revoked_at: None,
+                },
+            ));
+            Ok(name)
+        }
+        fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, AuthorityError> {
+            let tokens = self.tokens.lock().unwrap();
+            Ok(tokens
+                .iter()
+                .find(|(h, _)| h == hash)
+                .map(|(_, t)| t.clone()))
+        }
+        fn list_tokens(&self) -> Result<Vec<TokenRecord>, AuthorityError> {
+            Ok(self
+                .tokens
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|t| t.1.clone())
+                .collect())
+        }
+        fn revoke_token(&self, id: &str, _actor: &str) -> Result<bool, AuthorityError> {
+            let mut tokens = self.tokens.lock().unwrap();
+            let t = tokens.iter_mut().find(|(_, t)| t.id == id).unwrap();
+            t.1.revoked_at = Some(1);
+            Ok(true)
+        }
+        fn issue_for_token(
+            &self,
+            csr: &[u8],
+            token: &TokenRecord,
+            spki_sha256: &str,
+        ) -> Result<IssuedCertificate, AuthorityError> {
+            if let Some(other) = self.race.lock().unwrap().take() {
+                let mut tokens = self.tokens.lock().unwrap();
+                let t = tokens.iter_mut().find(|(_, t)| t.id == token.id).unwrap();
+                t.1.used_at = Some(1);
+                t.1.spki_sha256 = Some(sha256_hex(other.as_bytes()));
+                t.1.serial = Some("99".into());
+                return Err(AuthorityError::Conflict);
+            }
+            let mut certs = self.certs.lock().unwrap();
+            let serial = format!("{:02x}", certs.len() + 1);
+            let issued = IssuedCertificate {
+                name: token.name.clone(),
+                certificate_pem: format!("cert:{serial}:{}", String::from_utf8_lossy(csr)),
+                chain_pem: String::new(),
+                serial: serial.clone(),
+                not_after: String::new(),
+            };
+            certs.push(CurrentCertificate {
+                issued: issued.clone(),
+                profile: token.profile.clone(),
+                not_after: now() + 3600,
+                revoked: false,
+            });
+            let mut tokens = self.tokens.lock().unwrap();
+            let t = tokens.iter_mut().find(|(_, t)| t.id == token.id).unwrap();
+            t.1.used_at = Some(now());
+            t.1.serial = Some(serial);
+            t.1.spki_sha256 = Some(spki_sha256.into());
+            Ok(issued)
+        }
+        fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError> {
+            let certs = self.certs.lock().unwrap();
+            Ok(certs.iter().find(|c| c.issued.serial == serial).cloned())
+        }
+        fn client_certificate(
+            &self,
+            der: &[u8],
+        ) -> Result<Option<CurrentCertificate>, AuthorityError> {
+            self.certificate(std::str::from_utf8(der).unwrap())
+        }
+        fn issue_renewal(
+            &self,
+            _csr: &[u8],
+            current: &CurrentCertificate,
+        ) -> Result<IssuedCertificate, AuthorityError> {
+            Ok(current.issued.clone())
+        }
+        fn audit(&self, _actor: &str, action: &str, details: serde_json::Value) {
+            self.audits.lock().unwrap().push(format!(
+                "{action}:{}",
+                details["code"].as_str().unwrap_or("")
+            ));
+        }
+        fn has_profile(&self, profile: &str) -> bool {
+            profile == "endpoint" || profile == RELAY_PROFILE
+        }
+    }
+
+    fn setup() -> (Arc<Fake>, TokenService, String) {
+        let fake = Arc::new(Fake::default());
+        let service = TokenService::new(fake.clone());
+        let created = service
+            .create_token(
+                &NewTokenRequest {
+                    name: "web".into(),
+                    ttl: None,
+                    profile: None,
+                },
+                "test",
+            )
+            .unwrap();
+        assert_eq!(created.name, "web-0001");
+        (fake, service, created.token)
+    }
+
+    fn enroll(
+        service: &TokenService,
+        token: &str,
+        key: &str,
+    ) -> Result<IssuedCertificate, Refusal> {
+        service.enroll(&EnrollRequest {
+            token: token.into(),
+            csr: format!("csr:{key}"),
+        })
+    }
+
+    #[test]
+    fn same_key_retry_gets_the_same_certificate_other_key_refused_and_audited() {
+        let (fake, service, token) = setup();
+        let first = enroll(&service, &token, "k1").unwrap();
+        assert_eq!(enroll(&service, &token, "k1").unwrap(), first);
+        let refused = enroll(&service, &token, "k2").unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (409, "token_used"));
+        assert_eq!(
+            fake.audits.lock().unwrap().last().unwrap(),
+            "enroll-refused:token_used"
+        );
+    }
+
+    #[test]
+    fn unknown_revoked_and_bad_pop_refused() {
+        let (fake, service, token) = setup();
+        assert_eq!(
+            enroll(&service, "nope", "k").unwrap_err().code(),
+            "invalid_token"
+        );
+        assert_eq!(
+            enroll(&service, &token, "bad").unwrap_err().code(),
+            "bad_csr"
+        );
+        let id = fake.tokens.lock().unwrap()[0].1.id.clone();
+        fake.revoke_token(&id, "test").unwrap();
+        assert_eq!(
+            enroll(&service, &token, "k").unwrap_err().code(),
+            "token_revoked"
+        );
+        assert_eq!(
+            fake.audits.lock().unwrap().len(),
+            3,
+            "every refusal audited"
+        );
+    }
+
+    #[test]
+    fn lost_race_for_the_token_refused_unless_same_key() {
+        let (fake, service, token) = setup();
+        *fake.race.lock().unwrap() = Some("winner".into());
+        let refused = enroll(&service, &token, "loser").unwrap_err();
+        assert_eq!(refused.code(), "token_used");
+    }
+
+    #[test]
+    fn bad_token_requests_refused() {
+        let (_, service, _) = setup();
+        let request = |name: &str, ttl: Option<&str>, profile: Option<&str>| NewTokenRequest {
+            name: name.into(),
+            ttl: ttl.map(str::to_owned),
+            profile: profile.map(str::to_owned),
+        };
+        let code = |r: NewTokenRequest| service.create_token(&r, "t").unwrap_err().code();
+        assert_eq!(code(request("bad name", None, None)), "bad_name");
+        let upper = service
+            .create_token(&request("WEB", None, None), "t")
+            .unwrap();
+        assert_eq!(upper.name, "web-0002", "bases are case-insensitive");
+        assert_eq!(code(request("web", Some("forever"), None)), "bad_ttl");
+        assert_eq!(code(request("web", None, Some("root"))), "unknown_profile");
+    }
+
+    #[test]
+    fn renewal_of_revoked_certificate_and_relaying_by_non_relay_refused() {
+        let (fake, service, token) = setup();
+        let issued = enroll(&service, &token, "k1").unwrap();
+        let renew = RenewRequest {
+            csr: "csr:k2".into(),
+        };
+        let der = issued.serial.as_bytes();
+        assert_eq!(service.renew(Some(der), &renew).unwrap().name, "web-0001");
+        let refused = service
+            .renew_relayed(Some(der), &[], der, &renew)
+            .unwrap_err();
+        assert_eq!(refused.code(), "not_a_relay");
+        fake.certs.lock().unwrap()[0].revoked = true;
+        let refused = service.renew(Some(der), &renew).unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (403, "certificate_revoked")
+        );
+        let refused = service.renew(None, &renew).unwrap_err();
+        assert_eq!(refused.code(), "client_certificate_required");
+    }
+}

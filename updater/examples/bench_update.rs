@@ -1,0 +1,362 @@
+//! Benchmark: `herald-update` against python-tuf's client (and curl + sha256sum as the
+//! unsigned floor), in the same run, against the same HTTPS server on loopback.
+//!
+//! ```text
+//! scripts/bench-update            # builds in release mode and runs this program
+//! ```
+//!
+//! Scenarios: (a) one 1 GiB target with a fresh client (metadata, download, verify,
+//! install); (b) refresh of repositories of 10,000 and 100,000 targets; (c) 100 targets out of
+//! 10,000. Every command runs under `/usr/bin/time` for wall time and peak memory; what the
+//! clients write goes to `HERALD_BENCH_DIR` (default: the tmpfs `/dev/shm`). The
+//! repositories are made by `herald-sign` with per-file release signatures (python-tuf ignores
+//! them; herald-update verifies them).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::SignedRepo;
+
+/// Wall time (s) and peak resident memory (MiB) of one command.
+#[derive(Clone, Copy)]
+struct Measure {
+    seconds: f64,
+    mib: f64,
+}
+
+/// Runs a command under `/usr/bin/time`, failing loudly if it fails.
+fn measure(label: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Measure {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "@@ %e %M"])
+        .arg(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("/usr/bin/time runs (apt-get install time)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{label} failed:\n{stderr}");
+    let line = stderr.lines().rev().find(|l| l.starts_with("@@ ")).unwrap();
+    let mut parts = line[3..].split_whitespace();
+    let seconds: f64 = parts.next().unwrap().parse().unwrap();
+    let kib: f64 = parts.next().unwrap().parse().unwrap();
+    Measure {
+        seconds,
+        mib: kib / 1024.0,
+    }
+}
+
+/// Writes `count` small files, or one large file when `count` is 1 and `size` is large.
+fn release_folder(dir: &Path, count: usize, size: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    if count == 1 {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("big.bin")).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        for (i, byte) in block.iter_mut().enumerate() {
+            *byte = (i * 131 % 251) as u8;
+        }
+        for n in 0..size / block.len() {
+            block[0..8].copy_from_slice(&(n as u64).to_le_bytes());
+            file.write_all(&block).unwrap();
+        }
+        return;
+    }
+    for i in 0..count {
+        let sub = dir.join(format!("d{:03}", i % 100));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i:06}.txt")),
+            format!("file {i}\n").repeat(size / 10),
+        )
+        .unwrap();
+    }
+}
+
+fn build_repo(work: &Path, name: &str, count: usize, size: usize) -> SignedRepo {
+    let repo = SignedRepo::new();
+    let folder = work.join(format!("release-{name}"));
+    release_folder(&folder, count, size);
+    repo.release_dir(
+        &folder,
+        &herald_keys_example::signing::private_key("release"),
+        &[],
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
+    eprintln!("built repository {name}");
+    repo
+}
+
+struct Bench {
+    herald: PathBuf,
+    python: PathBuf,
+    script: PathBuf,
+    ca: String,
+    work: PathBuf,
+    runs: usize,
+}
+
+impl Bench {
+    fn envs(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("SSL_CERT_FILE", self.ca.as_str()),
+            ("REQUESTS_CA_BUNDLE", self.ca.as_str()),
+        ]
+    }
+
+    fn fresh(&self, name: &str) -> PathBuf {
+        let dir = self.work.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Median by wall time of `runs` runs.
+    fn best(&self, mut run: impl FnMut() -> Measure) -> Measure {
+        let mut all: Vec<Measure> = (0..self.runs).map(|_| run()).collect();
+        all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        all[all.len() / 2]
+    }
+
+    fn herald_tuf_client(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
+        self.best(|| {
+            let dir = self.fresh("herald-client");
+            let md = dir.join("md");
+            let root = repo.path().join("metadata/1.root.json");
+            let init = Command::new(&self.herald)
+                .args([
+                    "tuf-client",
+                    "--metadata-dir",
+                    md.to_str().unwrap(),
+                    "init",
+                    root.to_str().unwrap(),
+                ])
+                .status()
+                .unwrap();
+            assert!(init.success());
+            let meta = base.join("metadata/").unwrap().to_string();
+            let tgt = base.join("targets/").unwrap().to_string();
+            let out = dir.join("out");
+            let mut args = vec![
+                "tuf-client",
+                "--metadata-url",
+                &meta,
+                "--metadata-dir",
+                md.to_str().unwrap(),
+            ];
+            for t in targets {
+                args.extend(["--target-name", t]);
+            }
+            if targets.is_empty() {
+                args.push("refresh");
+            } else {
+                args.extend([
+                    "--target-base-url",
+                    &tgt,
+                    "--target-dir",
+                    out.to_str().unwrap(),
+                    "download",
+                ]);
+            }
+            measure(
+                "herald-update tuf-client",
+                &self.herald,
+                &args,
+                &self.envs(),
+            )
+        })
+    }
+
+    fn herald_apply(&self, base: &url::Url, repo: &SignedRepo) -> Measure {
+        self.best(|| {
+            let dir = self.fresh("herald-apply");
+            let config = dir.join("update.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "install_root = {:?}\nstate_dir = {:?}\nmirrors = [{:?}]\ntrusted_root = {:?}\nca_bundle = {:?}\nrequire_release_signatures = true\nlog_level = \"warn\"\n",
+                    dir.join("install"),
+                    dir.join("state"),
+                    base.as_str(),
+                    repo.path().join("metadata/1.root.json"),
+                    self.ca,
+                ),
+            )
+            .unwrap();
+            measure("herald-update apply", &self.herald, &["--config", config.to_str().unwrap(), "apply"], &[])
+        })
+    }
+
+    fn python_tuf(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
+        self.best(|| {
+            let dir = self.fresh("python-client");
+            let meta = base.join("metadata/").unwrap().to_string();
+            let tgt = base.join("targets/").unwrap().to_string();
+            let root = repo.path().join("metadata/1.root.json");
+            let md = dir.join("md");
+            let out = dir.join("out");
+            let mut args = vec![
+                self.script.to_str().unwrap(),
+                md.to_str().unwrap(),
+                &meta,
+                &tgt,
+                out.to_str().unwrap(),
+                root.to_str().unwrap(),
+            ];
+            args.extend(targets.iter().map(String::as_str));
+            measure("python-tuf", &self.python, &args, &self.envs())
+        })
+    }
+
+    fn curl_sha256(&self, url: &url::Url) -> Measure {
+        self.best(|| {
+            let dir = self.fresh("curl");
+            let out = dir.join("big.bin");
+            let script = format!(
+                "curl -sS --fail --cacert {} -o {} {} && sha256sum {} >/dev/null",
+                self.ca,
+                out.display(),
+                url,
+                out.display()
+            );
+            measure(
+                "curl + sha256sum",
+                Path::new("/bin/sh"),
+                &["-c", &script],
+                &[],
+            )
+        })
+    }
+}
+
+fn row(scenario: &str, herald: Measure, python: Measure, floor: Option<Measure>) {
+    let floor = floor.map_or_else(
+        || "-".to_owned(),
+        |f| format!("{:.2} s / {:.0} MiB", f.seconds, f.mib),
+    );
+    println!(
+        "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {floor} |",
+        herald.seconds,
+        herald.mib,
+        python.seconds,
+        python.mib,
+        python.seconds / herald.seconds,
+    );
+}
+
+fn main() {
+    let exe = std::env::current_exe().unwrap();
+    let herald = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("herald-update");
+    assert!(
+        herald.is_file(),
+        "build it first: cargo build --release --bin herald-update"
+    );
+    let runs: usize = std::env::var("HERALD_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let work = std::env::temp_dir().join("herald-bench-update");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    // What the clients write goes to memory (tmpfs) unless HERALD_BENCH_DIR says otherwise,
+    // so the table compares the programs, not the disk: herald-update makes every install
+    // durable (fsync), which on a disk is bounded by its write speed; python-tuf and curl
+    // do not sync.
+    let clients = std::env::var_os("HERALD_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let shm = Path::new("/dev/shm");
+            if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        })
+        .join("herald-bench-clients");
+    let _ = std::fs::remove_dir_all(&clients);
+    std::fs::create_dir_all(&clients).unwrap();
+    let bench = Bench {
+        herald,
+        python: support::python(),
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench_python_client.py"),
+        ca: herald_keys_example::pki::root_ca_cert()
+            .to_str()
+            .unwrap()
+            .to_owned(),
+        work: clients.clone(),
+        runs,
+    };
+
+    let big = build_repo(&work, "big", 1, 1 << 30);
+    let r10k = build_repo(&work, "10k", 10_000, 40);
+    let r100k = build_repo(&work, "100k", 100_000, 40);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let serve = |repo: &SignedRepo| {
+        runtime.block_on(support::serve_https(support::dir_router(&repo.path())))
+    };
+    let (big_url, url_10k, url_100k) = (serve(&big), serve(&r10k), serve(&r100k));
+
+    let big_name = vec!["big.bin".to_owned()];
+    let hundred: Vec<String> = (0..100)
+        .map(|i| format!("d{:03}/f{:06}.txt", (i * 97) % 100, i * 97))
+        .collect();
+    let big_target = std::fs::read_dir(big.path().join("targets"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let big_file_url = big_url
+        .join("targets/")
+        .unwrap()
+        .join(big_target.file_name().unwrap().to_str().unwrap())
+        .unwrap();
+
+    println!("| scenario | herald-update | python-tuf | speed-up | curl + sha256sum |");
+    println!("|---|---|---|---|---|");
+    row(
+        "(a) 1 GiB target, fresh client (apply: metadata, download, verify, install)",
+        bench.herald_apply(&big_url, &big),
+        bench.python_tuf(&big_url, &big, &big_name),
+        Some(bench.curl_sha256(&big_file_url)),
+    );
+    row(
+        "(b) refresh, 10,000 targets",
+        bench.herald_tuf_client(&url_10k, &r10k, &[]),
+        bench.python_tuf(&url_10k, &r10k, &[]),
+        None,
+    );
+    row(
+        "(b) refresh, 100,000 targets",
+        bench.herald_tuf_client(&url_100k, &r100k, &[]),
+        bench.python_tuf(&url_100k, &r100k, &[]),
+        None,
+    );
+    row(
+        "(c) 100 targets out of 10,000",
+        bench.herald_tuf_client(&url_10k, &r10k, &hundred),
+        bench.python_tuf(&url_10k, &r10k, &hundred),
+        None,
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&clients);
+}

@@ -1,0 +1,631 @@
+//! The endpoint agent: one update cycle (`check`, `apply`), the service loop (`run`), the
+//! local status record and the queue of status reports.
+//!
+//! One cycle, in order:
+//! 1. refresh the TUF metadata from the mirrors (section 5 of the specification);
+//! 2. list every target of the verified release and find the ones not in place (a file in
+//!    place counts only if its content hashes to the verified SHA-256);
+//! 3. download those, in parallel, each into a staging file beside its destination, with
+//!    length and hash checked while streaming and the release signatures checked after;
+//! 4. install the whole release atomically ([`crate::install`]);
+//! 5. report files the release does not list (and quarantine them when configured);
+//! 6. record the outcome and queue a status report.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::config::{Config, ConfigError};
+use crate::install::{CrashMode, InstallError, InstallRoot, ReadyFile};
+
+/// Fault injection for crash tests: when set to N, the process aborts just before step N of
+/// the next install, as a power cut would. Never set it in production.
+pub const CRASH_AT_STEP_VAR: &str = "HERALD_UPDATE_CRASH_AT_STEP";
+use crate::transport::{HttpsConfig, HttpsTransport, Timeouts, TransportConfigError};
+use crate::tuf::{init_trusted_root, Client, ClientError, ReleaseSignatures};
+
+/// Why an agent operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A configured file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transport could not be built.
+    #[error(transparent)]
+    Transport(#[from] TransportConfigError),
+    /// The TUF workflow or a download failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Installing failed; the previous release is intact.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// A state file could not be written.
+    #[error("{path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What an update cycle would change, or changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The release (targets metadata version) offered by the repository.
+    pub offered_version: u64,
+    /// The installed release, if any.
+    pub installed_version: Option<u64>,
+    /// Targets to download and install, with their lengths.
+    pub changed: Vec<(String, u64)>,
+    /// Targets already in place with the verified content.
+    pub unchanged: usize,
+    /// Installed files the new release no longer lists (removed at install).
+    pub removed: Vec<String>,
+}
+
+impl Plan {
+    /// True when nothing would change.
+    pub fn is_up_to_date(&self) -> bool {
+        self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.installed_version == Some(self.offered_version)
+    }
+}
+
+/// The outcome of the last cycle, kept in `STATE_DIR/status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The installed release.
+    pub installed_version: Option<u64>,
+    /// When the last cycle ran (RFC 3339).
+    pub last_check: Option<String>,
+    /// `installed`, `up-to-date`, `rolled-back` or `error`.
+    pub last_result: Option<String>,
+    /// The last error, if the last cycle failed.
+    pub last_error: Option<String>,
+    /// Files in the install root that the installed release does not list.
+    #[serde(default)]
+    pub unlisted: Vec<String>,
+}
+
+/// The agent of one endpoint, built from its configuration.
+#[derive(Debug)]
+pub struct Agent {
+    config: Config,
+    mirrors: Vec<Url>,
+    transport: Arc<HttpsTransport>,
+    install: InstallRoot,
+    state_dir: PathBuf,
+}
+
+impl Agent {
+    /// Builds the agent: transport, trusted root (copied into the state folder on first use)
+    /// and install root (recovering from an interrupted install).
+    pub fn new(config: Config) -> Result<Self, AgentError> {
+        let mirrors = config.mirror_urls()?;
+        Self::with_mirrors(config, mirrors)
+    }
+
+    /// Like [`Agent::new`], with the given mirrors instead of the configured ones.
+    pub fn with_mirrors(config: Config, mirrors: Vec<Url>) -> Result<Self, AgentError> {
+        if mirrors.is_empty() {
+            return Err(ConfigError::Missing("mirrors").into());
+        }
+        let state_dir = config.state_dir()?.to_path_buf();
+        let metadata_dir = state_dir.join("metadata");
+        if !metadata_dir.join("root.json").exists() {
+            let trusted = config
+                .trusted_root
+                .as_deref()
+                .ok_or(ConfigError::Missing("trusted_root"))?;
+            init_trusted_root(&metadata_dir, &read(trusted)?)?;
+        }
+        let transport = Arc::new(HttpsTransport::new(&https_config(&config)?)?);
+        let (mut install, recovery) = InstallRoot::open(config.install_root()?)?;
+        tracing::debug!(?recovery, "install root opened");
+        if let Some(step) = std::env::var(CRASH_AT_STEP_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            install.simulate_crash_at(step, CrashMode::Abort);
+        }
+        Ok(Agent {
+            config,
+            mirrors,
+            transport,
+            install,
+            state_dir,
+        })
+    }
+
+    /// The install root.
+    pub fn install_root(&self) -> &InstallRoot {
+        &self.install
+    }
+
+    fn client(&self) -> Client {
+        let mut metadata = self
+            .mirrors
+            .iter()
+            .filter_map(|m| m.join("metadata/").ok())
+            .collect::<Vec<_>>()
+            .into_iter();
+        let first = metadata
+            .next()
+            .expect("Agent::with_mirrors refuses an empty mirror list");
+        let policy = if self.config.require_release_signatures {
+            ReleaseSignatures::Required
+        } else {
+            ReleaseSignatures::WhenDeclared
+        };
+        Client::new(
+            self.transport.clone(),
+            first,
+            self.state_dir.join("metadata"),
+        )
+        .mirrors(metadata)
+        .release_signatures(policy)
+    }
+
+    fn target_mirrors(&self) -> Vec<Url> {
+        self.mirrors
+            .iter()
+            .filter_map(|m| m.join("targets/").ok())
+            .collect()
+    }
+
+    /// Refreshes metadata and works out what an install would change, without changing it.
+    pub async fn check(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
+        let mut client = self.client();
+        client.refresh(now).await?;
+        let (plan, _) = self.plan(&client).await?;
+        Ok(plan)
+    }
+
+    async fn plan(
+        &self,
+        client: &Client,
+    ) -> Result<(Plan, Vec<(crate::tuf::FoundTarget, Option<ReadyFile>)>), AgentError> {
+        let offered_version = client.targets().map(|t| t.version).unwrap_or_default();
+        let installed = self.install.installed()?;
+        let targets = client.all_targets().await?;
+        let mut plan = Plan {
+            offered_version,
+            installed_version: installed.as_ref().map(|r| r.version),
+            ..Plan::default()
+        };
+        let mut work = Vec::with_capacity(targets.len());
+        for target in targets {
+            if self.is_package(&target) {
+                let ready = self.package_in_place(client, &target, installed.as_ref())?;
+                if ready.is_some() {
+                    plan.unchanged += 1;
+                } else {
+                    plan.changed
+                        .push((target.path().as_str().to_owned(), target.length()));
+                }
+                work.push((target, ready));
+                continue;
+            }
+            let dest = self.install.path().join(target.path().as_str());
+            match client.verify_file(&target, &dest)? {
+                Some(verified) => {
+                    plan.unchanged += 1;
+                    work.push((target, Some(ReadyFile::in_place(verified))));
+                }
+                None => {
+                    plan.changed
+                        .push((target.path().as_str().to_owned(), target.length()));
+                    work.push((target, None));
+                }
+            }
+        }
+        if let Some(installed) = installed {
+            let mut listed: std::collections::BTreeSet<&str> =
+                work.iter().map(|(t, _)| t.path().as_str()).collect();
+            // Files of a package that is still listed are replaced, not removed.
+            for (package, record) in &installed.packages {
+                if work.iter().any(|(t, _)| t.path().as_str() == package) {
+                    listed.extend(record.files.iter().map(String::as_str));
+                }
+            }
+            plan.removed = installed
+                .files
+                .keys()
+                .filter(|p| !listed.contains(p.as_str()))
+                .cloned()
+                .collect();
+        }
+        Ok((plan, work))
+    }
+
+    /// True when `target` is a zip package to unpack (configuration `unpack_zip`).
+    fn is_package(&self, target: &crate::tuf::FoundTarget) -> bool {
+        self.config.unpack_zip && target.path().as_str().ends_with(".zip")
+    }
+
+    /// The package's unpacked files, when the installed ones come from this very zip (same
+    /// verified length and SHA-256) and are all in place with their recorded content.
+    fn package_in_place(
+        &self,
+        client: &Client,
+        target: &crate::tuf::FoundTarget,
+        installed: Option<&crate::install::Release>,
+    ) -> Result<Option<ReadyFile>, AgentError> {
+        let Some(record) = installed.and_then(|r| r.packages.get(target.path().as_str())) else {
+            return Ok(None);
+        };
+        let Some(sha256) = hex::decode(&record.zip.sha256).ok() else {
+            return Ok(None);
+        };
+        let Ok(verified) = client.verify_digest(target, record.zip.length, &sha256) else {
+            return Ok(None);
+        };
+        let mut parts = Vec::with_capacity(record.files.len());
+        for path in &record.files {
+            let Some(file) = installed.and_then(|r| r.files.get(path)) else {
+                return Ok(None);
+            };
+            if !self.install.holds(path, file)? {
+                return Ok(None);
+            }
+            parts.push((path.clone(), file.clone(), None));
+        }
+        Ok(Some(ReadyFile::unpacked(verified, parts)))
+    }
+
+    /// One update cycle: refresh, download what changed, install atomically, report.
+    pub async fn apply(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
+        let result = self.apply_inner(now).await;
+        let status = match &result {
+            Ok(plan) => Status {
+                installed_version: Some(plan.offered_version),
+                last_check: Some(rfc3339(now)),
+                last_result: Some(if plan.changed.is_empty() && plan.removed.is_empty() {
+                    "up-to-date".into()
+                } else {
+                    "installed".into()
+                }),
+                last_error: None,
+                unlisted: self.install.unlisted().unwrap_or_default(),
+            },
+            Err(err) => Status {
+                installed_version: self.install.installed().ok().flatten().map(|r| r.version),
+                last_check: Some(rfc3339(now)),
+                last_result: Some("error".into()),
+                last_error: Some(err.to_string()),
+                unlisted: self.install.unlisted().unwrap_or_default(),
+            },
+        };
+        self.record(&status)?;
+        result
+    }
+
+    async fn apply_inner(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
+        let mut client = self.client();
+        client.refresh(now).await?;
+        let (plan, work) = self.plan(&client).await?;
+        if plan.is_up_to_date() {
+            tracing::info!(version = plan.offered_version, "up to date");
+            return Ok(plan);
+        }
+        let total: u64 = plan.changed.iter().map(|(_, len)| len).sum();
+        let progress = Progress::new(total);
+        let mirrors = self.target_mirrors();
+        let parallel = self.config.parallel_downloads.max(1);
+        let client = &client;
+        let ready: Vec<ReadyFile> = futures_util::stream::iter(work)
+            .map(|(target, ready)| {
+                let mirrors = &mirrors;
+                let progress = &progress;
+                async move {
+                    if let Some(ready) = ready {
+                        return Ok::<_, AgentError>(ready);
+                    }
+                    let staging = self.install.staging_path(target.path())?;
+                    let verified = client.download_target(&target, mirrors, &staging).await?;
+                    progress.add(target.length());
+                    if self.is_package(&target) {
+                        return Ok(self.install.unpack(verified, &staging)?);
+                    }
+                    Ok(ReadyFile::staged(verified, staging))
+                }
+            })
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        progress.finish();
+        self.install.install(plan.offered_version, &ready)?;
+        tracing::info!(
+            version = plan.offered_version,
+            changed = plan.changed.len(),
+            removed = plan.removed.len(),
+            "release installed"
+        );
+        let unlisted = self.install.unlisted()?;
+        if !unlisted.is_empty() {
+            tracing::warn!(files = ?unlisted, "files not listed by the release");
+            if self.config.quarantine_unlisted {
+                self.install.quarantine(&unlisted)?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Goes back to the previous release and records it.
+    pub fn rollback(&self, now: OffsetDateTime) -> Result<(), AgentError> {
+        self.install.rollback()?;
+        let status = Status {
+            installed_version: self.install.installed()?.map(|r| r.version),
+            last_check: Some(rfc3339(now)),
+            last_result: Some("rolled-back".into()),
+            last_error: None,
+            unlisted: self.install.unlisted()?,
+        };
+        self.record(&status)
+    }
+
+    /// Writes the status and queues a report of it.
+    fn record(&self, status: &Status) -> Result<(), AgentError> {
+        let bytes = serde_json::to_vec_pretty(status).map_err(|e| AgentError::State {
+            path: self.state_dir.join("status.json"),
+            source: std::io::Error::other(e),
+        })?;
+        let write = |path: PathBuf| {
+            crate::fsutil::write_atomic(&path, &bytes)
+                .map_err(|source| AgentError::State { path, source })
+        };
+        write(self.state_dir.join("status.json"))?;
+        if self.config.status_url.is_some() {
+            let queue = self.state_dir.join("reports");
+            std::fs::create_dir_all(&queue).map_err(|source| AgentError::State {
+                path: queue.clone(),
+                source,
+            })?;
+            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+            write(queue.join(format!("{nanos:024}.json")))?;
+        }
+        Ok(())
+    }
+
+    /// Sends queued status reports, oldest first; each is removed only once the server
+    /// acknowledged it (HTTP 2xx). Returns how many were sent.
+    pub async fn send_reports(&self) -> Result<usize, AgentError> {
+        let Some(url) = &self.config.status_url else {
+            return Ok(0);
+        };
+        let url = Url::parse(url).map_err(|source| ConfigError::Mirror {
+            value: url.clone(),
+            source,
+        })?;
+        let queue = self.state_dir.join("reports");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&queue) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => return Ok(0),
+        };
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        let mut sent = 0;
+        for file in files {
+            let body = read(&file)?;
+            if let Err(err) = self.transport.post_json(&url, body).await {
+                tracing::warn!(error = %err, "status report not sent; kept for later");
+                break;
+            }
+            std::fs::remove_file(&file).map_err(|source| AgentError::State {
+                path: file.clone(),
+                source,
+            })?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
+
+/// Runs forever: renew the identity when due, a cycle, reports, then a wait of the interval
+/// plus jitter; after failures the wait doubles each time, up to six hours. The agent is built
+/// anew each cycle, so a renewed certificate is used at once.
+pub async fn run_service(config: Config) -> ! {
+    let mut failures: u32 = 0;
+    let identity = crate::enroll::IdentityFiles::in_state_dir(
+        config.state_dir.as_deref().unwrap_or(Path::new(".")),
+    );
+    loop {
+        if identity.exists() {
+            match crate::enroll::renew_if_due(&identity, false).await {
+                Ok(Some(name)) => tracing::info!(%name, "certificate renewed"),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "certificate renewal failed"),
+            }
+        }
+        let outcome = match Agent::new(config.clone()) {
+            Ok(agent) => {
+                let result = agent.apply(crate::tuf::system_now()).await.map(drop);
+                if let Err(err) = agent.send_reports().await {
+                    tracing::warn!(error = %err, "sending status reports failed");
+                }
+                result
+            }
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                tracing::error!(error = %err, failures, "update cycle failed");
+            }
+        }
+        let wait = next_wait(
+            config.interval_secs,
+            config.jitter_secs,
+            failures,
+            rand_fraction(),
+        );
+        tracing::debug!(?wait, "waiting for the next cycle");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The wait before the next cycle: the interval doubled per consecutive failure (at most six
+/// hours), plus `fraction` (0 to 1) of the jitter.
+pub fn next_wait(interval: u64, jitter: u64, failures: u32, fraction: f64) -> Duration {
+    const MAX: u64 = 6 * 3600;
+    let base = interval
+        .max(1)
+        .saturating_mul(1u64 << failures.min(20))
+        .min(MAX.max(interval));
+    let extra = (jitter as f64 * fraction.clamp(0.0, 1.0)) as u64;
+    Duration::from_secs(base + extra)
+}
+
+/// A random number in [0, 1) from the operating system's generator.
+fn rand_fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Reads the status recorded by the last cycle.
+pub fn read_status(state_dir: &Path) -> Result<Option<Status>, AgentError> {
+    let path = state_dir.join("status.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AgentError::State {
+                path,
+                source: std::io::Error::other(e),
+            }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(AgentError::Read { path, source }),
+    }
+}
+
+/// The transport settings of a configuration.
+///
+/// Without `ca_bundle`, `client_cert` and `client_key`, the identity written by
+/// `herald-update enroll` in the state folder is used (its root as trust anchor, its key and
+/// certificate for mutual TLS); without either, the system roots and no client certificate.
+pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
+    let enrolled = config
+        .state_dir
+        .as_deref()
+        .map(crate::enroll::IdentityFiles::in_state_dir)
+        .filter(crate::enroll::IdentityFiles::exists);
+    let trust_anchors_pem = match (&config.ca_bundle, &enrolled) {
+        (Some(bundle), _) => Some(read(bundle)?),
+        (None, Some(identity)) => Some(read(&identity.ca_pem())?),
+        (None, None) => None,
+    };
+    let client_identity_pem = match (&config.client_cert, &config.client_key, &enrolled) {
+        (Some(cert), Some(key), _) => {
+            let mut pem = read(key)?;
+            pem.push(b'\n');
+            pem.extend(read(cert)?);
+            Some(pem)
+        }
+        (None, None, Some(identity)) => Some(read(&identity.identity_pem())?),
+        _ => None,
+    };
+    Ok(HttpsConfig {
+        trust_anchors_pem,
+        client_identity_pem,
+        proxy: config.proxy.clone(),
+        no_proxy: config.no_proxy.clone(),
+        timeouts: Timeouts::default(),
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
+    std::fs::read(path).map_err(|source| AgentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A progress bar on an interactive terminal; log lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        if bar.is_none() {
+            tracing::info!(bytes = total, "downloading");
+        }
+        Progress { bar }
+    }
+
+    fn add(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_doubles_after_failures_and_is_capped() {
+        assert_eq!(next_wait(300, 60, 0, 0.0), Duration::from_secs(300));
+        assert_eq!(next_wait(300, 60, 0, 0.5), Duration::from_secs(330));
+        assert_eq!(next_wait(300, 60, 2, 0.0), Duration::from_secs(1200));
+        assert_eq!(next_wait(300, 0, 30, 0.0), Duration::from_secs(6 * 3600));
+        assert_eq!(next_wait(0, 0, 0, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn up_to_date_only_when_nothing_changes() {
+        let mut plan = Plan {
+            offered_version: 3,
+            installed_version: Some(3),
+            ..Plan::default()
+        };
+        assert!(plan.is_up_to_date());
+        plan.removed.push("old".into());
+        assert!(!plan.is_up_to_date());
+        plan.removed.clear();
+        plan.installed_version = Some(2);
+        assert!(!plan.is_up_to_date());
+    }
+}

@@ -1,0 +1,277 @@
+//! The `herald-update` configuration file (TOML) and its environment overrides.
+//!
+//! ```toml
+//! # Folder the updater manages: files of the installed release live here.
+//! install_root = "/opt/acme"
+//! # Folder for the updater's own state: trusted metadata, status, queued reports, identity.
+//! state_dir = "/var/lib/herald-update"
+//! # Repository mirrors, tried in order; each has metadata/ and targets/ below it.
+//! mirrors = ["https://updates.example.com/acme/", "https://mirror.example.net/acme/"]
+//! # The repository's first trusted root metadata (copied into state_dir on first use).
+//! trusted_root = "/etc/herald/root.json"
+//! # TLS trust anchors (PEM). Absent: the enrolled identity's root (state_dir/identity/ca.pem)
+//! # when `herald-update enroll` has run, else the system's roots.
+//! ca_bundle = "/etc/herald/ca.pem"
+//! # Client certificate and key for mutual TLS. Absent: the enrolled identity
+//! # (state_dir/identity/identity.pem) when there is one.
+//! client_cert = "/etc/herald/client.pem"
+//! client_key = "/etc/herald/client.key"
+//! # Proxy for every request; absent: HTTPS_PROXY / NO_PROXY from the environment.
+//! proxy = "http://proxy.example.com:3128"
+//! no_proxy = "localhost,.internal"
+//! # Polling: every interval_secs, plus up to jitter_secs at random.
+//! interval_secs = 300
+//! jitter_secs = 60
+//! # Refuse repositories whose root declares no release (per-file) keys.
+//! require_release_signatures = true
+//! # Move files the release does not list into state_dir/quarantine.
+//! quarantine_unlisted = false
+//! # Where status reports are sent (queued on disk until acknowledged).
+//! status_url = "https://ca.example.com/api/v1/status"
+//! # trace, debug, info, warn or error.
+//! log_level = "info"
+//! # Parallel target downloads.
+//! parallel_downloads = 4
+//! # Unpack `X.zip` targets into the folder `X/` (entries checked before anything is written).
+//! unpack_zip = false
+//! ```
+//!
+//! Environment overrides: `HERALD_UPDATE_INSTALL_ROOT`, `HERALD_UPDATE_STATE_DIR`,
+//! `HERALD_UPDATE_MIRRORS` (comma-separated), `HERALD_UPDATE_LOG_LEVEL`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A mirror is not an absolute URL.
+    #[error("mirror {value:?}: {source}")]
+    Mirror {
+        /// The value.
+        value: String,
+        /// The cause.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A mirror uses plain HTTP without `allow_plain_http`.
+    #[error("mirror {0}: plain HTTP is refused (set allow_plain_http = true to allow it)")]
+    PlainHttp(String),
+    /// A required setting is missing.
+    #[error("missing setting `{0}` (in the configuration file or its environment variable)")]
+    Missing(&'static str),
+    /// No configuration file was given.
+    #[error("no configuration: pass --config FILE or set HERALD_UPDATE_CONFIG")]
+    NoFile,
+}
+
+/// The configuration, as read.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Folder the updater manages.
+    pub install_root: Option<PathBuf>,
+    /// Folder for the updater's state.
+    pub state_dir: Option<PathBuf>,
+    /// Repository mirrors, in order.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// The repository's first trusted root metadata.
+    pub trusted_root: Option<PathBuf>,
+    /// TLS trust anchors (PEM).
+    pub ca_bundle: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    pub client_key: Option<PathBuf>,
+    /// Proxy URL.
+    pub proxy: Option<String>,
+    /// Hosts that bypass the proxy.
+    pub no_proxy: Option<String>,
+    /// Seconds between polls.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Random extra seconds added to each wait.
+    #[serde(default = "default_jitter")]
+    pub jitter_secs: u64,
+    /// Require per-file release signatures.
+    #[serde(default)]
+    pub require_release_signatures: bool,
+    /// Quarantine unlisted files.
+    #[serde(default)]
+    pub quarantine_unlisted: bool,
+    /// Status report endpoint.
+    pub status_url: Option<String>,
+    /// Log level.
+    pub log_level: Option<String>,
+    /// Parallel target downloads.
+    #[serde(default = "default_parallel")]
+    pub parallel_downloads: usize,
+    /// Unpack targets whose path ends in `.zip` into a folder of the same name without
+    /// `.zip`, instead of installing the zip file.
+    #[serde(default)]
+    pub unpack_zip: bool,
+    /// Allow `http://` mirrors (TUF metadata still protects integrity, but not privacy).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+fn default_interval() -> u64 {
+    300
+}
+
+fn default_jitter() -> u64 {
+    60
+}
+
+fn default_parallel() -> usize {
+    4
+}
+
+impl Config {
+    /// Reads `path`, then applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = path.ok_or(ConfigError::NoFile)?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        config.apply_env(|name| std::env::var(name).ok());
+        Ok(config)
+    }
+
+    /// Applies the `HERALD_UPDATE_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = var("HERALD_UPDATE_INSTALL_ROOT") {
+            self.install_root = Some(v.into());
+        }
+        if let Some(v) = var("HERALD_UPDATE_STATE_DIR") {
+            self.state_dir = Some(v.into());
+        }
+        if let Some(v) = var("HERALD_UPDATE_MIRRORS") {
+            self.mirrors = v.split(',').map(|m| m.trim().to_owned()).collect();
+        }
+        if let Some(v) = var("HERALD_UPDATE_LOG_LEVEL") {
+            self.log_level = Some(v);
+        }
+    }
+
+    /// The install root.
+    pub fn install_root(&self) -> Result<&Path, ConfigError> {
+        self.install_root
+            .as_deref()
+            .ok_or(ConfigError::Missing("install_root"))
+    }
+
+    /// The state folder.
+    pub fn state_dir(&self) -> Result<&Path, ConfigError> {
+        self.state_dir
+            .as_deref()
+            .ok_or(ConfigError::Missing("state_dir"))
+    }
+
+    /// The mirrors as base URLs (each ending with `/`), checked.
+    pub fn mirror_urls(&self) -> Result<Vec<Url>, ConfigError> {
+        if self.mirrors.is_empty() {
+            return Err(ConfigError::Missing("mirrors"));
+        }
+        self.mirrors
+            .iter()
+            .map(|m| {
+                let text = if m.ends_with('/') {
+                    m.clone()
+                } else {
+                    format!("{m}/")
+                };
+                let url = Url::parse(&text).map_err(|source| ConfigError::Mirror {
+                    value: m.clone(),
+                    source,
+                })?;
+                if url.scheme() == "http" && !self.allow_plain_http {
+                    return Err(ConfigError::PlainHttp(m.clone()));
+                }
+                Ok(url)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn unknown_setting_is_an_error_naming_it() {
+        let err = toml::from_str::<Config>("instal_root = \"/x\"").unwrap_err();
+        assert!(err.to_string().contains("instal_root"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let mut config: Config =
+            toml::from_str("install_root = \"/a\"\nmirrors = [\"https://m/\"]").unwrap();
+        config.apply_env(|name| match name {
+            "HERALD_UPDATE_INSTALL_ROOT" => Some("/b".into()),
+            "HERALD_UPDATE_MIRRORS" => Some("https://x/r, https://y/r/".into()),
+            _ => None,
+        });
+        assert_eq!(config.install_root().unwrap(), Path::new("/b"));
+        let urls: Vec<String> = config
+            .mirror_urls()
+            .unwrap()
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(urls, ["https://x/r/", "https://y/r/"]);
+    }
+
+    #[test]
+    fn plain_http_mirror_refused_unless_allowed() {
+        let mut config: Config = toml::from_str("mirrors = [\"http://m/repo\"]").unwrap();
+        assert!(matches!(
+            config.mirror_urls(),
+            Err(ConfigError::PlainHttp(_))
+        ));
+        config.allow_plain_http = true;
+        assert_eq!(config.mirror_urls().unwrap()[0].as_str(), "http://m/repo/");
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config.interval_secs, 300);
+        assert_eq!(config.jitter_secs, 60);
+        assert_eq!(config.parallel_downloads, 4);
+        assert!(!config.require_release_signatures);
+        assert!(matches!(
+            config.install_root(),
+            Err(ConfigError::Missing(_))
+        ));
+    }
+}

@@ -1,0 +1,338 @@
+//! Downloading one file whose length and SHA-256 are known in advance, from a list of mirrors,
+//! into a staging file.
+//!
+//! Length and hash are checked while streaming: the download stops as soon as the server sends
+//! more than the declared length, and a file whose hash does not match is deleted. An
+//! interrupted download is resumed with an HTTP range request; the resumed file is still
+//! verified whole (the bytes already on disk are hashed again first). Each mirror is tried in
+//! order until one delivers the exact file.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::transport::{FetchError, Transport};
+
+/// What the verified metadata says the file must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedFile {
+    /// Exact length in bytes.
+    pub length: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: [u8; 32],
+}
+
+/// Why one attempt at one mirror failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The transport failed (unreachable, not found, too slow...).
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The server sent more bytes than the declared length.
+    #[error("server sent more than the declared {expected} bytes")]
+    TooLong {
+        /// The declared length.
+        expected: u64,
+    },
+    /// The stream ended before the declared length.
+    #[error("server sent {got} of {expected} bytes")]
+    TooShort {
+        /// The declared length.
+        expected: u64,
+        /// What arrived.
+        got: u64,
+    },
+    /// The bytes do not have the declared SHA-256.
+    #[error("SHA-256 mismatch: expected {expected}, got {got}")]
+    HashMismatch {
+        /// Declared hash, hex.
+        expected: String,
+        /// Computed hash, hex.
+        got: String,
+    },
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No mirror delivered the file; each attempt's failure is listed.
+    #[error("{path}: no mirror delivered a valid file: {}", describe(.attempts))]
+    AllMirrorsFailed {
+        /// The target path.
+        path: String,
+        /// Mirror URL and failure, in the order tried.
+        attempts: Vec<(Url, AttemptError)>,
+    },
+    /// The target path cannot be expressed as a URL under a mirror.
+    #[error("{path}: cannot build a URL under mirror {mirror}")]
+    BadUrl {
+        /// The target path.
+        path: String,
+        /// The mirror base URL.
+        mirror: Url,
+    },
+    /// The staging file could not be written.
+    #[error("staging file {path}: {source}")]
+    Staging {
+        /// The staging file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DownloadError {
+    /// True when every mirror answered "not found" (the file is absent, not under attack).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            DownloadError::AllMirrorsFailed { attempts, .. } => {
+                !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|(_, e)| matches!(e, AttemptError::Fetch(f) if f.is_not_found()))
+            }
+            _ => false,
+        }
+    }
+}
+
+fn describe(attempts: &[(Url, AttemptError)]) -> String {
+    attempts
+        .iter()
+        .map(|(url, err)| format!("[{url}: {err}]"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The URL of `path` (slash-separated, relative) under a mirror's base URL. Each segment is
+/// percent-encoded, so no segment can climb out of the base.
+pub fn url_under(base: &Url, path: &str) -> Option<Url> {
+    let mut url = base.clone();
+    {
+        let mut segments = url.path_segments_mut().ok()?;
+        segments.pop_if_empty();
+        for segment in path.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return None;
+            }
+            segments.push(segment);
+        }
+    }
+    Some(url)
+}
+
+/// Downloads `path` from the first mirror that delivers exactly `expected` into `staging`.
+///
+/// On success `staging` holds the verified bytes; the caller makes a batch of downloads durable
+/// at once ([`crate::fsutil::sync_filesystem`]) before relying on them after a crash (large
+/// files are written back in the background as they arrive). On failure it holds either
+/// nothing or a prefix kept for a later resume, hashed again then; it never holds bytes that
+/// failed a check.
+pub async fn download_verified(
+    transport: &dyn Transport,
+    mirrors: &[Url],
+    path: &str,
+    staging: &Path,
+    expected: &ExpectedFile,
+) -> Result<(), DownloadError> {
+    let mut attempts = Vec::new();
+    for mirror in mirrors {
+        let url = url_under(mirror, path).ok_or_else(|| DownloadError::BadUrl {
+            path: path.to_owned(),
+            mirror: mirror.clone(),
+        })?;
+        let mut result = attempt(transport, &url, staging, expected).await?;
+        if let Err(AttemptError::HashMismatch { .. }) = &result {
+            // The prefix kept from an earlier attempt may have been the bad part: start over.
+            result = attempt(transport, &url, staging, expected).await?;
+        }
+        match result {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                tracing::warn!(%url, error = %err, "mirror failed, trying the next one");
+                attempts.push((url, err));
+            }
+        }
+    }
+    Err(DownloadError::AllMirrorsFailed {
+        path: path.to_owned(),
+        attempts,
+    })
+}
+
+/// One attempt at one URL. The outer `Result` is a local disk failure (fatal); the inner one
+/// is this mirror's failure.
+async fn attempt(
+    transport: &dyn Transport,
+    url: &Url,
+    staging: &Path,
+    expected: &ExpectedFile,
+) -> Result<Result<(), AttemptError>, DownloadError> {
+    let io = |source| DownloadError::Staging {
+        path: staging.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(staging)
+        .map_err(io)?;
+    let mut have = file.metadata().map_err(io)?.len();
+    if have > expected.length {
+        file.set_len(0).map_err(io)?;
+        have = 0;
+    }
+    let mut hasher = Sha256::new();
+    if have > 0 {
+        hash_prefix(&mut file, have, &mut hasher).map_err(io)?;
+    }
+    if have == expected.length {
+        return finish(&file, hasher, expected, staging).map_err(io);
+    }
+    let body = match transport.open(url, have).await {
+        Ok(body) => body,
+        Err(err) => return Ok(Err(err.into())),
+    };
+    if body.offset != have {
+        // The server ignored the range: start from zero.
+        file.set_len(0).map_err(io)?;
+        hasher = Sha256::new();
+        have = 0;
+    }
+    file.seek(SeekFrom::Start(have)).map_err(io)?;
+    let mut stream = body.stream;
+    let mut flusher = Flusher::default();
+    // Chunks arrive small; writing them in large blocks saves system calls.
+    let mut buffer = Vec::with_capacity(WRITE_BLOCK);
+    loop {
+        let chunk = match stream.try_next().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(err) => {
+                // Keep what arrived for a resume; it will be hashed again.
+                file.write_all(&buffer).map_err(io)?;
+                return Ok(Err(err.into()));
+            }
+        };
+        if have + chunk.len() as u64 > expected.length {
+            file.set_len(0).map_err(io)?;
+            return Ok(Err(AttemptError::TooLong {
+                expected: expected.length,
+            }));
+        }
+        hasher.update(&chunk);
+        have += chunk.len() as u64;
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() >= WRITE_BLOCK {
+            file.write_all(&buffer).map_err(io)?;
+            flusher.wrote(&file, buffer.len()).await.map_err(io)?;
+            buffer.clear();
+        }
+    }
+    file.write_all(&buffer).map_err(io)?;
+    flusher.wait().await.map_err(io)?;
+    if have < expected.length {
+        return Ok(Err(AttemptError::TooShort {
+            expected: expected.length,
+            got: have,
+        }));
+    }
+    finish(&file, hasher, expected, staging).map_err(io)
+}
+
+/// Size of the blocks written to the staging file.
+const WRITE_BLOCK: usize = 1024 * 1024;
+
+/// Bytes written between two background flushes.
+const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
+
+/// Starts writing a large download back to disk in the background as it arrives, so the sync
+/// at the end (which makes the staged file durable before it can be installed) has little
+/// left to do and the disk works while the network does.
+#[derive(Default)]
+struct Flusher {
+    pending: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    since: u64,
+}
+
+impl Flusher {
+    async fn wrote(&mut self, file: &std::fs::File, bytes: usize) -> std::io::Result<()> {
+        self.since += bytes as u64;
+        if self.since < FLUSH_EVERY {
+            return Ok(());
+        }
+        self.since = 0;
+        self.wait().await?;
+        let file = file.try_clone()?;
+        self.pending = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> std::io::Result<()> {
+        match self.pending.take() {
+            Some(flush) => flush.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Hashes the first `len` bytes of `file` into `hasher`.
+fn hash_prefix(file: &mut std::fs::File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = file.take(len);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Compares the final hash; keeps a matching file, empties a mismatching one.
+fn finish(
+    file: &std::fs::File,
+    hasher: Sha256,
+    expected: &ExpectedFile,
+    staging: &Path,
+) -> std::io::Result<Result<(), AttemptError>> {
+    let got: [u8; 32] = hasher.finalize().into();
+    if got != expected.sha256 {
+        file.set_len(0)?;
+        tracing::warn!(staging = %staging.display(), "downloaded file failed its hash check");
+        return Ok(Err(AttemptError::HashMismatch {
+            expected: hex::encode(expected.sha256),
+            got: hex::encode(got),
+        }));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_under_encodes_segments_and_refuses_climbing() {
+        let base = Url::parse("https://mirror.example/repo/targets/").expect("valid URL");
+        let url = url_under(&base, "dir/a b#c.bin").expect("valid path");
+        assert_eq!(
+            url.as_str(),
+            "https://mirror.example/repo/targets/dir/a%20b%23c.bin"
+        );
+        assert!(url_under(&base, "../secret").is_none());
+        assert!(url_under(&base, "a//b").is_none());
+        let no_slash = Url::parse("https://mirror.example/repo").expect("valid URL");
+        assert_eq!(
+            url_under(&no_slash, "x").expect("valid path").as_str(),
+            "https://mirror.example/repo/x"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! `herald-update tuf-client`, the TUF conformance command line, against repositories made
+//! with python-tuf's Metadata API and served over HTTP on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::PyRepo;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald-update");
+
+/// A client with its own metadata and target folders.
+struct TufClient {
+    dir: tempfile::TempDir,
+    metadata_url: String,
+    targets_url: String,
+}
+
+impl TufClient {
+    /// Serves `repo` and initialises a client with its first root.
+    async fn new(repo: &PyRepo) -> Self {
+        let base = support::serve_http(support::dir_router(&repo.published())).await;
+        let client = TufClient {
+            dir: tempfile::tempdir().unwrap(),
+            metadata_url: base.join("metadata").unwrap().to_string(),
+            targets_url: base.join("targets").unwrap().to_string(),
+        };
+        let root = repo.metadata("1.root.json");
+        let md = client.md();
+        let out = client
+            .run_with(
+                &[],
+                &["--metadata-dir", &md, "init", root.to_str().unwrap()],
+            )
+            .await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        client
+    }
+
+    fn md(&self) -> String {
+        self.dir.path().join("md").to_str().unwrap().to_owned()
+    }
+
+    fn out_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+
+    async fn refresh(&self) -> Output {
+        let md = self.md();
+        let args = [
+            "--metadata-url",
+            &self.metadata_url,
+            "--metadata-dir",
+            &md,
+            "refresh",
+        ];
+        self.run_with(&[], &args).await
+    }
+
+    async fn download(&self, names: &[&str]) -> Output {
+        self.download_with(&[], names).await
+    }
+
+    async fn download_with(&self, prefix: &[&str], names: &[&str]) -> Output {
+        let out_dir = self.out_dir();
+        let md = self.md();
+        let mut args = vec!["--metadata-url", &self.metadata_url, "--metadata-dir", &md];
+        for name in names {
+            args.extend(["--target-name", name]);
+        }
+        args.extend([
+            "--target-base-url",
+            &self.targets_url,
+            "--target-dir",
+            out_dir.to_str().unwrap(),
+            "download",
+        ]);
+        self.run_with(prefix, &args).await
+    }
+
+    /// Runs `PREFIX... herald-update tuf-client ARGS...` off the async runtime.
+    async fn run_with(&self, prefix: &[&str], args: &[&str]) -> Output {
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => std::process::Command::new(BIN),
+        };
+        command.arg("tuf-client").args(args);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", stderr(out));
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn refreshes_and_downloads_from_python_tuf_repository_with_delegations() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&["add-target", "app/tool.bin", "tool v1"]);
+    repo.run(&["delegate", "team", "team/*"]);
+    repo.run(&["add-target", "team/data.txt", "team data", "--role", "team"]);
+    let client = TufClient::new(&repo).await;
+
+    assert_exit(&client.refresh().await, 0);
+    assert_exit(
+        &client.download(&["app/tool.bin", "team/data.txt"]).await,
+        0,
+    );
+    assert_eq!(
+        files_in(&client.out_dir()),
+        vec!["app%2Ftool.bin".to_owned(), "team%2Fdata.txt".to_owned()]
+    );
+    let tool = std::fs::read(client.out_dir().join("app%2Ftool.bin")).unwrap();
+    assert_eq!(tool, b"tool v1");
+
+    // Already present and verified: not fetched again (the server no longer has it).
+    std::fs::remove_dir_all(repo.published().join("targets/app")).unwrap();
+    assert_exit(&client.download(&["app/tool.bin"]).await, 0);
+}
+
+#[tokio::test]
+async fn plain_names_without_consistent_snapshots() {
+    let repo = PyRepo::new(&["--no-consistent"]);
+    repo.run(&["add-target", "readme.txt", "hello"]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.download(&["readme.txt"]).await, 0);
+    assert_eq!(
+        std::fs::read(client.out_dir().join("readme.txt")).unwrap(),
+        b"hello"
+    );
+}
+
+#[tokio::test]
+async fn follows_root_rotations_and_key_rotations() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&["add-target", "a.txt", "a"]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.refresh().await, 0);
+    repo.run(&["rotate", "root"]);
+    repo.run(&["rotate", "timestamp"]);
+    repo.run(&["rotate", "snapshot"]);
+    repo.run(&["rotate", "targets"]);
+    assert_exit(&client.refresh().await, 0);
+    let stored = std::fs::read_to_string(Path::new(&client.md()).join("root.json")).unwrap();
+    assert!(
+        stored.contains("\"version\": 5"),
+        "newest root stored: {stored}"
+    );
+    assert_exit(&client.download(&["a.txt"]).await, 0);
+}
+
+#[tokio::test]
+async fn expired_timestamp_exits_1() {
+    let repo = PyRepo::new(&[]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.refresh().await, 0);
+    repo.run(&["expire", "timestamp"]);
+    let out = client.refresh().await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn faked_clock_past_expiry_exits_1() {
+    let repo = PyRepo::new(&[]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.refresh().await, 0);
+    // The client reads the real system clock through the C library, so faketime moves it.
+    let out = client
+        .download_with(&["faketime", "-f", "+400d"], &[])
+        .await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn tampered_target_exits_1_and_leaves_nothing_in_target_dir() {
+    let repo = PyRepo::new(&["--no-consistent"]);
+    repo.run(&["add-target", "payload.bin", "the real payload"]);
+    std::fs::write(
+        repo.published().join("targets/payload.bin"),
+        "the evil payload",
+    )
+    .unwrap();
+    let client = TufClient::new(&repo).await;
+    let out = client.download(&["payload.bin"]).await;
+    assert_exit(&out, 1);
+    assert!(
+        files_in(&client.out_dir()).is_empty(),
+        "no unverified byte in the target dir"
+    );
+}
+
+#[tokio::test]
+async fn unlisted_target_exits_1() {
+    let repo = PyRepo::new(&[]);
+    let client = TufClient::new(&repo).await;
+    let out = client.download(&["not/listed.bin"]).await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("not listed"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn usage_error_exits_1() {
+    let repo = PyRepo::new(&[]);
+    let client = TufClient::new(&repo).await;
+    let md = client.md();
+    let out = client
+        .run_with(&[], &["--metadata-dir", &md, "no-such-command"])
+        .await;
+    assert_exit(&out, 1);
+    let out = client
+        .run_with(&[], &["--metadata-dir", &md, "refresh"])
+        .await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("--metadata-url"), "{}", stderr(&out));
+}
