@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use herald_manifest::{sha256_hex, sign_target, Signature, Signer, TargetPath};
 use ring::digest;
@@ -104,18 +104,18 @@ fn stream_target(
     Ok((length, sha))
 }
 
-/// Files per batch handed to a signing thread.
+/// Files per batch taken by a worker thread.
 const BATCH: usize = 512;
 
-/// A batch of stored targets, numbered to restore the order afterwards.
-type Batch = (usize, Vec<StoredTarget>);
-
-/// Stores every release file and signs the target statements, in a pipeline.
+/// Stores every release file and signs the target statements, on one worker thread per core.
 ///
-/// Files are copied by this thread: concurrent file creation on one file system is slower,
-/// not faster, on common Linux file systems (journal contention). Each batch of stored files
-/// goes to a signing thread (one per core), so signing overlaps the file work. The release
-/// folder must not change while this runs.
+/// Each worker takes the next batch of files (in order), stores each file and signs its
+/// statement. On Linux file systems most of the cost of a release is kernel time spent
+/// creating files, and it runs in parallel as long as the files land in different folders
+/// (ext4 allocates each folder's inodes in its own block group), so a single file-writing
+/// thread would leave the other cores idle. The files are made durable once, after every
+/// worker finished and before any metadata names them. The release folder must not change
+/// while this runs.
 pub(crate) fn store_targets(
     layout: &Layout,
     files: Vec<(TargetPath, PathBuf)>,
@@ -123,60 +123,66 @@ pub(crate) fn store_targets(
     release: &[&dyn Signer],
 ) -> Result<Vec<StoredTarget>, Error> {
     let targets_dir = layout.targets_dir();
+    fs::create_dir_all(&targets_dir).map_err(Error::io(&targets_dir))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let total = files.len();
-    let batches = std::thread::scope(|scope| -> Result<Vec<Batch>, Error> {
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = mpsc::channel::<Batch>();
-            senders.push(tx);
-            handles.push(scope.spawn(move || -> Result<Vec<Batch>, Error> {
-                let mut done = Vec::new();
-                for (index, mut batch) in rx {
-                    sign_entries(&mut batch, release)?;
-                    done.push((index, batch));
-                }
-                Ok(done)
-            }));
-        }
-        let stored = store_files(&targets_dir, files, link, |index, batch| {
-            // A closed channel means that worker failed; its error is reported below.
-            let _ = senders[index % senders.len()].send((index, batch));
-        });
-        drop(senders);
-        let mut batches = Vec::new();
+    let batches: Vec<&[(TargetPath, PathBuf)]> = files.chunks(BATCH).collect();
+    let next = AtomicUsize::new(0);
+    let done = std::thread::scope(|scope| -> Result<Vec<(usize, Vec<StoredTarget>)>, Error> {
+        let handles: Vec<_> = (0..workers.min(batches.len()))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, Vec<StoredTarget>)>, Error> {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(index) else {
+                            return Ok(done);
+                        };
+                        let mut stored = store_batch(&targets_dir, batch, link, &mut buf)?;
+                        sign_entries(&mut stored, release)?;
+                        done.push((index, stored));
+                    }
+                })
+            })
+            .collect();
+        let mut done = Vec::with_capacity(batches.len());
         for handle in handles {
-            let done = handle
+            let mine = handle
                 .join()
-                .unwrap_or_else(|_| Err(Error::Repository("a signing thread panicked".into())))?;
-            batches.extend(done);
+                .unwrap_or_else(|_| Err(Error::Repository("a worker thread panicked".into())));
+            match mine {
+                Ok(mine) => done.extend(mine),
+                Err(e) => {
+                    // Stop the others at their next batch; they are joined when the scope ends.
+                    next.store(batches.len(), Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
         }
-        stored?;
-        Ok(batches)
+        Ok(done)
     })?;
-    let mut batches = batches;
-    batches.sort_unstable_by_key(|(index, _)| *index);
-    let mut out = Vec::with_capacity(total);
-    for (_, batch) in batches {
-        out.extend(batch);
-    }
-    Ok(out)
+    let written: Vec<PathBuf> = if cfg!(target_os = "linux") {
+        Vec::new() // syncfs makes the whole file system durable at once.
+    } else {
+        done.iter()
+            .flat_map(|(_, batch)| batch)
+            .map(|(path, _, sha, _)| targets_dir.join(path.with_hash_prefix(sha)))
+            .collect()
+    };
+    sync_tree(&targets_dir, &written)?;
+    let mut done = done;
+    done.sort_unstable_by_key(|(index, _)| *index);
+    Ok(done.into_iter().flat_map(|(_, batch)| batch).collect())
 }
 
-/// Stores the files one by one, handing each full batch to `emit`, then makes them durable
-/// before any metadata can refer to them.
-fn store_files(
+/// Stores one batch of release files, creating their folders as needed.
+fn store_batch(
     targets_dir: &Path,
-    files: Vec<(TargetPath, PathBuf)>,
+    files: &[(TargetPath, PathBuf)],
     link: bool,
-    mut emit: impl FnMut(usize, Vec<StoredTarget>),
-) -> Result<(), Error> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut index = 0;
-    // Only needed where there is no syncfs (one fsync per file there).
-    let mut written = Vec::new();
+    buf: &mut [u8],
+) -> Result<Vec<StoredTarget>, Error> {
+    let mut stored = Vec::with_capacity(files.len());
     let mut current_dir: Option<PathBuf> = None;
     for (path, source) in files {
         let dest_dir = match path.as_str().rsplit_once('/') {
@@ -187,24 +193,10 @@ fn store_files(
             fs::create_dir_all(&dest_dir).map_err(Error::io(&dest_dir))?;
             current_dir = Some(dest_dir.clone());
         }
-        let (length, sha) = store_target(&dest_dir, &path, &source, link, &mut buf)?;
-        if !cfg!(target_os = "linux") {
-            written.push(targets_dir.join(path.with_hash_prefix(&sha)));
-        }
-        batch.push((path, length, sha, Vec::new()));
-        if batch.len() == BATCH {
-            emit(
-                index,
-                std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-            );
-            index += 1;
-        }
+        let (length, sha) = store_target(&dest_dir, path, source, link, buf)?;
+        stored.push((path.clone(), length, sha, Vec::new()));
     }
-    if !batch.is_empty() {
-        emit(index, batch);
-    }
-    fs::create_dir_all(targets_dir).map_err(Error::io(targets_dir))?;
-    sync_tree(targets_dir, &written)
+    Ok(stored)
 }
 
 /// Adds the release signatures to each stored target.
