@@ -301,9 +301,21 @@ fn main() {
         runs,
     };
 
-    let big = build_repo(&work, "big", 1, 1 << 30);
-    let r10k = build_repo(&work, "10k", 10_000, 40);
-    let r100k = build_repo(&work, "100k", 100_000, 40);
+    // HERALD_BENCH_SCENARIOS picks scenarios, e.g. "a" or "bc" (default: all).
+    let scenarios = std::env::var("HERALD_BENCH_SCENARIOS").unwrap_or_else(|_| "abc".into());
+    let wanted = |s: char| scenarios.contains(s);
+    let big = build_repo(&work, "big", 1, if wanted('a') { 1 << 30 } else { 1 });
+    let r10k = build_repo(
+        &work,
+        "10k",
+        if wanted('b') || wanted('c') {
+            10_000
+        } else {
+            1
+        },
+        40,
+    );
+    let r100k = build_repo(&work, "100k", if wanted('b') { 100_000 } else { 1 }, 40);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -333,30 +345,36 @@ fn main() {
 
     println!("| scenario | herald-update | python-tuf | speed-up | curl + sha256sum |");
     println!("|---|---|---|---|---|");
-    row(
-        "(a) 1 GiB target, fresh client (apply: metadata, download, verify, install)",
-        bench.herald_apply(&big_url, &big),
-        bench.python_tuf(&big_url, &big, &big_name),
-        Some(bench.curl_sha256(&big_file_url)),
-    );
-    row(
-        "(b) refresh, 10,000 targets",
-        bench.herald_tuf_client(&url_10k, &r10k, &[]),
-        bench.python_tuf(&url_10k, &r10k, &[]),
-        None,
-    );
-    row(
-        "(b) refresh, 100,000 targets",
-        bench.herald_tuf_client(&url_100k, &r100k, &[]),
-        bench.python_tuf(&url_100k, &r100k, &[]),
-        None,
-    );
-    row(
-        "(c) 100 targets out of 10,000",
-        bench.herald_tuf_client(&url_10k, &r10k, &hundred),
-        bench.python_tuf(&url_10k, &r10k, &hundred),
-        None,
-    );
+    if wanted('a') {
+        row(
+            "(a) 1 GiB target, fresh client (apply: metadata, download, verify, install)",
+            bench.herald_apply(&big_url, &big),
+            bench.python_tuf(&big_url, &big, &big_name),
+            Some(bench.curl_sha256(&big_file_url)),
+        );
+    }
+    if wanted('b') {
+        row(
+            "(b) refresh, 10,000 targets",
+            bench.herald_tuf_client(&url_10k, &r10k, &[]),
+            bench.python_tuf(&url_10k, &r10k, &[]),
+            None,
+        );
+        row(
+            "(b) refresh, 100,000 targets",
+            bench.herald_tuf_client(&url_100k, &r100k, &[]),
+            bench.python_tuf(&url_100k, &r100k, &[]),
+            None,
+        );
+    }
+    if wanted('c') {
+        row(
+            "(c) 100 targets out of 10,000",
+            bench.herald_tuf_client(&url_10k, &r10k, &hundred),
+            bench.python_tuf(&url_10k, &r10k, &hundred),
+            None,
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&clients);
 }

@@ -208,17 +208,14 @@ async fn attempt(
     file.seek(SeekFrom::Start(have)).map_err(io)?;
     let mut stream = body.stream;
     let mut flusher = Flusher::default();
-    // Chunks arrive small; writing them in large blocks saves system calls.
-    let mut buffer = Vec::with_capacity(WRITE_BLOCK);
+    // Chunks are written as they come: over a fast connection they are hundreds of KiB
+    // (hyper reads as much as the connection holds), over a slow one system calls are cheap.
     loop {
         let chunk = match stream.try_next().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(err) => {
-                // Keep what arrived for a resume; it will be hashed again.
-                file.write_all(&buffer).map_err(io)?;
-                return Ok(Err(err.into()));
-            }
+            // What arrived is kept for a resume; it will be hashed again.
+            Err(err) => return Ok(Err(err.into())),
         };
         if have + chunk.len() as u64 > expected.length {
             file.set_len(0).map_err(io)?;
@@ -228,14 +225,9 @@ async fn attempt(
         }
         hasher.update(&chunk);
         have += chunk.len() as u64;
-        buffer.extend_from_slice(&chunk);
-        if buffer.len() >= WRITE_BLOCK {
-            file.write_all(&buffer).map_err(io)?;
-            flusher.wrote(&file, buffer.len()).await.map_err(io)?;
-            buffer.clear();
-        }
+        file.write_all(&chunk).map_err(io)?;
+        flusher.wrote(&file, chunk.len()).await.map_err(io)?;
     }
-    file.write_all(&buffer).map_err(io)?;
     flusher.wait().await.map_err(io)?;
     if have < expected.length {
         return Ok(Err(AttemptError::TooShort {
@@ -245,9 +237,6 @@ async fn attempt(
     }
     finish(&file, hasher, expected, staging).map_err(io)
 }
-
-/// Size of the blocks written to the staging file.
-const WRITE_BLOCK: usize = 1024 * 1024;
 
 /// Bytes written between two background flushes.
 const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
