@@ -186,12 +186,12 @@ fn main() -> Result<()> {
         let herald_link = run_herald(&sign, &key, &work.join("herald-link"), &release, true)?;
 
         for (tool, (m, size)) in [
+            ("python-tuf Metadata API", (&python_tuf, python_size)),
             ("herald-sign release", (&herald_copy.0, herald_copy.1)),
             (
                 "herald-sign release --link",
                 (&herald_link.0, herald_link.1),
             ),
-            ("python-tuf Metadata API", (&python_tuf, python_size)),
         ] {
             println!(
                 "| {count} | {tool} | {:.2} | {:.1} | {size} |",
