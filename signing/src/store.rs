@@ -112,7 +112,7 @@ const BATCH: usize = 512;
 /// Each worker takes the next batch of files (in order), stores each file and signs its
 /// statement. On Linux file systems most of the cost of a release is kernel time spent
 /// creating files, and it runs in parallel as long as the files land in different folders
-/// (ext4 allocates each folder's inodes in its own block group), so a single file-writing
+/// (ext4 spreads folders over its block groups), so a single file-writing
 /// thread would leave the other cores idle. The files are made durable once, after every
 /// worker finished and before any metadata names them. The release folder must not change
 /// while this runs.
