@@ -127,37 +127,38 @@ pub(crate) fn store_targets(
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let batches: Vec<&[(TargetPath, PathBuf)]> = files.chunks(BATCH).collect();
     let next = AtomicUsize::new(0);
-    let done = std::thread::scope(|scope| -> Result<Vec<(usize, Vec<StoredTarget>)>, Error> {
+    // A worker that fails moves `next` past the end, so the others stop at their next batch.
+    let work = || -> Result<Vec<(usize, Vec<StoredTarget>)>, Error> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(batch) = batches.get(index) else {
+                return Ok(done);
+            };
+            let stored = store_batch(&targets_dir, batch, link, &mut buf).and_then(|mut stored| {
+                sign_entries(&mut stored, release)?;
+                Ok(stored)
+            });
+            match stored {
+                Ok(stored) => done.push((index, stored)),
+                Err(e) => {
+                    next.store(batches.len(), Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let mut done = std::thread::scope(|scope| -> Result<Vec<_>, Error> {
         let handles: Vec<_> = (0..workers.min(batches.len()))
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, Vec<StoredTarget>)>, Error> {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = batches.get(index) else {
-                            return Ok(done);
-                        };
-                        let mut stored = store_batch(&targets_dir, batch, link, &mut buf)?;
-                        sign_entries(&mut stored, release)?;
-                        done.push((index, stored));
-                    }
-                })
-            })
+            .map(|_| scope.spawn(work))
             .collect();
         let mut done = Vec::with_capacity(batches.len());
         for handle in handles {
             let mine = handle
                 .join()
-                .unwrap_or_else(|_| Err(Error::Repository("a worker thread panicked".into())));
-            match mine {
-                Ok(mine) => done.extend(mine),
-                Err(e) => {
-                    // Stop the others at their next batch; they are joined when the scope ends.
-                    next.store(batches.len(), Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
+                .unwrap_or_else(|_| Err(Error::Repository("a worker thread panicked".into())))?;
+            done.extend(mine);
         }
         Ok(done)
     })?;
@@ -170,7 +171,6 @@ pub(crate) fn store_targets(
             .collect()
     };
     sync_tree(&targets_dir, &written)?;
-    let mut done = done;
     done.sort_unstable_by_key(|(index, _)| *index);
     Ok(done.into_iter().flat_map(|(_, batch)| batch).collect())
 }
@@ -211,4 +211,73 @@ fn sign_entries(stored: &mut [StoredTarget], release: &[&dyn Signer]) -> Result<
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use herald_manifest::{target_statement, Ed25519Signer};
+
+    fn release_signer() -> Ed25519Signer {
+        let pem = include_str!("../../keys-example/signing/release.key.pem");
+        let der = pem::parse_many(pem)
+            .unwrap()
+            .into_iter()
+            .find(|block| block.tag() == "PRIVATE KEY")
+            .unwrap();
+        Ed25519Signer::from_pkcs8_der(der.contents()).unwrap()
+    }
+
+    /// `count` release files in folders of 100, with their target paths.
+    fn release_files(dir: &Path, count: usize) -> Vec<(TargetPath, PathBuf)> {
+        (0..count)
+            .map(|i| {
+                let rel = format!("d{}/f{i:05}.txt", i / 100);
+                let source = dir.join(&rel);
+                fs::create_dir_all(source.parent().unwrap()).unwrap();
+                fs::write(&source, format!("file {i}\n")).unwrap();
+                (TargetPath::new(rel).unwrap(), source)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_stored_and_signed_in_release_order_across_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = release_files(&tmp.path().join("release"), BATCH * 3 + 7);
+        let layout = Layout::new(&tmp.path().join("repo"));
+        let signer = release_signer();
+        let stored = store_targets(&layout, files.clone(), false, &[&signer]).unwrap();
+        assert_eq!(stored.len(), files.len());
+        let key = signer.public_key().verifying_key().unwrap();
+        for ((path, length, sha, sigs), (want, source)) in stored.iter().zip(&files) {
+            assert_eq!(path, want);
+            let bytes = fs::read(source).unwrap();
+            assert_eq!(*length, bytes.len() as u64);
+            assert_eq!(*sha, sha256_hex(&bytes));
+            let copy = layout.targets_dir().join(path.with_hash_prefix(sha));
+            assert_eq!(fs::read(copy).unwrap(), bytes);
+            assert_eq!(sigs.len(), 1);
+            let sig = hex::decode(&sigs[0].sig).unwrap();
+            assert!(key.verify(&target_statement(path, *length, sha), &sig));
+        }
+    }
+
+    #[test]
+    fn missing_release_file_fails_the_whole_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = release_files(&tmp.path().join("release"), BATCH * 3);
+        let gone = files[BATCH * 2 + 5].1.clone();
+        fs::remove_file(&gone).unwrap();
+        let layout = Layout::new(&tmp.path().join("repo"));
+        let signer = release_signer();
+        match store_targets(&layout, files, false, &[&signer]) {
+            Err(Error::Io { path, .. }) => assert_eq!(path, gone),
+            other => panic!(
+                "expected an I/O error for {}, got {other:?}",
+                gone.display()
+            ),
+        }
+    }
 }
