@@ -307,14 +307,17 @@ mod tests {
     #[test]
     fn pkcs8_v2_with_foreign_public_key_refused() {
         let rng = ring::rand::SystemRandom::new();
-        let mut v2 = signature::Ed25519KeyPair::generate_pkcs8(&rng)
-            .unwrap()
-            .as_ref()
-            .to_vec();
+        let generate = || {
+            signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        };
+        let (mut v2, other) = (generate(), generate());
         assert!(Ed25519Signer::from_pkcs8_der(&v2).is_ok());
-        // The public key is the last 32 bytes of ring's v2 document.
-        let last = v2.len() - 1;
-        v2[last] ^= 1;
+        // The public key is the last 32 bytes of ring's v2 document: put another key's there.
+        let at = v2.len() - 32;
+        v2[at..].copy_from_slice(&other[other.len() - 32..]);
         assert!(matches!(
             Ed25519Signer::from_pkcs8_der(&v2),
             Err(KeyError::PrivateKey(_))
