@@ -12,6 +12,11 @@
 //! `HERALD_BENCH_DIR` (default: the tmpfs `/dev/shm`), the repositories to `TMPDIR`. The
 //! repositories are made by `herald-sign` with per-file release signatures (python-tuf ignores
 //! them; herald-update verifies them).
+//!
+//! Each cell is the median of `HERALD_BENCH_RUNS` runs (default 5), taken in rounds of one run
+//! of each tool so that the machine's slower and faster spells fall on every tool alike. The
+//! repositories are served by an in-process rustls server; scenario (a) is also served by
+//! nginx (with its default settings) when `nginx` is on `PATH`.
 
 #![allow(
     clippy::unwrap_used,
@@ -83,6 +88,69 @@ fn release_folder(dir: &Path, count: usize, size: usize) {
     }
 }
 
+/// nginx serving `root` over HTTPS with the example server certificate, stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    url: url::Url,
+}
+
+impl Nginx {
+    fn start(work: &Path, root: &Path) -> Option<Nginx> {
+        let dir = work.join("nginx");
+        std::fs::create_dir_all(&dir).unwrap();
+        let chain = dir.join("chain.pem");
+        let mut pem = std::fs::read(herald_keys_example::pki::server_cert()).unwrap();
+        pem.extend(std::fs::read(herald_keys_example::pki::intermediate_ca_cert()).unwrap());
+        std::fs::write(&chain, pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off; master_process off; worker_processes 1;\n\
+                 error_log {dir}/error.log; pid {dir}/nginx.pid;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir};\n\
+                 fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
+                 server {{ listen 127.0.0.1:{port} ssl; root {root};\n\
+                 ssl_certificate {chain}; ssl_certificate_key {key}; }} }}\n",
+                dir = dir.display(),
+                root = root.display(),
+                chain = chain.display(),
+                key = herald_keys_example::pki::server_key().display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                let url = url::Url::parse(&format!("https://localhost:{port}/")).unwrap();
+                return Some(Nginx { child, url });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("nginx did not start; see {}/error.log", dir.display());
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn build_repo(work: &Path, name: &str, count: usize, size: usize) -> SignedRepo {
     let repo = SignedRepo::new();
     let folder = work.join(format!("release-{name}"));
@@ -121,15 +189,46 @@ impl Bench {
         dir
     }
 
-    /// Median by wall time of `runs` runs.
-    fn best(&self, mut run: impl FnMut() -> Measure) -> Measure {
-        let mut all: Vec<Measure> = (0..self.runs).map(|_| run()).collect();
-        all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        all[all.len() / 2]
+    /// Runs herald-update, python-tuf and (when given) the unsigned floor `runs` times each,
+    /// in rounds of one run of each, and prints their medians by wall time as a table row.
+    /// Interleaving puts a slower or faster spell of the machine on every tool alike instead
+    /// of on whichever happened to run then.
+    fn compare(
+        &self,
+        scenario: &str,
+        herald: impl Fn() -> Measure,
+        python: impl Fn() -> Measure,
+        floor: Option<&dyn Fn() -> Measure>,
+    ) {
+        let mut runs: [Vec<Measure>; 3] = Default::default();
+        for _ in 0..self.runs {
+            runs[0].push(herald());
+            runs[1].push(python());
+            if let Some(floor) = floor {
+                runs[2].push(floor());
+            }
+        }
+        let [herald, python, floor] = runs.map(|mut all| {
+            all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            all.get(all.len() / 2).copied()
+        });
+        let (herald, python) = (herald.unwrap(), python.unwrap());
+        let floor = floor.map_or_else(
+            || "-".to_owned(),
+            |f| format!("{:.2} s / {:.0} MiB", f.seconds, f.mib),
+        );
+        println!(
+            "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {floor} |",
+            herald.seconds,
+            herald.mib,
+            python.seconds,
+            python.mib,
+            python.seconds / herald.seconds,
+        );
     }
 
     fn herald_tuf_client(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
-        self.best(|| {
+        {
             let dir = self.fresh("herald-client");
             let md = dir.join("md");
             let root = repo.path().join("metadata/1.root.json");
@@ -174,11 +273,11 @@ impl Bench {
                 &args,
                 &self.envs(),
             )
-        })
+        }
     }
 
     fn herald_apply(&self, base: &url::Url, repo: &SignedRepo) -> Measure {
-        self.best(|| {
+        {
             let dir = self.fresh("herald-apply");
             let config = dir.join("update.toml");
             std::fs::write(
@@ -193,12 +292,17 @@ impl Bench {
                 ),
             )
             .unwrap();
-            measure("herald-update apply", &self.herald, &["--config", config.to_str().unwrap(), "apply"], &[])
-        })
+            measure(
+                "herald-update apply",
+                &self.herald,
+                &["--config", config.to_str().unwrap(), "apply"],
+                &[],
+            )
+        }
     }
 
     fn python_tuf(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
-        self.best(|| {
+        {
             let dir = self.fresh("python-client");
             let meta = base.join("metadata/").unwrap().to_string();
             let tgt = base.join("targets/").unwrap().to_string();
@@ -215,11 +319,11 @@ impl Bench {
             ];
             args.extend(targets.iter().map(String::as_str));
             measure("python-tuf", &self.python, &args, &self.envs())
-        })
+        }
     }
 
     fn curl_sha256(&self, url: &url::Url) -> Measure {
-        self.best(|| {
+        {
             let dir = self.fresh("curl");
             let out = dir.join("big.bin");
             let script = format!(
@@ -235,23 +339,8 @@ impl Bench {
                 &["-c", &script],
                 &[],
             )
-        })
+        }
     }
-}
-
-fn row(scenario: &str, herald: Measure, python: Measure, floor: Option<Measure>) {
-    let floor = floor.map_or_else(
-        || "-".to_owned(),
-        |f| format!("{:.2} s / {:.0} MiB", f.seconds, f.mib),
-    );
-    println!(
-        "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {floor} |",
-        herald.seconds,
-        herald.mib,
-        python.seconds,
-        python.mib,
-        python.seconds / herald.seconds,
-    );
 }
 
 fn main() {
@@ -269,7 +358,7 @@ fn main() {
     let runs: usize = std::env::var("HERALD_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let work = std::env::temp_dir().join("herald-bench-update");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
@@ -325,47 +414,58 @@ fn main() {
     let hundred: Vec<String> = (0..100)
         .map(|i| format!("d{:03}/f{:06}.txt", (i * 97) % 100, i * 97))
         .collect();
-    let big_target = std::fs::read_dir(big.path().join("targets"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let big_file_url = big_url
-        .join("targets/")
-        .unwrap()
-        .join(big_target.file_name().unwrap().to_str().unwrap())
-        .unwrap();
-
     println!("| scenario | herald-update | python-tuf | speed-up | curl + sha256sum |");
     println!("|---|---|---|---|---|");
     if wanted('a') {
-        row(
-            "(a) 1 GiB target, fresh client (apply: metadata, download, verify, install)",
-            bench.herald_apply(&big_url, &big),
-            bench.python_tuf(&big_url, &big, &big_name),
-            Some(bench.curl_sha256(&big_file_url)),
-        );
+        let big_target = std::fs::read_dir(big.path().join("targets"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let file_url = |base: &url::Url| {
+            base.join("targets/")
+                .unwrap()
+                .join(big_target.file_name().unwrap().to_str().unwrap())
+                .unwrap()
+        };
+        let nginx = Nginx::start(&work, &big.path());
+        let mut servers = vec![("the in-process rustls server", big_url.clone())];
+        match &nginx {
+            Some(nginx) => servers.insert(0, ("nginx", nginx.url.clone())),
+            None => {
+                eprintln!("nginx is not installed: scenario (a) only against the in-process server")
+            }
+        }
+        for (server, url) in servers {
+            let floor = || bench.curl_sha256(&file_url(&url));
+            bench.compare(
+                &format!("(a) 1 GiB target, fresh client (apply: metadata, download, verify, install), served by {server}"),
+                || bench.herald_apply(&url, &big),
+                || bench.python_tuf(&url, &big, &big_name),
+                Some(&floor),
+            );
+        }
     }
     if wanted('b') {
-        row(
+        bench.compare(
             "(b) refresh, 10,000 targets",
-            bench.herald_tuf_client(&url_10k, &r10k, &[]),
-            bench.python_tuf(&url_10k, &r10k, &[]),
+            || bench.herald_tuf_client(&url_10k, &r10k, &[]),
+            || bench.python_tuf(&url_10k, &r10k, &[]),
             None,
         );
-        row(
+        bench.compare(
             "(b) refresh, 100,000 targets",
-            bench.herald_tuf_client(&url_100k, &r100k, &[]),
-            bench.python_tuf(&url_100k, &r100k, &[]),
+            || bench.herald_tuf_client(&url_100k, &r100k, &[]),
+            || bench.python_tuf(&url_100k, &r100k, &[]),
             None,
         );
     }
     if wanted('c') {
-        row(
+        bench.compare(
             "(c) 100 targets out of 10,000",
-            bench.herald_tuf_client(&url_10k, &r10k, &hundred),
-            bench.python_tuf(&url_10k, &r10k, &hundred),
+            || bench.herald_tuf_client(&url_10k, &r10k, &hundred),
+            || bench.python_tuf(&url_10k, &r10k, &hundred),
             None,
         );
     }
