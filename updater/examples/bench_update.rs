@@ -208,6 +208,14 @@ impl Bench {
                 runs[2].push(floor());
             }
         }
+        // The speed-up of each round, herald-update and python-tuf measured back to back.
+        let rounds: Vec<f64> = runs[0]
+            .iter()
+            .zip(&runs[1])
+            .map(|(h, p)| p.seconds / h.seconds)
+            .collect();
+        let lowest = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = rounds.iter().copied().fold(0.0, f64::max);
         let [herald, python, floor] = runs.map(|mut all| {
             all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
             all.get(all.len() / 2).copied()
@@ -218,7 +226,7 @@ impl Bench {
             |f| format!("{:.2} s / {:.0} MiB", f.seconds, f.mib),
         );
         println!(
-            "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {floor} |",
+            "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {lowest:.1}x to {highest:.1}x | {floor} |",
             herald.seconds,
             herald.mib,
             python.seconds,
@@ -228,118 +236,110 @@ impl Bench {
     }
 
     fn herald_tuf_client(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
-        {
-            let dir = self.fresh("herald-client");
-            let md = dir.join("md");
-            let root = repo.path().join("metadata/1.root.json");
-            let init = Command::new(&self.herald)
-                .args([
-                    "tuf-client",
-                    "--metadata-dir",
-                    md.to_str().unwrap(),
-                    "init",
-                    root.to_str().unwrap(),
-                ])
-                .status()
-                .unwrap();
-            assert!(init.success());
-            let meta = base.join("metadata/").unwrap().to_string();
-            let tgt = base.join("targets/").unwrap().to_string();
-            let out = dir.join("out");
-            let mut args = vec![
+        let dir = self.fresh("herald-client");
+        let md = dir.join("md");
+        let root = repo.path().join("metadata/1.root.json");
+        let init = Command::new(&self.herald)
+            .args([
                 "tuf-client",
-                "--metadata-url",
-                &meta,
                 "--metadata-dir",
                 md.to_str().unwrap(),
-            ];
-            for t in targets {
-                args.extend(["--target-name", t]);
-            }
-            if targets.is_empty() {
-                args.push("refresh");
-            } else {
-                args.extend([
-                    "--target-base-url",
-                    &tgt,
-                    "--target-dir",
-                    out.to_str().unwrap(),
-                    "download",
-                ]);
-            }
-            measure(
-                "herald-update tuf-client",
-                &self.herald,
-                &args,
-                &self.envs(),
-            )
+                "init",
+                root.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(init.success());
+        let meta = base.join("metadata/").unwrap().to_string();
+        let tgt = base.join("targets/").unwrap().to_string();
+        let out = dir.join("out");
+        let mut args = vec![
+            "tuf-client",
+            "--metadata-url",
+            &meta,
+            "--metadata-dir",
+            md.to_str().unwrap(),
+        ];
+        for t in targets {
+            args.extend(["--target-name", t]);
         }
+        if targets.is_empty() {
+            args.push("refresh");
+        } else {
+            args.extend([
+                "--target-base-url",
+                &tgt,
+                "--target-dir",
+                out.to_str().unwrap(),
+                "download",
+            ]);
+        }
+        measure(
+            "herald-update tuf-client",
+            &self.herald,
+            &args,
+            &self.envs(),
+        )
     }
 
     fn herald_apply(&self, base: &url::Url, repo: &SignedRepo) -> Measure {
-        {
-            let dir = self.fresh("herald-apply");
-            let config = dir.join("update.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "install_root = {:?}\nstate_dir = {:?}\nmirrors = [{:?}]\ntrusted_root = {:?}\nca_bundle = {:?}\nrequire_release_signatures = true\nlog_level = \"warn\"\n",
-                    dir.join("install"),
-                    dir.join("state"),
-                    base.as_str(),
-                    repo.path().join("metadata/1.root.json"),
-                    self.ca,
-                ),
-            )
-            .unwrap();
-            measure(
-                "herald-update apply",
-                &self.herald,
-                &["--config", config.to_str().unwrap(), "apply"],
-                &[],
-            )
-        }
+        let dir = self.fresh("herald-apply");
+        let config = dir.join("update.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "install_root = {:?}\nstate_dir = {:?}\nmirrors = [{:?}]\ntrusted_root = {:?}\nca_bundle = {:?}\nrequire_release_signatures = true\nlog_level = \"warn\"\n",
+                dir.join("install"),
+                dir.join("state"),
+                base.as_str(),
+                repo.path().join("metadata/1.root.json"),
+                self.ca,
+            ),
+        )
+        .unwrap();
+        measure(
+            "herald-update apply",
+            &self.herald,
+            &["--config", config.to_str().unwrap(), "apply"],
+            &[],
+        )
     }
 
     fn python_tuf(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
-        {
-            let dir = self.fresh("python-client");
-            let meta = base.join("metadata/").unwrap().to_string();
-            let tgt = base.join("targets/").unwrap().to_string();
-            let root = repo.path().join("metadata/1.root.json");
-            let md = dir.join("md");
-            let out = dir.join("out");
-            let mut args = vec![
-                self.script.to_str().unwrap(),
-                md.to_str().unwrap(),
-                &meta,
-                &tgt,
-                out.to_str().unwrap(),
-                root.to_str().unwrap(),
-            ];
-            args.extend(targets.iter().map(String::as_str));
-            measure("python-tuf", &self.python, &args, &self.envs())
-        }
+        let dir = self.fresh("python-client");
+        let meta = base.join("metadata/").unwrap().to_string();
+        let tgt = base.join("targets/").unwrap().to_string();
+        let root = repo.path().join("metadata/1.root.json");
+        let md = dir.join("md");
+        let out = dir.join("out");
+        let mut args = vec![
+            self.script.to_str().unwrap(),
+            md.to_str().unwrap(),
+            &meta,
+            &tgt,
+            out.to_str().unwrap(),
+            root.to_str().unwrap(),
+        ];
+        args.extend(targets.iter().map(String::as_str));
+        measure("python-tuf", &self.python, &args, &self.envs())
     }
 
     fn curl_sha256(&self, url: &url::Url) -> Measure {
-        {
-            let dir = self.fresh("curl");
-            let out = dir.join("big.bin");
-            let script = format!(
-                "curl -sS --fail --cacert {} -o {} {} && sha256sum {} >/dev/null",
-                self.ca,
-                out.display(),
-                url,
-                out.display()
-            );
-            measure(
-                "curl + sha256sum",
-                Path::new("/bin/sh"),
-                &["-c", &script],
-                &[],
-            )
-        }
+        let dir = self.fresh("curl");
+        let out = dir.join("big.bin");
+        let script = format!(
+            "curl -sS --fail --cacert {} -o {} {} && sha256sum {} >/dev/null",
+            self.ca,
+            out.display(),
+            url,
+            out.display()
+        );
+        measure(
+            "curl + sha256sum",
+            Path::new("/bin/sh"),
+            &["-c", &script],
+            &[],
+        )
     }
 }
 
@@ -414,8 +414,10 @@ fn main() {
     let hundred: Vec<String> = (0..100)
         .map(|i| format!("d{:03}/f{:06}.txt", (i * 97) % 100, i * 97))
         .collect();
-    println!("| scenario | herald-update | python-tuf | speed-up | curl + sha256sum |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| scenario | herald-update | python-tuf | speed-up (medians) | speed-up per round | curl + sha256sum |"
+    );
+    println!("|---|---|---|---|---|---|");
     if wanted('a') {
         let big_target = std::fs::read_dir(big.path().join("targets"))
             .unwrap()
@@ -440,7 +442,7 @@ fn main() {
         for (server, url) in servers {
             let floor = || bench.curl_sha256(&file_url(&url));
             bench.compare(
-                &format!("(a) 1 GiB target, fresh client (apply: metadata, download, verify, install), served by {server}"),
+                &format!("(a) 1 GiB target, fresh client (apply), served by {server}"),
                 || bench.herald_apply(&url, &big),
                 || bench.python_tuf(&url, &big, &big_name),
                 Some(&floor),
