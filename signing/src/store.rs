@@ -221,12 +221,7 @@ mod tests {
 
     fn release_signer() -> Ed25519Signer {
         let pem = include_str!("../../keys-example/signing/release.key.pem");
-        let der = pem::parse_many(pem)
-            .unwrap()
-            .into_iter()
-            .find(|block| block.tag() == "PRIVATE KEY")
-            .unwrap();
-        Ed25519Signer::from_pkcs8_der(der.contents()).unwrap()
+        crate::keys::parse_private_key_pem(pem, "release.key.pem", None).unwrap()
     }
 
     /// `count` release files in folders of 100, with their target paths.
