@@ -12,20 +12,34 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use herald_keys_example::{ca_params, leaf_params};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
+    BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const BANNER: &str = "\
-# EXAMPLE ONLY - NEVER USE IN PRODUCTION.
-# This file belongs to Herald's example keys (keys-example/), published with the source code.
-# Anyone can read its private keys. Regenerate with:
-#   cargo run -p herald-keys-example --example gen-keys-example
-";
+/// Days the example end-entity certificates stay valid (the CAs: 10 and 20 years).
+const LEAF_DAYS: i64 = 5 * 365;
+
+/// The banner of every file; for the PKI files, with the day the example certificates expire.
+fn banner(expires: Option<Date>) -> String {
+    let mut text = String::from(
+        "# EXAMPLE ONLY - NEVER USE IN PRODUCTION.\n\
+         # This file belongs to Herald's example keys (keys-example/), published with the source code.\n",
+    );
+    match expires {
+        Some(day) => text.push_str(&format!(
+            "# Anyone can read its private keys. The example certificates expire on {day}\n\
+             # (the CA certificates later); regenerate them before then with:\n"
+        )),
+        None => text.push_str("# Anyone can read its private keys. Regenerate with:\n"),
+    }
+    text.push_str("#   cargo run -p herald-keys-example --example gen-keys-example\n");
+    text
+}
 
 /// OID of id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1).
 const OCSP_NOCHECK_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
@@ -37,30 +51,41 @@ fn main() -> Result<()> {
     fs::create_dir_all(&pki)?;
     fs::create_dir_all(&signing)?;
     let now = OffsetDateTime::now_utc();
+    let pki_banner = banner(Some((now + Duration::days(LEAF_DAYS)).date()));
+    let signing_banner = banner(None);
 
     let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut root = ca_params("Herald EXAMPLE Root CA", now, 20)?;
+    let mut root = ca_params("Herald EXAMPLE Root CA", now, 20 * 365)?;
     root.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-    write_pem(&pki.join("root-ca.key.pem"), &root_key.serialize_pem())?;
+    write_pem(
+        &pki_banner,
+        &pki.join("root-ca.key.pem"),
+        &root_key.serialize_pem(),
+    )?;
     let root = CertifiedIssuer::self_signed(root, root_key)?;
-    write_pem(&pki.join("root-ca.crt.pem"), &root.pem())?;
+    write_pem(&pki_banner, &pki.join("root-ca.crt.pem"), &root.pem())?;
 
     let inter_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut inter = ca_params("Herald EXAMPLE Intermediate CA", now, 10)?;
+    let mut inter = ca_params("Herald EXAMPLE Intermediate CA", now, 10 * 365)?;
     inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     write_pem(
+        &pki_banner,
         &pki.join("intermediate-ca.key.pem"),
         &inter_key.serialize_pem(),
     )?;
     let inter = CertifiedIssuer::signed_by(inter, inter_key, &root)?;
-    write_pem(&pki.join("intermediate-ca.crt.pem"), &inter.pem())?;
+    write_pem(
+        &pki_banner,
+        &pki.join("intermediate-ca.crt.pem"),
+        &inter.pem(),
+    )?;
 
-    let mut client = leaf_params("EXAMPLE-LAPTOP-0001", now)?;
+    let mut client = leaf_params("EXAMPLE-LAPTOP-0001", now, LEAF_DAYS)?;
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    leaf(&pki, "client", &client, &inter)?;
+    leaf(&pki_banner, &pki, "client", &client, &inter)?;
 
-    let mut ocsp = leaf_params("Herald EXAMPLE OCSP Responder", now)?;
+    let mut ocsp = leaf_params("Herald EXAMPLE OCSP Responder", now, LEAF_DAYS)?;
     ocsp.subject_alt_names.clear();
     ocsp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     ocsp.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
@@ -68,57 +93,31 @@ fn main() -> Result<()> {
         OCSP_NOCHECK_OID,
         vec![0x05, 0x00],
     )];
-    leaf(&pki, "ocsp-signer", &ocsp, &inter)?;
+    leaf(&pki_banner, &pki, "ocsp-signer", &ocsp, &inter)?;
 
-    let mut server = leaf_params("localhost", now)?;
+    let mut server = leaf_params("localhost", now, LEAF_DAYS)?;
     server.subject_alt_names = vec![
         rcgen::SanType::DnsName("localhost".try_into()?),
         rcgen::SanType::IpAddress([127, 0, 0, 1].into()),
     ];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf(&pki, "server", &server, &inter)?;
+    leaf(&pki_banner, &pki, "server", &server, &inter)?;
 
     let mut chain = inter.pem();
     chain.push_str(&root.pem());
-    write_pem(&pki.join("chain.pem"), &chain)?;
+    write_pem(&pki_banner, &pki.join("chain.pem"), &chain)?;
 
     for role in ["root", "targets", "snapshot", "timestamp", "release"] {
-        signing_key(&signing, role)?;
+        signing_key(&signing_banner, &signing, role)?;
     }
     println!("example keys written to {}", dir.display());
     Ok(())
 }
 
-/// Parameters shared by the example CA certificates.
-fn ca_params(cn: &str, now: OffsetDateTime, years: i64) -> Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Herald EXAMPLE");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(365 * years);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    Ok(params)
-}
-
-/// Parameters shared by the example end-entity certificates.
-fn leaf_params(cn: &str, now: OffsetDateTime) -> Result<CertificateParams> {
-    let mut params = ca_params(cn, now, 5)?;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.subject_alt_names = vec![rcgen::SanType::DnsName(cn.try_into()?)];
-    Ok(params)
-}
-
 /// Writes an end-entity key and certificate issued by `issuer`.
 fn leaf(
+    banner: &str,
     dir: &Path,
     name: &str,
     params: &CertificateParams,
@@ -126,8 +125,12 @@ fn leaf(
 ) -> Result<()> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let cert = params.signed_by(&key, issuer)?;
-    write_pem(&dir.join(format!("{name}.key.pem")), &key.serialize_pem())?;
-    write_pem(&dir.join(format!("{name}.crt.pem")), &cert.pem())
+    write_pem(
+        banner,
+        &dir.join(format!("{name}.key.pem")),
+        &key.serialize_pem(),
+    )?;
+    write_pem(banner, &dir.join(format!("{name}.crt.pem")), &cert.pem())
 }
 
 /// Writes an example Ed25519 manifest-signing key pair (PKCS#8 v1 private key, SPKI public
@@ -136,7 +139,7 @@ fn leaf(
 /// The generator produces a PKCS#8 v2 document (RFC 5958, public key included), which
 /// OpenSSL 3.0 refuses for Ed25519; the v1 form (RFC 8410 section 7) carries the same seed and
 /// every tool reads it.
-fn signing_key(dir: &Path, role: &str) -> Result<()> {
+fn signing_key(banner: &str, dir: &Path, role: &str) -> Result<()> {
     /// PKCS#8 v1 prefix for Ed25519: SEQUENCE, version 0, AlgorithmIdentifier id-Ed25519,
     /// OCTET STRING { OCTET STRING (32 bytes) }.
     const V1_PREFIX: [u8; 16] = [
@@ -150,14 +153,18 @@ fn signing_key(dir: &Path, role: &str) -> Result<()> {
     let mut v1 = V1_PREFIX.to_vec();
     v1.extend_from_slice(seed);
     let private = pem::encode(&pem::Pem::new("PRIVATE KEY", v1));
-    write_pem(&dir.join(format!("{role}.key.pem")), &private)?;
-    write_pem(&dir.join(format!("{role}.pub.pem")), &key.public_key_pem())
+    write_pem(banner, &dir.join(format!("{role}.key.pem")), &private)?;
+    write_pem(
+        banner,
+        &dir.join(format!("{role}.pub.pem")),
+        &key.public_key_pem(),
+    )
 }
 
 /// Writes the banner then the PEM text.
-fn write_pem(path: &Path, pem: &str) -> Result<()> {
+fn write_pem(banner: &str, path: &Path, pem: &str) -> Result<()> {
     let mut file = fs::File::create(path)?;
-    file.write_all(BANNER.as_bytes())?;
+    file.write_all(banner.as_bytes())?;
     file.write_all(pem.as_bytes())?;
     Ok(())
 }

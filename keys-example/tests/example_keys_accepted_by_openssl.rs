@@ -27,6 +27,29 @@ fn text_of_cert(path: &Path) -> String {
     openssl(&["x509", "-in", path_str(path), "-noout", "-text"])
 }
 
+/// A certificate's notBefore or notAfter (`-startdate` / `-enddate`) as Unix seconds.
+fn cert_time(path: &Path, which: &str) -> i64 {
+    let out = openssl(&[
+        "x509",
+        "-in",
+        path_str(path),
+        "-noout",
+        which,
+        "-dateopt",
+        "iso_8601",
+    ]);
+    let (_, value) = out
+        .trim_end()
+        .split_once('=')
+        .expect("openssl prints NAME=DATE");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    time::PrimitiveDateTime::parse(value, &format)
+        .expect("ISO 8601 date from openssl")
+        .assume_utc()
+        .unix_timestamp()
+}
+
 #[test]
 fn every_certificate_chains_to_the_example_root() {
     let root = pki::root_ca_cert();
@@ -36,8 +59,13 @@ fn every_certificate_chains_to_the_example_root() {
         pki::ocsp_signer_cert(),
         pki::server_cert(),
     ] {
+        // At a moment inside the leaf's validity, so the chain is checked the same way
+        // whatever today's date is (the example PKI expires; regenerating it is the answer).
+        let inside = (cert_time(&leaf, "-startdate") + 3600).to_string();
         let out = openssl(&[
             "verify",
+            "-attime",
+            &inside,
             "-CAfile",
             path_str(&root),
             "-untrusted",
@@ -45,6 +73,32 @@ fn every_certificate_chains_to_the_example_root() {
             path_str(&leaf),
         ]);
         assert!(out.trim_end().ends_with(": OK"), "{out}");
+    }
+}
+
+#[test]
+fn pki_banner_states_when_the_example_certificates_expire() {
+    let leaves = [
+        pki::client_cert(),
+        pki::ocsp_signer_cert(),
+        pki::server_cert(),
+    ];
+    let not_after = cert_time(&leaves[0], "-enddate");
+    for leaf in &leaves {
+        assert_eq!(cert_time(leaf, "-enddate"), not_after, "{}", leaf.display());
+    }
+    let day = time::OffsetDateTime::from_unix_timestamp(not_after)
+        .expect("notAfter is a valid time")
+        .date();
+    let stated = format!("The example certificates expire on {day}");
+    for entry in std::fs::read_dir(dir().join("pki")).expect("example folder exists") {
+        let path = entry.expect("readable folder entry").path();
+        let text = std::fs::read_to_string(&path).expect("example file is text");
+        assert!(
+            text.contains(&stated),
+            "{}: banner lacks \"{stated}\"",
+            path.display()
+        );
     }
 }
 

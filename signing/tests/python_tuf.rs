@@ -33,8 +33,15 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Runs python-tuf's client at the time the test repositories are signed ([`NOW`]): it reads
+/// the system clock through the C library, which faketime sets (the clock then runs on from
+/// there), so expiry is checked exactly as on the day of signing whatever today's date is.
 fn ngclient(repo: &Path, work: &Path, targets: &[&str]) -> Output {
-    Command::new(python())
+    let signing_time = format!("@{}", NOW.trim_end_matches('Z').replace('T', " "));
+    Command::new("faketime")
+        .env("TZ", "UTC")
+        .args(["-f", &signing_time])
+        .arg(python())
         .arg(script("ngclient_download.py"))
         .arg(repo)
         .arg(work)

@@ -88,7 +88,7 @@ fn release_folder(dir: &Path, count: usize, size: usize) {
     }
 }
 
-/// nginx serving `root` over HTTPS with the example server certificate, stopped on drop.
+/// nginx serving `root` over HTTPS with the test server certificate, stopped on drop.
 struct Nginx {
     child: std::process::Child,
     url: url::Url,
@@ -98,10 +98,8 @@ impl Nginx {
     fn start(work: &Path, root: &Path) -> Option<Nginx> {
         let dir = work.join("nginx");
         std::fs::create_dir_all(&dir).unwrap();
-        let chain = dir.join("chain.pem");
-        let mut pem = std::fs::read(herald_keys_example::pki::server_cert()).unwrap();
-        pem.extend(std::fs::read(herald_keys_example::pki::intermediate_ca_cert()).unwrap());
-        std::fs::write(&chain, pem).unwrap();
+        let pki = support::write_pki(&dir);
+        let (chain, key) = (pki.cert, pki.key);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -120,7 +118,7 @@ impl Nginx {
                 dir = dir.display(),
                 root = root.display(),
                 chain = chain.display(),
-                key = herald_keys_example::pki::server_key().display(),
+                key = key.display(),
             ),
         )
         .unwrap();
@@ -383,7 +381,8 @@ fn main() {
         herald,
         python: support::python(),
         script: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench_python_client.py"),
-        ca: herald_keys_example::pki::root_ca_cert()
+        ca: support::write_pki(&clients)
+            .root
             .to_str()
             .unwrap()
             .to_owned(),

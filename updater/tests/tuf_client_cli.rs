@@ -189,9 +189,15 @@ async fn faked_clock_past_expiry_exits_1() {
     let repo = PyRepo::new(&[]);
     let client = TufClient::new(&repo).await;
     assert_exit(&client.refresh().await, 0);
-    // The client reads the real system clock through the C library, so faketime moves it.
+    // The client reads the system clock through the C library, so faketime moves it: to 400
+    // days after this process's own clock (an absolute time, so the step stays 400 days even
+    // when the whole suite already runs under faketime).
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(400);
+    let format =
+        time::macros::format_description!("@[year]-[month]-[day] [hour]:[minute]:[second]");
+    let at = later.format(&format).unwrap();
     let out = client
-        .download_with(&["faketime", "-f", "+400d"], &[])
+        .download_with(&["env", "TZ=UTC", "faketime", "-f", &at], &[])
         .await;
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("expired"), "{}", stderr(&out));

@@ -1,30 +1,41 @@
-//! A real HTTPS server on loopback for the updater's scenario tests, using the example PKI's
-//! `localhost` certificate.
+//! A real HTTPS server on loopback for the updater's scenario tests, with a `localhost`
+//! certificate made when the test process starts (so no test depends on today's date).
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use herald_keys_example::pki;
+use herald_keys_example::ephemeral::{TlsServerFiles, TlsServerPki};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use url::Url;
 
-/// PEM of the example root CA: the trust anchor for the test server.
+/// This test process's TLS PKI, made on first use.
+fn pki() -> &'static TlsServerPki {
+    static PKI: OnceLock<TlsServerPki> = OnceLock::new();
+    PKI.get_or_init(|| TlsServerPki::localhost().unwrap())
+}
+
+/// PEM of the test root CA: the trust anchor for the test server.
 pub fn trust_anchor() -> Vec<u8> {
-    std::fs::read(pki::root_ca_cert()).unwrap()
+    pki().root_pem.clone().into_bytes()
+}
+
+/// Writes the test PKI's root, server certificate and key into `dir` (for configuration
+/// files and servers such as nginx).
+pub fn write_pki(dir: &Path) -> TlsServerFiles {
+    pki().write(dir).unwrap()
 }
 
 fn server_config() -> rustls::ServerConfig {
-    let mut chain_pem = std::fs::read(pki::server_cert()).unwrap();
-    chain_pem.extend(std::fs::read(pki::intermediate_ca_cert()).unwrap());
-    let certs = rustls_pemfile::certs(&mut chain_pem.as_slice())
+    let pki = pki();
+    let certs = rustls_pemfile::certs(&mut pki.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key_pem = std::fs::read(pki::server_key()).unwrap();
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+    let key = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes())
         .unwrap()
         .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
