@@ -5,7 +5,7 @@
 //! 1. refresh the TUF metadata from the mirrors (section 5 of the specification);
 //! 2. list every target of the verified release and find the ones not in place (a file in
 //!    place counts only if its content hashes to the verified SHA-256);
-//! 3. download those, in parallel, each into a staging file beside its destination, with
+//! 3. download those, in parallel, each into a staging file under the state folder, with
 //!    length and hash checked while streaming and the release signatures checked after;
 //! 4. install the whole release atomically ([`crate::install`]);
 //! 5. report files the release does not list (and quarantine them when configured);
@@ -224,8 +224,12 @@ impl Agent {
                 work.push((target, ready));
                 continue;
             }
-            let dest = self.install.path().join(target.path().as_str());
-            match client.verify_file(&target, &dest)? {
+            // Hashed through the install root's handles: a link is never followed.
+            let in_place = self
+                .install
+                .hash(target.path().as_str())?
+                .and_then(|(length, sha256)| client.verify_digest(&target, length, &sha256).ok());
+            match in_place {
                 Some(verified) => {
                     plan.unchanged += 1;
                     work.push((target, Some(ReadyFile::in_place(verified))));
@@ -339,11 +343,11 @@ impl Agent {
                     if let Some(ready) = ready {
                         return Ok::<_, AgentError>(ready);
                     }
-                    let staging = self.install.staging_path(target.path())?;
+                    let staging = self.install.stage(target.path())?;
                     let verified = client.download_target(&target, mirrors, &staging).await?;
                     progress.add(target.length());
                     if self.is_package(&target) {
-                        return Ok(self.install.unpack(verified, &staging)?);
+                        return Ok(self.install.unpack(verified, staging)?);
                     }
                     Ok(ReadyFile::staged(verified, staging))
                 }

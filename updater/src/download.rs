@@ -125,6 +125,62 @@ pub fn url_under(base: &Url, path: &str) -> Option<Url> {
     Some(url)
 }
 
+/// Where a download is written. A [`Path`] is opened without following a link at its last
+/// component; the install root hands out staging files it opened itself, relative to its state
+/// folder ([`crate::install::StagedFile`]), so no link anywhere can redirect the bytes.
+pub trait Staging: Sync {
+    /// Opens the staging file for reading and writing, creating it if needed, never through
+    /// a link; it keeps what an earlier attempt left (for a resume).
+    fn open(&self) -> std::io::Result<std::fs::File>;
+    /// Where the file is, for messages.
+    fn path(&self) -> &Path;
+    /// Removes the staging file (its content failed a check).
+    fn discard(&self) -> std::io::Result<()>;
+}
+
+impl Staging for Path {
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).read(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+            options.custom_flags(flags.bits() as i32).mode(0o644);
+        }
+        let file = options.open(self)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(file)
+    }
+
+    fn path(&self) -> &Path {
+        self
+    }
+
+    fn discard(&self) -> std::io::Result<()> {
+        std::fs::remove_file(self)
+    }
+}
+
+impl Staging for PathBuf {
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        self.as_path().open()
+    }
+
+    fn path(&self) -> &Path {
+        self
+    }
+
+    fn discard(&self) -> std::io::Result<()> {
+        self.as_path().discard()
+    }
+}
+
 /// Downloads `path` from the first mirror that delivers exactly `expected` into `staging`.
 ///
 /// On success `staging` holds the verified bytes; the caller makes a batch of downloads durable
@@ -136,7 +192,7 @@ pub async fn download_verified(
     transport: &dyn Transport,
     mirrors: &[Url],
     path: &str,
-    staging: &Path,
+    staging: &(impl Staging + ?Sized),
     expected: &ExpectedFile,
 ) -> Result<(), DownloadError> {
     let mut attempts = Vec::new();
@@ -169,20 +225,14 @@ pub async fn download_verified(
 async fn attempt(
     transport: &dyn Transport,
     url: &Url,
-    staging: &Path,
+    staging: &(impl Staging + ?Sized),
     expected: &ExpectedFile,
 ) -> Result<Result<(), AttemptError>, DownloadError> {
     let io = |source| DownloadError::Staging {
-        path: staging.to_path_buf(),
+        path: staging.path().to_path_buf(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(staging)
-        .map_err(io)?;
+    let mut file = staging.open().map_err(io)?;
     let mut have = file.metadata().map_err(io)?.len();
     if have > expected.length {
         file.set_len(0).map_err(io)?;
@@ -193,7 +243,7 @@ async fn attempt(
         hash_prefix(&mut file, have, &mut hasher).map_err(io)?;
     }
     if have == expected.length {
-        return finish(&file, hasher, expected, staging).map_err(io);
+        return finish(&file, hasher, expected, staging.path()).map_err(io);
     }
     let body = match transport.open(url, have).await {
         Ok(body) => body,
@@ -235,7 +285,7 @@ async fn attempt(
             got: have,
         }));
     }
-    finish(&file, hasher, expected, staging).map_err(io)
+    finish(&file, hasher, expected, staging.path()).map_err(io)
 }
 
 /// Bytes written between two background flushes.

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! ROOT/                         files of the installed release, at their target paths
-//! ROOT/dir/.NAME.herald-staged  a verified download waiting to be renamed to ROOT/dir/NAME
+//! ROOT/.herald/                 the updater's state (mode 0700; refused if it is a link)
+//! ROOT/.herald/staging/HASH     a verified (or partial) download of one target, named by the
+//!                               SHA-256 of its target path, waiting to be renamed into place
 //! ROOT/.herald/installed.json   the installed release: version and every file's length/SHA-256
 //! ROOT/.herald/journal.json     present only while an install is in progress
 //! ROOT/.herald/txn/             files replaced or removed by the install in progress
@@ -24,29 +26,42 @@
 //! [`InstallRoot::open`] reads the journal and either finishes a committed install or undoes
 //! an uncommitted one, entry by entry, in a way that is itself safe to interrupt and repeat.
 //! So after any crash and the next start, the installed set is exactly the old release or the
-//! new one.
+//! new one. Downloads are staged under the state folder, never among the installed files, so
+//! a partial download left by a crash is invisible to whatever lists the install root; the
+//! next cycle resumes it (it is verified whole again) and a committed install removes it.
 //!
 //! # Safety
 //!
-//! Target paths are [`TargetPath`]s (no `..`, no absolute paths). Every folder on the way to a
-//! file is checked to be a real folder, never a symbolic link, so nothing is written outside
-//! the root. Files are created with mode 0644 whatever the source said (no setuid, no
-//! world-writable files). A file already in place counts as installed only if its content
-//! hashes to the verified SHA-256: a name alone is never trusted.
+//! Target paths are [`TargetPath`]s (no `..`, no absolute paths). Every file operation goes
+//! through [`crate::safefs`]: relative to a handle on the install root or on the state folder,
+//! opened once, one path component at a time, never following a link (`O_NOFOLLOW`,
+//! `openat`/`mkdirat`/`renameat`/`unlinkat`). A link on the way to a file is refused; a link
+//! where the updater creates a file is removed and the file created new (`O_EXCL`). So a
+//! folder swapped for a link at any moment cannot redirect a write outside the root. Files are
+//! created with mode 0644 whatever the source said (no setuid, no world-writable files). A
+//! file already in place counts as installed only if its content hashes to the verified
+//! SHA-256: a name alone is never trusted.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use herald_manifest::{TargetPath, VerifiedTarget};
-
-use crate::zipcheck::{extract_checked, ZipCheckError, ZipLimits};
+use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::safefs::{hash_reader, is_not_plain, Dir};
+use crate::zipcheck::{check_archive, ZipCheckError, ZipLimits};
 
 /// Name of the updater's state folder inside the install root. No target may live under it.
 pub const STATE_DIR: &str = ".herald";
-/// Suffix of staged files. No target name may end with it.
+/// Suffix of the staged files of earlier versions (staged beside their destination); no
+/// target name may end with it, and leftovers are removed once an install commits.
 pub const STAGED_SUFFIX: &str = ".herald-staged";
+/// Folder of staged downloads, inside the state folder.
+const STAGING_DIR: &str = "staging";
 
 /// A file of an installed release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,9 +119,13 @@ pub enum InstallError {
     /// A target path collides with the updater's own names.
     #[error("target {0}: reserved name (.herald/ or *.herald-staged)")]
     ReservedPath(String),
-    /// A folder on the way to a target is a symbolic link or not a folder.
+    /// A folder on the way to a file (or the state folder) is a symbolic link or not a folder.
     #[error("{0}: not a plain folder inside the install root; refusing to write through it")]
     UnsafeFolder(PathBuf),
+    /// A file the updater reads or replaces is a symbolic link, a folder, a special file or
+    /// has several hard links.
+    #[error("{0}: a link or not a plain file; refusing to follow it")]
+    NotPlainFile(PathBuf),
     /// A staged file does not have the verified length and hash.
     #[error("{0}: staged file does not match its verified length and SHA-256")]
     StagedMismatch(PathBuf),
@@ -150,9 +169,33 @@ pub enum Recovery {
     Undone,
 }
 
-/// Part of a new release whose content was verified: a target staged beside its destination
-/// by a verified download or found in place with the verified content, or a verified zip
-/// target with the files unpacked from it. Only the updater's verification steps create these.
+/// A staging file of the install root, opened by [`InstallRoot::stage`] relative to the state
+/// folder without following any link; downloads write through this handle only.
+#[derive(Debug)]
+pub struct StagedFile {
+    file: fs::File,
+    dir: Dir,
+    name: String,
+    path: PathBuf,
+}
+
+impl crate::download::Staging for StagedFile {
+    fn open(&self) -> std::io::Result<fs::File> {
+        self.file.try_clone()
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn discard(&self) -> std::io::Result<()> {
+        self.dir.remove_file(&self.name)
+    }
+}
+
+/// Part of a new release whose content was verified: a target staged by a verified download
+/// or found in place with the verified content, or a verified zip target with the files
+/// unpacked from it. Only the updater's verification steps create these.
 #[derive(Debug, Clone)]
 pub struct ReadyFile {
     target: VerifiedTarget,
@@ -161,18 +204,18 @@ pub struct ReadyFile {
 
 #[derive(Debug, Clone)]
 enum Contents {
-    /// The target itself, staged (changed) or in place.
-    File(Option<PathBuf>),
-    /// Files unpacked from the target: path, record, staged file (`None`: in place).
-    Unpacked(Vec<(String, FileRecord, Option<PathBuf>)>),
+    /// The target itself, staged under this name (changed) or in place.
+    File(Option<String>),
+    /// Files unpacked from the target: path, record, staging name (`None`: in place).
+    Unpacked(Vec<(String, FileRecord, Option<String>)>),
 }
 
 impl ReadyFile {
-    /// A verified download staged at `staged` (from [`InstallRoot::staging_path`]).
-    pub(crate) fn staged(target: VerifiedTarget, staged: PathBuf) -> Self {
+    /// A verified download staged in `staged` (from [`InstallRoot::stage`]).
+    pub(crate) fn staged(target: VerifiedTarget, staged: StagedFile) -> Self {
         ReadyFile {
             target,
-            contents: Contents::File(Some(staged)),
+            contents: Contents::File(Some(staged.name)),
         }
     }
 
@@ -187,7 +230,7 @@ impl ReadyFile {
     /// A verified zip target and the files unpacked from it (each staged, or in place).
     pub(crate) fn unpacked(
         target: VerifiedTarget,
-        files: Vec<(String, FileRecord, Option<PathBuf>)>,
+        files: Vec<(String, FileRecord, Option<String>)>,
     ) -> Self {
         ReadyFile {
             target,
@@ -231,6 +274,10 @@ struct Journal {
 #[derive(Debug)]
 pub struct InstallRoot {
     root: PathBuf,
+    /// Handle on the root, opened once.
+    dir: Dir,
+    /// Handle on the state folder, opened once (never through a link).
+    state: Dir,
     /// Fault injection: stop before step N of an install (see [`CrashMode`]).
     crash_at: Option<(usize, CrashMode)>,
     steps: std::cell::Cell<usize>,
@@ -238,11 +285,17 @@ pub struct InstallRoot {
 
 impl InstallRoot {
     /// Opens (creating if needed) an install root and recovers from any interrupted install.
+    /// A state folder that is a symbolic link (or not a folder) is refused.
     pub fn open(root: impl Into<PathBuf>) -> Result<(Self, Recovery), InstallError> {
         let root = root.into();
-        create_dir_all(&root.join(STATE_DIR))?;
+        let dir = Dir::open_root(&root).map_err(io_err("open", &root))?;
+        let state = dir
+            .sub_create(STATE_DIR, 0o700)
+            .map_err(folder_err("open", dir.join(STATE_DIR)))?;
         let this = InstallRoot {
             root,
+            dir,
+            state,
             crash_at: None,
             steps: std::cell::Cell::new(0),
         };
@@ -264,25 +317,60 @@ impl InstallRoot {
 
     /// The installed release, if any.
     pub fn installed(&self) -> Result<Option<Release>, InstallError> {
-        read_json(&self.state("installed.json"))
+        read_json(&self.state, "installed.json")
     }
 
     /// The release kept for rollback, if any.
     pub fn previous(&self) -> Result<Option<Release>, InstallError> {
-        read_json(&self.state("previous/release.json"))
+        match self.state_sub("previous", false)? {
+            Some(previous) => read_json(&previous, "release.json"),
+            None => Ok(None),
+        }
     }
 
-    /// Where the verified download of `target` must be staged: beside its destination, so the
-    /// final rename is atomic. Creates the folders on the way, refusing symbolic links.
-    pub fn staging_path(&self, target: &TargetPath) -> Result<PathBuf, InstallError> {
-        check_reserved(target.as_str())?;
-        let dest = self.safe_dest(target.as_str())?;
-        Ok(staged_name(&dest))
+    /// Opens the staging file of `target` for a download, under the state folder. What an
+    /// interrupted download left there is kept for a resume (the download verifies the whole
+    /// file again); anything else at the name (a link, a folder, a hard link) is removed and
+    /// the file created new. Refuses a target whose destination lies through a link.
+    pub fn stage(&self, target: &TargetPath) -> Result<StagedFile, InstallError> {
+        self.stage_file(target.as_str(), false)
+    }
+
+    fn stage_file(&self, path: &str, fresh: bool) -> Result<StagedFile, InstallError> {
+        check_reserved(path)?;
+        self.dest_exists(path)?;
+        let dir = self.state_create(STAGING_DIR)?;
+        let name = hex::encode(Sha256::digest(path.as_bytes()));
+        let file_path = dir.join(&name);
+        let kept = if fresh {
+            None
+        } else {
+            match dir.open_file(&name, true) {
+                Ok(kept) => kept,
+                Err(err) if is_not_plain(&err) => None,
+                Err(err) => return Err(io_err("open", &file_path)(err)),
+            }
+        };
+        let file = match kept {
+            Some(file) => file,
+            None => {
+                dir.remove_all(&name)
+                    .map_err(io_err("remove", &file_path))?;
+                dir.create_new(&name)
+                    .map_err(file_err("create", file_path.clone()))?
+            }
+        };
+        Ok(StagedFile {
+            file,
+            dir,
+            name,
+            path: file_path,
+        })
     }
 
     /// Installs a release atomically: `files` is the complete verified file set of the new
-    /// release, each either staged beside its destination or already in place. Files of the
-    /// old release that the new one does not list are removed (and kept for rollback).
+    /// release, each either staged or already in place. Files of the old release that the new
+    /// one does not list are removed (and kept for rollback).
     pub fn install(&self, version: u64, files: &[ReadyFile]) -> Result<(), InstallError> {
         let mut release = Release {
             version,
@@ -320,108 +408,208 @@ impl InstallRoot {
         self.transact(release, sources)
     }
 
-    /// Unpacks a verified zip target, downloaded to `staged`, beside the destinations of its
-    /// files: each entry lands at `PACKAGE/ENTRY`, where PACKAGE is the target path without
-    /// `.zip`. Entries are checked before anything is written ([`crate::zipcheck`]).
+    /// Unpacks a verified zip target, downloaded to `staged`: each entry is staged for
+    /// `PACKAGE/ENTRY`, where PACKAGE is the target path without `.zip`. Entries are checked
+    /// before anything is written ([`crate::zipcheck`]).
     pub(crate) fn unpack(
         &self,
         zip: VerifiedTarget,
-        staged: &Path,
+        staged: StagedFile,
     ) -> Result<ReadyFile, InstallError> {
+        use crate::download::Staging;
         let path = zip.path().as_str();
         let prefix = path.strip_suffix(".zip").unwrap_or(path);
-        let scratch_root = self.state("unpack");
-        create_dir_all(&scratch_root)?;
-        let scratch = scratch_root.join(zip.sha256());
-        remove_dir_all_if_exists(&scratch)?;
-        let entries = extract_checked(staged, &scratch, &ZipLimits::default())
-            .map_err(|e| InstallError::Unpack(path.to_owned(), Box::new(e)))?;
+        let unpack_err = |e: ZipCheckError| InstallError::Unpack(path.to_owned(), Box::new(e));
+        let mut file = staged.open().map_err(io_err("open", &staged.path))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_err("read", &staged.path))?;
+        let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+            .map_err(|e| unpack_err(e.into()))?;
+        let entries = check_archive(&mut archive, &ZipLimits::default()).map_err(unpack_err)?;
         let mut parts = Vec::with_capacity(entries.len());
         for entry in entries {
             let file_path = format!("{prefix}/{}", entry.path.as_str());
-            let target =
-                TargetPath::new(file_path.as_str()).map_err(|source| InstallError::BadPath {
-                    path: file_path.clone(),
-                    source,
-                })?;
-            let dest_staged = self.staging_path(&target)?;
-            let unpacked = scratch.join(entry.path.as_str());
-            set_mode(&unpacked)?;
-            rename(&unpacked, &dest_staged)?;
-            let (length, sha256) = crate::fsutil::hash_file(&dest_staged)
-                .map_err(io_err("read", &dest_staged))?
-                .ok_or_else(|| InstallError::StagedMismatch(dest_staged.clone()))?;
+            TargetPath::new(file_path.as_str()).map_err(|source| InstallError::BadPath {
+                path: file_path.clone(),
+                source,
+            })?;
+            let out = self.stage_file(&file_path, true)?;
+            let mut reader = std::io::Read::take(
+                archive
+                    .by_index(entry.index)
+                    .map_err(|e| unpack_err(e.into()))?,
+                entry.size + 1,
+            );
+            let mut writer = &out.file;
+            let written =
+                std::io::copy(&mut reader, &mut writer).map_err(io_err("write", &out.path))?;
+            if written > entry.size {
+                return Err(unpack_err(ZipCheckError::Overflow(entry.path.to_string())));
+            }
+            let (length, sha256) = hash_staged(&out)?;
             let record = FileRecord {
                 length,
                 sha256: hex::encode(sha256),
             };
-            parts.push((file_path, record, Some(dest_staged)));
+            parts.push((file_path, record, Some(out.name)));
         }
-        remove_dir_all_if_exists(&scratch)?;
-        remove_file_if_exists(staged)?;
+        staged.discard().map_err(io_err("remove", &staged.path))?;
         Ok(ReadyFile::unpacked(zip, parts))
+    }
+
+    /// Length and SHA-256 of the regular file at the target path `path`; `None` when there is
+    /// none (a link, or a folder on the way that is a link, counts as none).
+    pub fn hash(&self, path: &str) -> Result<Option<(u64, [u8; 32])>, InstallError> {
+        check_reserved(path)?;
+        let (dir, name) = match self.locate(&self.dir, path, false) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(InstallError::UnsafeFolder(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        dir.hash(&name).map_err(io_err("read", &dir.join(&name)))
     }
 
     /// True when `path` holds exactly the content of `record` (a regular file, not a link).
     pub fn holds(&self, path: &str, record: &FileRecord) -> Result<bool, InstallError> {
-        check_reserved(path)?;
-        matches_record(&self.root.join(path), record)
+        Ok(matches(self.hash(path)?, record))
     }
 
     /// Goes back to the previous release. The release rolled back from becomes the previous
     /// one, so a second rollback goes forward again.
     pub fn rollback(&self) -> Result<(), InstallError> {
         let previous = self.previous()?.ok_or(InstallError::NoPrevious)?;
-        let kept = self.state("previous/files");
+        let kept = self
+            .state_sub("previous", false)?
+            .ok_or(InstallError::NoPrevious)?;
         let mut sources = BTreeMap::new();
         for (path, record) in &previous.files {
-            let dest = self.root.join(path);
-            if matches_record(&dest, record)? {
+            if self.holds(path, record)? {
                 continue;
             }
-            let backup = kept.join(path);
-            if !matches_record(&backup, record)? {
-                return Err(InstallError::StagedMismatch(backup));
+            let backup_path = kept.join("files").join(path);
+            let backup = self
+                .locate(&kept, &format!("files/{path}"), false)?
+                .map(|(dir, name)| dir.open_file(&name, false))
+                .transpose()
+                .map_err(file_err("open", backup_path.clone()))?
+                .flatten()
+                .ok_or_else(|| InstallError::StagedMismatch(backup_path.clone()))?;
+            // Stage a copy, then check the copy: what is installed is what was hashed.
+            let staged = self.stage_file(path, true)?;
+            let mut writer = &staged.file;
+            std::io::copy(&mut &backup, &mut writer).map_err(io_err("copy to", &staged.path))?;
+            if !matches(Some(hash_staged(&staged)?), record) {
+                return Err(InstallError::StagedMismatch(backup_path));
             }
-            // Stage a copy beside the destination so the rename into place stays atomic.
-            let target_dest = self.safe_dest(path)?;
-            let staged = staged_name(&target_dest);
-            copy_synced(&backup, &staged)?;
-            sources.insert(path.clone(), staged);
+            sources.insert(path.clone(), staged.name);
         }
         self.transact(previous, sources)
     }
 
     /// Files under the root that the installed release does not list (the updater's own state
-    /// and staged files excepted), as target-style paths.
+    /// and staged files excepted), as target-style paths. Links are listed, never followed.
     pub fn unlisted(&self) -> Result<Vec<String>, InstallError> {
         let listed = self.installed()?.map(|r| r.files).unwrap_or_default();
         let mut found = Vec::new();
-        walk(&self.root, &self.root, &mut found)?;
-        found.retain(|path| !listed.contains_key(path));
+        walk_tree(&self.dir, "", &mut |_, _, rel| {
+            if !rel.ends_with(STAGED_SUFFIX) && !listed.contains_key(&rel) {
+                found.push(rel);
+            }
+            Ok(())
+        })?;
         Ok(found)
     }
 
-    /// Moves the given unlisted files into `.herald/quarantine/`, keeping their paths.
+    /// Moves the given unlisted files into `.herald/quarantine/`, keeping their paths. A
+    /// folder on the way that is (or became) a link is refused.
     pub fn quarantine(&self, paths: &[String]) -> Result<(), InstallError> {
-        let dir = self.state("quarantine");
+        let quarantine = self.state_create("quarantine")?;
         for path in paths {
             TargetPath::new(path.as_str()).map_err(|source| InstallError::BadPath {
                 path: path.clone(),
                 source,
             })?;
-            let from = self.root.join(path);
-            let to = dir.join(path);
-            if let Some(parent) = to.parent() {
-                create_dir_all(parent)?;
-            }
-            rename(&from, &to)?;
+            check_reserved(path)?;
+            let (from_dir, from) = self.locate(&self.dir, path, false)?.ok_or_else(|| {
+                io_err("quarantine", &self.root.join(path))(std::io::ErrorKind::NotFound.into())
+            })?;
+            let (to_dir, to) = self.locate_create(&quarantine, path)?;
+            from_dir
+                .rename(&from, &to_dir, &to)
+                .map_err(io_err("quarantine", &from_dir.join(&from)))?;
         }
         Ok(())
     }
 
-    fn state(&self, name: &str) -> PathBuf {
-        self.root.join(STATE_DIR).join(name)
+    /// Opens the state sub-folder `name` (creating it when `create`); a link is refused.
+    fn state_sub(&self, name: &str, create: bool) -> Result<Option<Dir>, InstallError> {
+        let opened = if create {
+            self.state.sub_create(name, 0o700)
+        } else {
+            self.state.sub(name)
+        };
+        match opened {
+            Ok(dir) => Ok(Some(dir)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(folder_err("open", self.state.join(name))(err)),
+        }
+    }
+
+    fn state_create(&self, name: &str) -> Result<Dir, InstallError> {
+        self.state_sub(name, true)?
+            .ok_or_else(|| InstallError::UnsafeFolder(self.state.join(name)))
+    }
+
+    /// The folder holding `rel` (relative to `base`) and its last name, walked one component
+    /// at a time without following links; `None` when a folder on the way is missing (and
+    /// `create` is false).
+    fn locate(
+        &self,
+        base: &Dir,
+        rel: &str,
+        create: bool,
+    ) -> Result<Option<(Dir, String)>, InstallError> {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(InstallError::UnsafeFolder(base.join(rel)));
+        }
+        let dir = base
+            .walk(parent, create)
+            .map_err(folder_err("open", base.join(parent)))?;
+        Ok(dir.map(|dir| (dir, name.to_owned())))
+    }
+
+    fn locate_create(&self, base: &Dir, rel: &str) -> Result<(Dir, String), InstallError> {
+        self.locate(base, rel, true)?
+            .ok_or_else(|| InstallError::UnsafeFolder(base.join(rel)))
+    }
+
+    /// Where the journal's staged name `staged` (relative to the root) is: names under the
+    /// state folder are resolved from its handle; others are staged files of earlier versions.
+    fn staged_location(&self, staged: &str) -> Result<Option<(Dir, String)>, InstallError> {
+        match staged
+            .strip_prefix(STATE_DIR)
+            .and_then(|s| s.strip_prefix('/'))
+        {
+            Some(rest) => self.locate(&self.state, rest, false),
+            None => self.locate(&self.dir, staged, false),
+        }
+    }
+
+    /// True when something (a file or a link) is at the destination of `path`. A folder on
+    /// the way that is a link, or a folder at the destination itself, is refused.
+    fn dest_exists(&self, path: &str) -> Result<bool, InstallError> {
+        let Some((dir, name)) = self.locate(&self.dir, path, false)? else {
+            return Ok(false);
+        };
+        match dir
+            .kind(&name)
+            .map_err(io_err("inspect", &dir.join(&name)))?
+        {
+            None => Ok(false),
+            Some(FileType::Directory) => Err(InstallError::UnsafeFolder(dir.join(&name))),
+            Some(_) => Ok(true),
+        }
     }
 
     /// Counts one step of an install; fails if a crash is simulated here.
@@ -441,57 +629,28 @@ impl InstallRoot {
         Ok(())
     }
 
-    /// The destination of a target path, with every folder on the way created and checked.
-    fn safe_dest(&self, path: &str) -> Result<PathBuf, InstallError> {
-        let mut dir = self.root.clone();
-        let rel = Path::new(path);
-        let Some(parent) = rel.parent() else {
-            return Ok(self.root.join(path));
-        };
-        for component in parent.components() {
-            let Component::Normal(name) = component else {
-                return Err(InstallError::UnsafeFolder(rel.to_path_buf()));
-            };
-            dir.push(name);
-            match fs::symlink_metadata(&dir) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err(InstallError::UnsafeFolder(dir)),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    fs::create_dir(&dir).map_err(io_err("create folder", &dir))?;
-                }
-                Err(err) => return Err(io_err("inspect", &dir)(err)),
-            }
-        }
-        let dest = self.root.join(path);
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-            return Err(InstallError::UnsafeFolder(dest));
-        }
-        Ok(dest)
-    }
-
-    /// The install protocol (see the module documentation).
+    /// The install protocol (see the module documentation). `sources` maps target paths to
+    /// their staging names.
     fn transact(
         &self,
         release: Release,
-        sources: BTreeMap<String, PathBuf>,
+        sources: BTreeMap<String, String>,
     ) -> Result<(), InstallError> {
         let previous = self.installed()?;
         let old_files = previous.as_ref().map(|r| &r.files);
+        let staging = self.state_create(STAGING_DIR)?;
         let mut entries = Vec::new();
         for path in release.files.keys() {
-            if let Some(source) = sources.get(path) {
-                let rel = source
-                    .strip_prefix(&self.root)
-                    .map_err(|_| InstallError::UnsafeFolder(source.clone()))?;
+            if let Some(name) = sources.get(path) {
                 entries.push(Entry {
                     path: path.clone(),
-                    staged: Some(rel.to_string_lossy().into_owned()),
-                    had_old: fs::symlink_metadata(self.root.join(path)).is_ok(),
+                    staged: Some(format!("{STATE_DIR}/{STAGING_DIR}/{name}")),
+                    had_old: self.dest_exists(path)?,
                 });
             }
         }
         for path in old_files.into_iter().flat_map(|f| f.keys()) {
-            if !release.files.contains_key(path) && self.root.join(path).exists() {
+            if !release.files.contains_key(path) && self.dest_exists(path)? {
                 entries.push(Entry {
                     path: path.clone(),
                     staged: None,
@@ -502,13 +661,18 @@ impl InstallRoot {
         // Staged downloads are written without a sync each; make them all durable at once
         // before anything points at them.
         if !sources.is_empty() {
-            let staged: Vec<&Path> = sources.values().map(PathBuf::as_path).collect();
-            crate::fsutil::sync_filesystem(&self.root, &staged)
-                .map_err(io_err("sync staged files under", &self.root))?;
+            let names: Vec<&str> = sources.values().map(String::as_str).collect();
+            staging
+                .sync_filesystem(&names)
+                .map_err(io_err("sync staged files under", staging.path()))?;
         }
-        let txn = self.state("txn");
-        remove_dir_all_if_exists(&txn)?;
-        create_dir_all(&txn.join("files"))?;
+        self.state
+            .remove_all("txn")
+            .map_err(io_err("remove", &self.state.join("txn")))?;
+        let txn = self.state_create("txn")?;
+        let txn_files = txn
+            .sub_create("files", 0o700)
+            .map_err(folder_err("create folder", txn.join("files")))?;
         let mut journal = Journal {
             release,
             previous,
@@ -516,83 +680,135 @@ impl InstallRoot {
             committed: false,
         };
         self.step()?;
-        write_json_atomic(&self.state("journal.json"), &journal)?;
+        write_json_atomic(&self.state, "journal.json", &journal)?;
         for entry in &journal.entries {
-            let dest = self.root.join(&entry.path);
+            let (dest_dir, dest) = self.locate_create(&self.dir, &entry.path)?;
             if entry.had_old {
                 self.step()?;
-                let backup = txn.join("files").join(&entry.path);
-                if let Some(parent) = backup.parent() {
-                    create_dir_all(parent)?;
-                }
-                rename(&dest, &backup)?;
+                let (backup_dir, backup) = self.locate_create(&txn_files, &entry.path)?;
+                dest_dir
+                    .rename(&dest, &backup_dir, &backup)
+                    .map_err(io_err("move aside", &dest_dir.join(&dest)))?;
             }
             if let Some(staged) = &entry.staged {
                 self.step()?;
-                rename(&self.root.join(staged), &dest)?;
+                let (staged_dir, name) = self
+                    .staged_location(staged)?
+                    .ok_or_else(|| InstallError::StagedMismatch(self.root.join(staged)))?;
+                staged_dir
+                    .rename(&name, &dest_dir, &dest)
+                    .map_err(io_err("rename to", &dest_dir.join(&dest)))?;
             }
         }
         self.step()?;
-        write_json_atomic(&self.state("installed.json"), &journal.release)?;
+        write_json_atomic(&self.state, "installed.json", &journal.release)?;
         self.step()?;
         journal.committed = true;
-        write_json_atomic(&self.state("journal.json"), &journal)?;
+        write_json_atomic(&self.state, "journal.json", &journal)?;
         self.step()?;
         self.finish(&journal)
     }
 
     /// After the commit point: keep the replaced files as the previous release, drop the
-    /// journal. Safe to repeat.
+    /// journal and the staged files left by interrupted downloads. Safe to repeat.
     fn finish(&self, journal: &Journal) -> Result<(), InstallError> {
-        let txn = self.state("txn");
-        let previous_dir = self.state("previous");
-        if txn.exists() {
+        if let Some(txn) = self.state_sub("txn", false)? {
             match &journal.previous {
-                Some(old) => write_json_atomic(&txn.join("release.json"), old)?,
-                None => remove_file_if_exists(&txn.join("release.json"))?,
+                Some(old) => write_json_atomic(&txn, "release.json", old)?,
+                None => txn
+                    .remove_file("release.json")
+                    .map_err(io_err("remove", &txn.join("release.json")))?,
             }
-            remove_dir_all_if_exists(&previous_dir)?;
-            rename(&txn, &previous_dir)?;
+            self.state
+                .remove_all("previous")
+                .map_err(io_err("remove", &self.state.join("previous")))?;
+            self.state
+                .rename("txn", &self.state, "previous")
+                .map_err(io_err("rename to", &self.state.join("previous")))?;
         }
-        write_json_atomic(&self.state("installed.json"), &journal.release)?;
-        remove_file_if_exists(&self.state("journal.json"))?;
-        sync_dir(&self.root.join(STATE_DIR))?;
+        write_json_atomic(&self.state, "installed.json", &journal.release)?;
+        self.remove_state_file("journal.json")?;
+        self.state
+            .sync()
+            .map_err(io_err("sync folder", self.state.path()))?;
         // Staged files left by earlier interrupted downloads are orphans now.
-        remove_staged(&self.root)
+        self.state
+            .remove_all(STAGING_DIR)
+            .map_err(io_err("remove", &self.state.join(STAGING_DIR)))?;
+        walk_tree(&self.dir, "", &mut |dir, name, rel| {
+            if rel.ends_with(STAGED_SUFFIX) {
+                dir.remove_file(name)
+                    .map_err(io_err("remove", &dir.join(name)))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_state_file(&self, name: &str) -> Result<(), InstallError> {
+        self.state
+            .remove_file(name)
+            .map_err(io_err("remove", &self.state.join(name)))
     }
 
     /// Finishes or undoes an interrupted install.
     fn recover(&self) -> Result<Recovery, InstallError> {
-        let Some(journal) = read_json::<Journal>(&self.state("journal.json"))? else {
-            remove_dir_all_if_exists(&self.state("txn"))?;
+        let Some(journal) = read_json::<Journal>(&self.state, "journal.json")? else {
+            self.state
+                .remove_all("txn")
+                .map_err(io_err("remove", &self.state.join("txn")))?;
             return Ok(Recovery::Clean);
         };
         if journal.committed {
             self.finish(&journal)?;
             return Ok(Recovery::Finished);
         }
-        let txn = self.state("txn");
+        let txn_files = match self.state_sub("txn", false)? {
+            Some(txn) => txn
+                .walk("files", false)
+                .map_err(folder_err("open", txn.join("files")))?,
+            None => None,
+        };
         for entry in journal.entries.iter().rev() {
-            let dest = self.root.join(&entry.path);
-            let backup = txn.join("files").join(&entry.path);
             if let Some(staged) = &entry.staged {
-                remove_file_if_exists(&self.root.join(staged))?;
-            }
-            if entry.had_old {
-                if backup.exists() {
-                    rename(&backup, &dest)?;
+                if let Some((dir, name)) = self.staged_location(staged)? {
+                    dir.remove_file(&name)
+                        .map_err(io_err("remove", &dir.join(&name)))?;
                 }
-            } else {
-                remove_file_if_exists(&dest)?;
+            }
+            let backup = match &txn_files {
+                Some(files) if entry.had_old => self.locate(files, &entry.path, false)?,
+                _ => None,
+            };
+            if entry.had_old {
+                let Some((backup_dir, backup)) = backup else {
+                    continue;
+                };
+                let present = backup_dir
+                    .kind(&backup)
+                    .map_err(io_err("inspect", &backup_dir.join(&backup)))?;
+                if present.is_some() {
+                    let (dest_dir, dest) = self.locate_create(&self.dir, &entry.path)?;
+                    backup_dir
+                        .rename(&backup, &dest_dir, &dest)
+                        .map_err(io_err("restore", &dest_dir.join(&dest)))?;
+                }
+            } else if let Some((dest_dir, dest)) = self.locate(&self.dir, &entry.path, false)? {
+                dest_dir
+                    .remove_file(&dest)
+                    .map_err(io_err("remove", &dest_dir.join(&dest)))?;
             }
         }
         match &journal.previous {
-            Some(old) => write_json_atomic(&self.state("installed.json"), old)?,
-            None => remove_file_if_exists(&self.state("installed.json"))?,
+            Some(old) => write_json_atomic(&self.state, "installed.json", old)?,
+            None => self.remove_state_file("installed.json")?,
         }
-        remove_dir_all_if_exists(&txn)?;
-        remove_file_if_exists(&self.state("journal.json"))?;
-        sync_dir(&self.root.join(STATE_DIR))?;
+        self.state
+            .remove_all("txn")
+            .map_err(io_err("remove", &self.state.join("txn")))?;
+        self.remove_state_file("journal.json")?;
+        self.state
+            .sync()
+            .map_err(io_err("sync folder", self.state.path()))?;
         Ok(Recovery::Undone)
     }
 }
@@ -606,15 +822,6 @@ fn check_reserved(path: &str) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// `dir/NAME` → `dir/.NAME.herald-staged`.
-fn staged_name(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}{STAGED_SUFFIX}"))
-}
-
 fn io_err<'a>(
     op: &'static str,
     path: &'a Path,
@@ -626,144 +833,90 @@ fn io_err<'a>(
     }
 }
 
-/// True when `path` is a regular file (not a link) with exactly this length and SHA-256.
-fn matches_record(path: &Path, record: &FileRecord) -> Result<bool, InstallError> {
-    let hashed = crate::fsutil::hash_file(path).map_err(io_err("read", path))?;
-    Ok(hashed.is_some_and(|(length, sha256)| {
-        length == record.length && hex::encode(sha256).eq_ignore_ascii_case(&record.sha256)
-    }))
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, InstallError> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| InstallError::State {
-                    path: path.to_path_buf(),
-                    source,
-                })
+/// Like [`io_err`], but a link or a non-folder where a folder is needed is
+/// [`InstallError::UnsafeFolder`].
+fn folder_err(op: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> InstallError {
+    move |source| {
+        if is_not_plain(&source) {
+            InstallError::UnsafeFolder(path)
+        } else {
+            InstallError::Io { op, path, source }
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(io_err("read", path)(err)),
     }
 }
 
-/// Writes JSON atomically and durably.
-fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), InstallError> {
+/// Like [`io_err`], but a link or a non-file where a file is needed is
+/// [`InstallError::NotPlainFile`].
+fn file_err(op: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> InstallError {
+    move |source| {
+        if is_not_plain(&source) {
+            InstallError::NotPlainFile(path)
+        } else {
+            InstallError::Io { op, path, source }
+        }
+    }
+}
+
+/// True when a hashed file has exactly the length and SHA-256 of `record`.
+fn matches(hashed: Option<(u64, [u8; 32])>, record: &FileRecord) -> bool {
+    hashed.is_some_and(|(length, sha256)| {
+        length == record.length && hex::encode(sha256).eq_ignore_ascii_case(&record.sha256)
+    })
+}
+
+/// Length and SHA-256 of what was written to a staging file.
+fn hash_staged(staged: &StagedFile) -> Result<(u64, [u8; 32]), InstallError> {
+    let mut file = &staged.file;
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| hash_reader(file))
+        .map_err(io_err("read", &staged.path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(
+    dir: &Dir,
+    name: &str,
+) -> Result<Option<T>, InstallError> {
+    let path = dir.join(name);
+    let Some(bytes) = dir.read(name).map_err(file_err("read", path.clone()))? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| InstallError::State { path, source })
+}
+
+/// Writes JSON atomically and durably; a link at the name or at its temporary name is
+/// replaced, never followed.
+fn write_json_atomic<T: Serialize>(dir: &Dir, name: &str, value: &T) -> Result<(), InstallError> {
+    let path = dir.join(name);
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| InstallError::State {
-        path: path.to_path_buf(),
+        path: path.clone(),
         source,
     })?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(io_err("write", path))
+    dir.write_atomic(name, &bytes)
+        .map_err(file_err("write", path))
 }
 
-/// Copies a file and syncs the copy, created with mode 0644.
-fn copy_synced(from: &Path, to: &Path) -> Result<(), InstallError> {
-    let mut src = fs::File::open(from).map_err(io_err("open", from))?;
-    let mut dst = create_file(to)?;
-    std::io::copy(&mut src, &mut dst).map_err(io_err("copy to", to))?;
-    dst.sync_all().map_err(io_err("sync", to))
-}
-
-/// Sets mode 0644 (no setuid, not executable by others, not world-writable) on Unix.
-fn set_mode(path: &Path) -> Result<(), InstallError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-            .map_err(io_err("set permissions", path))?;
-    }
-    Ok(())
-}
-
-/// Creates (truncating) a file with mode 0644 on Unix.
-pub(crate) fn create_file(path: &Path) -> Result<fs::File, InstallError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o644);
-    }
-    options.open(path).map_err(io_err("create", path))
-}
-
-/// Renames and syncs the destination folder (and the source folder if different).
-fn rename(from: &Path, to: &Path) -> Result<(), InstallError> {
-    fs::rename(from, to).map_err(io_err("rename to", to))?;
-    if let Some(parent) = to.parent() {
-        sync_dir(parent)?;
-    }
-    match (from.parent(), to.parent()) {
-        (Some(a), Some(b)) if a != b => sync_dir(a),
-        _ => Ok(()),
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), InstallError> {
-    crate::fsutil::sync_dir(dir).map_err(io_err("sync folder", dir))
-}
-
-fn create_dir_all(dir: &Path) -> Result<(), InstallError> {
-    fs::create_dir_all(dir).map_err(io_err("create folder", dir))
-}
-
-fn remove_file_if_exists(path: &Path) -> Result<(), InstallError> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", path)(err)),
-        _ => Ok(()),
-    }
-}
-
-fn remove_dir_all_if_exists(path: &Path) -> Result<(), InstallError> {
-    match fs::remove_dir_all(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            Err(io_err("remove folder", path)(err))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Removes every staged file under `dir` (never entering the state folder or links).
-fn remove_staged(dir: &Path) -> Result<(), InstallError> {
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let entry = entry.map_err(io_err("list", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("inspect", &path))?;
-        let name = entry.file_name();
-        if kind.is_dir() && name != STATE_DIR {
-            remove_staged(&path)?;
-        } else if kind.is_file() && name.to_string_lossy().ends_with(STAGED_SUFFIX) {
-            remove_file_if_exists(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Collects every regular file and link under `dir` (skipping the state folder and staged
-/// files) as slash-separated paths relative to `root`.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), InstallError> {
-    let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", dir))?;
-        let path = entry.path();
-        let Ok(rel) = path.strip_prefix(root) else {
-            continue;
-        };
-        let rel = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if rel == STATE_DIR || rel.ends_with(STAGED_SUFFIX) {
+/// Calls `visit(folder, name, relative path)` for every entry under `dir` that is not a
+/// folder (links included, never followed), skipping the state folder at the top.
+fn walk_tree(
+    dir: &Dir,
+    prefix: &str,
+    visit: &mut dyn FnMut(&Dir, &str, String) -> Result<(), InstallError>,
+) -> Result<(), InstallError> {
+    let entries = dir.entries().map_err(io_err("list", dir.path()))?;
+    for (name, kind) in entries {
+        if prefix.is_empty() && name == STATE_DIR {
             continue;
         }
-        let kind = entry.file_type().map_err(io_err("inspect", &path))?;
-        if kind.is_dir() {
-            walk(root, &path, out)?;
+        let rel = format!("{prefix}{name}");
+        if kind == FileType::Directory {
+            let sub = dir
+                .sub(&name)
+                .map_err(folder_err("open", dir.join(&name)))?;
+            walk_tree(&sub, &format!("{rel}/"), visit)?;
         } else {
-            out.push(rel);
+            visit(dir, &name, rel)?;
         }
     }
     Ok(())
@@ -805,20 +958,25 @@ mod tests {
     ) -> Result<(), InstallError> {
         let mut sources = BTreeMap::new();
         for (path, content) in files {
-            if matches_record(&root.path().join(path), &record(content))? {
+            if root.holds(path, &record(content))? {
                 continue;
             }
-            let staged = root.staging_path(&TargetPath::new(*path).unwrap())?;
-            fs::write(&staged, content).unwrap();
-            sources.insert((*path).to_owned(), staged);
+            let staged = root.stage(&TargetPath::new(*path).unwrap())?;
+            (&staged.file).write_all(content).unwrap();
+            sources.insert((*path).to_owned(), staged.name);
         }
         root.transact(release(version, files), sources)
     }
 
-    /// Every regular file under the root, outside the state folder, with its content.
+    /// Every file under the root, outside the state folder, with its content.
     fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+        let dir = Dir::open_root(root).unwrap();
         let mut found = Vec::new();
-        walk(root, root, &mut found).unwrap();
+        walk_tree(&dir, "", &mut |_, _, rel| {
+            found.push(rel);
+            Ok(())
+        })
+        .unwrap();
         found
             .into_iter()
             .map(|p| {
@@ -947,13 +1105,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (root, _) = InstallRoot::open(dir.path()).unwrap();
         let target = TargetPath::new("tool").unwrap();
-        let staged = root.staging_path(&target).unwrap();
-        let mut file = create_file(&staged).unwrap();
-        file.write_all(b"#!/bin/sh\n").unwrap();
-        drop(file);
+        let staged = root.stage(&target).unwrap();
+        (&staged.file).write_all(b"#!/bin/sh\n").unwrap();
         root.transact(
             release(1, &[("tool", b"#!/bin/sh\n")]),
-            BTreeMap::from([("tool".to_owned(), staged)]),
+            BTreeMap::from([("tool".to_owned(), staged.name)]),
         )
         .unwrap();
         let mode = fs::metadata(dir.path().join("tool"))
@@ -968,9 +1124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (root, _) = InstallRoot::open(dir.path()).unwrap();
         for path in [".herald/installed.json", "x/.y.herald-staged"] {
-            let err = root
-                .staging_path(&TargetPath::new(path).unwrap())
-                .unwrap_err();
+            let err = root.stage(&TargetPath::new(path).unwrap()).unwrap_err();
             assert!(
                 matches!(err, InstallError::ReservedPath(_)),
                 "{path}: {err}"

@@ -14,6 +14,7 @@ pub mod download;
 pub mod enroll;
 mod fsutil;
 pub mod install;
+pub(crate) mod safefs;
 pub mod transport;
 pub mod tuf;
 pub mod tuf_cli;

@@ -519,7 +519,7 @@ impl Client {
         &self,
         target: &FoundTarget,
         mirrors: &[Url],
-        staging: &Path,
+        staging: &(impl crate::download::Staging + ?Sized),
     ) -> Result<VerifiedTarget, ClientError> {
         let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
         let sha256 = target
@@ -556,7 +556,7 @@ impl Client {
             Ok(verified) => Ok(verified),
             Err(err) => {
                 // Listed and hashed correctly but not signed: nothing of it may stay.
-                let _ = std::fs::remove_file(staging);
+                let _ = staging.discard();
                 Err(err.into())
             }
         }

@@ -97,7 +97,7 @@ pub enum ZipCheckError {
 /// A checked file entry: its index in the archive, its path and declared size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedEntry {
-    index: usize,
+    pub(crate) index: usize,
     /// The entry's path.
     pub path: TargetPath,
     /// Its declared uncompressed size.
