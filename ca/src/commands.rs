@@ -205,6 +205,7 @@ fn cmd_init(args: &InitArgs) -> Result<(), Error> {
         args.http_listen,
         args.public_url.clone(),
         args.tls_names.clone(),
+        &args.name_domain,
     );
     let summary = init(&args.data.data_dir, &opts)?;
     if args.json {
@@ -234,6 +235,7 @@ fn init_options(
     http_listen: SocketAddr,
     public_url: Option<String>,
     tls_names: Vec<String>,
+    name_domain: &str,
 ) -> InitOptions {
     let tls_names = if tls_names.is_empty() {
         default_tls_names(listen)
@@ -248,6 +250,7 @@ fn init_options(
         http_listen: Some(http_listen),
         public_url: public_url.unwrap_or_else(|| format!("http://{http_listen}")),
         tls_names,
+        name_domain: name_domain.to_ascii_lowercase(),
     }
 }
 
@@ -299,6 +302,7 @@ async fn quickstart(
             http,
             None,
             Vec::new(),
+            crate::config::DEFAULT_NAME_DOMAIN,
         );
         init(data_dir, &opts)?;
         // Serve the demo repository to enrolled endpoints.
