@@ -928,7 +928,9 @@ impl Authority {
             ),
             policy::Usage::Server => name.to_ascii_lowercase(),
         };
-        match lint::check_dns_name(&dns, false) {
+        // `localhost` is the one single-label name a server certificate may carry (local
+        // set-ups and tests); pkilint flags it, see ARCHITECTURE.md.
+        match lint::check_dns_name(&dns, usage == policy::Usage::Server) {
             Ok(()) => Ok(dns),
             Err(problem) => Err(PolicyError::BadDnsName { name: dns, problem }),
         }
@@ -1204,7 +1206,152 @@ fn crl_due(crl: &PublishedCrl, now: i64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn test_ca() -> (tempfile::TempDir, Authority) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        init(
+            &dir,
+            &InitOptions {
+                name: "Lint".into(),
+                key_type: CaKeyType::EcdsaP256,
+                protection: KeyProtection::InsecureUnencrypted,
+                listen: addr,
+                http_listen: Some(addr),
+                public_url: "http://ca.example".into(),
+                tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+                name_domain: crate::config::DEFAULT_NAME_DOMAIN.into(),
+            },
+        )
+        .unwrap();
+        let ca = Authority::open(&dir, &KeyAccess { passphrase: None }).unwrap();
+        (tmp, ca)
+    }
+
+    fn audit_actions(ca: &Authority) -> Vec<(String, String)> {
+        let mut actions = Vec::new();
+        read_tx(ca.store(), |tx| {
+            tx.for_each_audit(&mut |e| actions.push((e.entry.action, e.entry.details)))
+        })
+        .unwrap();
+        actions
+    }
+
+    type Tamper = fn(&mut CertificateParams);
+
+    /// Profile faults the earlier checks cannot produce, forced into the parameters of an
+    /// endpoint certificate: the lint must find each in the bytes about to be signed.
+    const FAULTS: [(&str, Tamper); 7] = [
+        ("validity past the issuer's", |p| {
+            p.not_after = now() + time::Duration::days(365 * 30)
+        }),
+        ("single-label DNS name", |p| {
+            p.subject_alt_names = vec![SanType::DnsName("bars-host-0001".try_into().unwrap())]
+        }),
+        ("upper-case DNS name", |p| {
+            p.subject_alt_names = vec![SanType::DnsName(
+                "BARS.endpoints.herald.internal".try_into().unwrap(),
+            )]
+        }),
+        ("critical unknown extension", |p| {
+            let mut ext =
+                CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+            ext.set_criticality(true);
+            p.custom_extensions.push(ext)
+        }),
+        ("CA flag on an endpoint", |p| {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
+        }),
+        ("serial of 21 octets", |p| {
+            p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x11; 21]))
+        }),
+        ("server usage on a client profile", |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]
+        }),
+    ];
+
+    #[test]
+    fn misprofiled_certificate_refused_before_signing_with_audit_entry_and_nothing_stored() {
+        let (_tmp, ca) = test_ca();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let profile = Profile::endpoint();
+        let (nb, na) = (
+            now() - time::Duration::minutes(5),
+            now() + time::Duration::hours(1),
+        );
+        let params = |serial: &Serial| {
+            ca.leaf_params("bars-host-0001", &profile, serial, nb, na, &key)
+                .unwrap()
+        };
+        let stored_before = ca.list(&ListFilter::default()).unwrap().len();
+        let audit_before = audit_actions(&ca).len();
+
+        // The profile as configured passes.
+        let serial = Serial::random().unwrap();
+        ca.sign_leaf(
+            &params(&serial),
+            &key,
+            policy::Usage::Client,
+            "endpoint",
+            "test",
+        )
+        .unwrap();
+
+        for (fault, tamper) in FAULTS {
+            let mut bad = params(&Serial::random().unwrap());
+            tamper(&mut bad);
+            let err = ca
+                .sign_leaf(&bad, &key, policy::Usage::Client, "endpoint", "test")
+                .unwrap_err();
+            assert!(matches!(err, IssueError::Lint(_)), "{fault}: {err}");
+            assert!(
+                err.to_string().contains("pre-signing lint refused"),
+                "{err}"
+            );
+        }
+        let audit = audit_actions(&ca);
+        let refused: Vec<_> = audit[audit_before..]
+            .iter()
+            .filter(|(action, details)| action == "issue-refused" && details.contains("lint"))
+            .collect();
+        assert_eq!(refused.len(), FAULTS.len(), "{audit:?}");
+        assert_eq!(
+            ca.list(&ListFilter::default()).unwrap().len(),
+            stored_before,
+            "a refused certificate is never stored"
+        );
+    }
+
+    #[test]
+    fn endpoint_names_become_lowercase_dns_names_under_the_name_domain() {
+        let (_tmp, ca) = test_ca();
+        assert_eq!(
+            ca.dns_name("BARS-host-0001", policy::Usage::Client)
+                .unwrap(),
+            "bars-host-0001.endpoints.herald.internal"
+        );
+        assert_eq!(
+            ca.dns_name("Relay.Site.Example", policy::Usage::Server)
+                .unwrap(),
+            "relay.site.example"
+        );
+        assert!(matches!(
+            ca.dns_name("myhost", policy::Usage::Server),
+            Err(PolicyError::BadDnsName { .. })
+        ));
+        assert_eq!(
+            ca.dns_name("localhost", policy::Usage::Server).unwrap(),
+            "localhost"
+        );
+        assert!(ca.dns_name("localhost", policy::Usage::Client).is_ok());
+        assert!(matches!(
+            ca.dns_name("a.-b", policy::Usage::Client),
+            Err(PolicyError::BadDnsName { .. })
+        ));
+    }
 
     #[test]
     fn crl_is_reissued_at_half_its_validity_before_next_update() {

@@ -920,6 +920,194 @@ mod tests {
         assert_eq!(check_dns_name("localhost", true), Ok(()));
     }
 
+    const NOW: u64 = 1_780_000_000;
+
+    fn facts() -> IssuerFacts {
+        IssuerFacts {
+            subject: x509_cert::name::Name::default().to_der().unwrap(),
+            key_id: Some(vec![7; 20]),
+            not_before: NOW - 86_400,
+            not_after: NOW + 365 * 86_400,
+        }
+    }
+
+    fn sig_alg() -> spki::AlgorithmIdentifierOwned {
+        spki::AlgorithmIdentifierOwned {
+            oid: rfc5912::ECDSA_WITH_SHA_256,
+            parameters: None,
+        }
+    }
+
+    fn ext(id: ObjectIdentifier, critical: bool, value: Vec<u8>) -> x509_cert::ext::Extension {
+        x509_cert::ext::Extension {
+            extn_id: id,
+            critical,
+            extn_value: der::asn1::OctetString::new(value).unwrap(),
+        }
+    }
+
+    /// A TBSCertList like Herald's, with one entry whose reasonCode is `reason`, tweaked by
+    /// `tweak`; returns the lint's verdict.
+    fn lint_crl(
+        reason: u8,
+        tweak: impl FnOnce(&mut x509_cert::crl::TbsCertList),
+    ) -> Result<(), LintError> {
+        let issuer = facts();
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(der::asn1::OctetString::new(vec![7; 20]).unwrap()),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
+        let mut tbs = x509_cert::crl::TbsCertList {
+            version: x509_cert::Version::V2,
+            signature: sig_alg(),
+            issuer: x509_cert::name::Name::default(),
+            this_update: rfc5280_time(NOW as i64).unwrap(),
+            next_update: Some(rfc5280_time(NOW as i64 + 86_400).unwrap()),
+            revoked_certificates: Some(vec![x509_cert::crl::RevokedCert {
+                serial_number: x509_cert::serial_number::SerialNumber::new(&[0x42; 16]).unwrap(),
+                revocation_date: rfc5280_time(NOW as i64 - 60).unwrap(),
+                crl_entry_extensions: Some(vec![ext(
+                    oids::ID_CE_CRL_REASONS,
+                    false,
+                    vec![0x0a, 0x01, reason],
+                )]),
+            }]),
+            crl_extensions: Some(vec![
+                ext(
+                    oids::ID_CE_AUTHORITY_KEY_IDENTIFIER,
+                    false,
+                    aki.to_der().unwrap(),
+                ),
+                ext(oids::ID_CE_CRL_NUMBER, false, vec![0x02, 0x01, 0x05]),
+            ]),
+        };
+        tweak(&mut tbs);
+        crl(
+            &tbs.to_der().unwrap(),
+            &issuer,
+            &sig_alg().to_der().unwrap(),
+        )
+    }
+
+    #[test]
+    fn crl_profile_accepts_herald_crls_and_refuses_each_fault() {
+        for reason in CRL_REASONS {
+            assert_eq!(lint_crl(reason, |_| {}), Ok(()), "reason {reason}");
+        }
+        let general = |unix: u64| {
+            Time::GeneralTime(
+                GeneralizedTime::from_unix_duration(Duration::from_secs(unix)).unwrap(),
+            )
+        };
+        let faults: [(&str, u8, Box<dyn FnOnce(&mut x509_cert::crl::TbsCertList)>); 8] = [
+            (
+                "GeneralizedTime thisUpdate in 2026",
+                1,
+                Box::new(move |t| t.this_update = general(NOW)),
+            ),
+            (
+                "GeneralizedTime nextUpdate in 2026",
+                1,
+                Box::new(move |t| t.next_update = Some(general(NOW + 86_400))),
+            ),
+            (
+                "GeneralizedTime revocationDate in 2026",
+                1,
+                Box::new(move |t| {
+                    if let Some(e) = t.revoked_certificates.as_mut().and_then(|v| v.first_mut()) {
+                        e.revocation_date = general(NOW - 60);
+                    }
+                }),
+            ),
+            ("unspecified reason code", 0, Box::new(|_| {})),
+            ("removeFromCRL in a full CRL", 8, Box::new(|_| {})),
+            ("no nextUpdate", 1, Box::new(|t| t.next_update = None)),
+            (
+                "version 1",
+                1,
+                Box::new(|t| t.version = x509_cert::Version::V1),
+            ),
+            (
+                "critical CRL number",
+                1,
+                Box::new(|t| {
+                    if let Some(e) = t.crl_extensions.as_mut().and_then(|v| v.get_mut(1)) {
+                        e.critical = true;
+                    }
+                }),
+            ),
+        ];
+        for (fault, reason, tweak) in faults {
+            assert!(lint_crl(reason, tweak).is_err(), "{fault}");
+        }
+    }
+
+    fn lint_ocsp(nonce: Option<(bool, Vec<u8>)>) -> Result<(), LintError> {
+        use x509_ocsp::{
+            CertId, CertStatus, OcspGeneralizedTime, ResponderId, ResponseData, SingleResponse,
+            Version,
+        };
+        let gtime = |unix: u64| {
+            OcspGeneralizedTime(
+                GeneralizedTime::from_unix_duration(Duration::from_secs(unix)).unwrap(),
+            )
+        };
+        let data = ResponseData {
+            version: Version::V1,
+            responder_id: ResponderId::ByKey(der::asn1::OctetString::new(vec![9; 20]).unwrap()),
+            produced_at: gtime(NOW),
+            responses: vec![SingleResponse {
+                cert_id: CertId {
+                    hash_algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: const_oid::db::rfc5912::ID_SHA_256,
+                        parameters: None,
+                    },
+                    issuer_name_hash: der::asn1::OctetString::new(vec![1; 32]).unwrap(),
+                    issuer_key_hash: der::asn1::OctetString::new(vec![2; 32]).unwrap(),
+                    serial_number: x509_cert::serial_number::SerialNumber::new(&[0x42; 16])
+                        .unwrap(),
+                },
+                cert_status: CertStatus::good(),
+                this_update: gtime(NOW),
+                next_update: Some(gtime(NOW + 3600)),
+                single_extensions: None,
+            }],
+            response_extensions: nonce.map(|(critical, value)| {
+                vec![ext(
+                    rfc6960::ID_PKIX_OCSP_NONCE,
+                    critical,
+                    der::asn1::OctetString::new(value)
+                        .unwrap()
+                        .to_der()
+                        .unwrap(),
+                )]
+            }),
+        };
+        ocsp_response(
+            &data.to_der().unwrap(),
+            &OcspExpectation {
+                responder_key_hash: &[9; 20],
+                signer_validity: (NOW - 60, NOW + 86_400),
+            },
+        )
+    }
+
+    #[test]
+    fn ocsp_profile_accepts_responses_and_refuses_bad_nonces() {
+        assert_eq!(lint_ocsp(None), Ok(()));
+        assert_eq!(lint_ocsp(Some((false, vec![1; 32]))), Ok(()));
+        assert!(
+            lint_ocsp(Some((true, vec![1; 16]))).is_err(),
+            "critical nonce"
+        );
+        assert!(
+            lint_ocsp(Some((false, vec![1; 33]))).is_err(),
+            "nonce over 32 octets"
+        );
+        assert!(lint_ocsp(Some((false, Vec::new()))).is_err(), "empty nonce");
+    }
+
     #[test]
     fn serials_must_be_positive_nonzero_and_at_most_20_octets() {
         assert!(check_serial(CERT, &[0x01]).is_ok());
