@@ -853,9 +853,10 @@ pub(crate) fn ocsp_response(tbs: &[u8], expect: &OcspExpectation<'_>) -> Result<
         }
     }
     for ext in data.response_extensions.iter().flatten() {
-        let len = OctetStringRef::from_der(ext.extn_value.as_bytes())
-            .map(|n| n.as_bytes().len())
-            .unwrap_or(0);
+        // RFC 9654: an OCTET STRING of 1 to 32 octets; a nonce some clients (older OpenSSL)
+        // send as raw bytes is echoed as sent, so its raw length counts.
+        let value = ext.extn_value.as_bytes();
+        let len = OctetStringRef::from_der(value).map_or(value.len(), |n| n.as_bytes().len());
         if ext.extn_id != rfc6960::ID_PKIX_OCSP_NONCE
             || ext.critical
             || !(1..=MAX_NONCE).contains(&len)
