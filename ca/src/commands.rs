@@ -205,8 +205,11 @@ fn cmd_init(args: &InitArgs) -> Result<(), Error> {
         args.http_listen,
         args.public_url.clone(),
         args.tls_names.clone(),
-        &args.name_domain,
     );
+    let opts = InitOptions {
+        name_domain: args.name_domain.to_ascii_lowercase(),
+        ..opts
+    };
     let summary = init(&args.data.data_dir, &opts)?;
     if args.json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
@@ -235,7 +238,6 @@ fn init_options(
     http_listen: SocketAddr,
     public_url: Option<String>,
     tls_names: Vec<String>,
-    name_domain: &str,
 ) -> InitOptions {
     let tls_names = if tls_names.is_empty() {
         default_tls_names(listen)
@@ -250,7 +252,7 @@ fn init_options(
         http_listen: Some(http_listen),
         public_url: public_url.unwrap_or_else(|| format!("http://{http_listen}")),
         tls_names,
-        name_domain: name_domain.to_ascii_lowercase(),
+        name_domain: crate::config::DEFAULT_NAME_DOMAIN.to_owned(),
     }
 }
 
@@ -302,7 +304,6 @@ async fn quickstart(
             http,
             None,
             Vec::new(),
-            crate::config::DEFAULT_NAME_DOMAIN,
         );
         init(data_dir, &opts)?;
         // Serve the demo repository to enrolled endpoints.

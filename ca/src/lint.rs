@@ -1001,7 +1001,8 @@ mod tests {
                 GeneralizedTime::from_unix_duration(Duration::from_secs(unix)).unwrap(),
             )
         };
-        let faults: [(&str, u8, Box<dyn FnOnce(&mut x509_cert::crl::TbsCertList)>); 8] = [
+        type Tweak = Box<dyn FnOnce(&mut x509_cert::crl::TbsCertList)>;
+        let faults: [(&str, u8, Tweak); 8] = [
             (
                 "GeneralizedTime thisUpdate in 2026",
                 1,
