@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 use der::{Decode, Encode};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -23,6 +24,7 @@ use crate::config::{
 };
 use crate::csr::{self, CsrError};
 use crate::keys::{self, CaKeyType, KeyError, KeyProtection, Passphrase};
+use crate::lint::{self, CertProfile, IssuerFacts, LintError, SignError, Signer};
 use crate::ocsp::{IssuerIds, OcspResponder};
 use crate::policy::{self, PolicyError, Profile, BACKDATE_MINUTES, DEFAULT_PROFILE};
 use crate::revocation::Reason;
@@ -69,6 +71,9 @@ pub enum SetupError {
     /// The random generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// The pre-signing lint refused a certificate.
+    #[error(transparent)]
+    Lint(#[from] LintError),
 }
 
 /// Errors issuing a certificate.
@@ -86,6 +91,9 @@ pub enum IssueError {
     /// Signing failed.
     #[error("cannot sign the certificate: {0}")]
     Sign(String),
+    /// The pre-signing lint refused the certificate: nothing was signed or recorded.
+    #[error(transparent)]
+    Lint(#[from] LintError),
     /// Recording failed: the certificate was not issued.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,6 +122,9 @@ pub enum CrlError {
     /// Signing or encoding failed.
     #[error("cannot produce the CRL: {0}")]
     Build(String),
+    /// The pre-signing lint refused the CRL: nothing was signed or recorded.
+    #[error(transparent)]
+    Lint(#[from] LintError),
 }
 
 /// Options of `herald-ca init`.
@@ -133,6 +144,8 @@ pub struct InitOptions {
     pub public_url: String,
     /// DNS names and IP addresses of the server's TLS certificate.
     pub tls_names: Vec<String>,
+    /// The DNS domain of endpoint certificates (`[ca] name_domain`).
+    pub name_domain: String,
 }
 
 /// What `init` created.
@@ -151,6 +164,7 @@ pub struct InitSummary {
 struct CaCert {
     der: Vec<u8>,
     not_after: i64,
+    facts: IssuerFacts,
 }
 
 impl CaCert {
@@ -165,7 +179,12 @@ impl CaCert {
             .not_after
             .to_unix_duration()
             .as_secs() as i64;
-        Ok(Self { der, not_after })
+        let facts = IssuerFacts::from_cert_der(&der).map_err(|e| cert_error(what, e))?;
+        Ok(Self {
+            der,
+            not_after,
+            facts,
+        })
     }
 }
 
@@ -176,7 +195,7 @@ pub struct Authority {
     store: Arc<dyn Store>,
     root: CaCert,
     intermediate: CaCert,
-    issuer: Issuer<'static, KeyPair>,
+    issuer_key: KeyPair,
     crl_issuer: crate::crl::CrlIssuer,
     ocsp: OcspResponder,
     crl: RwLock<Option<Arc<PublishedCrl>>>,
@@ -288,6 +307,7 @@ fn pem_cert(der: &[u8]) -> String {
 fn ca_params(
     cn: &str,
     org: &str,
+    key: &KeyPair,
     path_len: u8,
     validity_days: i64,
     not_after_cap: Option<i64>,
@@ -305,6 +325,7 @@ fn ca_params(
     ];
     params.serial_number = Some(random_serial()?.into_rcgen());
     params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(lint::key_identifier(key));
     let start = now() - time::Duration::minutes(BACKDATE_MINUTES);
     params.not_before = start;
     let mut end = now() + time::Duration::days(validity_days);
@@ -322,10 +343,43 @@ fn cert_error(what: &'static str, e: impl std::fmt::Display) -> SetupError {
     }
 }
 
-/// The rcgen issuer (subject, key identifier, key usages and key) of the issuing CA.
-fn rcgen_issuer(cert: &CaCert, key: KeyPair) -> Result<Issuer<'static, KeyPair>, SetupError> {
-    Issuer::from_ca_cert_der(&cert.der.clone().into(), key)
-        .map_err(|e| cert_error("intermediate", e))
+/// The Subject Key Identifier extension of an end-entity certificate (rcgen writes one only
+/// into CA certificates), with the key identifier every Herald certificate uses.
+fn subject_key_identifier(key: &dyn PublicKeyData) -> Result<CustomExtension, String> {
+    let id = der::asn1::OctetString::new(lint::key_identifier(&KeyRef(key)))
+        .and_then(|o| o.to_der())
+        .map_err(|e| e.to_string())?;
+    Ok(CustomExtension::from_oid_content(&[2, 5, 29, 14], id))
+}
+
+/// A borrowed public key.
+struct KeyRef<'a>(&'a dyn PublicKeyData);
+
+impl PublicKeyData for KeyRef<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl CaCert {
+    /// This CA as the signer of a certificate.
+    fn signer<'a>(&'a self, key: &'a KeyPair) -> Signer<'a> {
+        Signer::Ca {
+            cert_der: &self.der,
+            facts: &self.facts,
+            key,
+        }
+    }
+}
+
+fn sign_error(what: &'static str, e: SignError) -> SetupError {
+    match e {
+        SignError::Lint(e) => SetupError::Lint(e),
+        SignError::Build(detail) => SetupError::Certificate { what, detail },
+    }
 }
 
 fn random_serial() -> Result<Serial, SetupError> {
@@ -354,32 +408,39 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
     create_private_dir(dir)?;
     let org = opts.name.as_str();
 
+    crate::config::check_name_domain(&opts.name_domain).map_err(|detail| {
+        SetupError::Config(ConfigError::Parse {
+            path: layout.config(),
+            detail: format!("name domain: {detail}"),
+        })
+    })?;
     let root_key = keys::generate(opts.key_type)?;
-    let root_params = ca_params(&format!("{org} Root CA"), org, 1, 20 * 365, None)?;
-    let root_cert = root_params
-        .self_signed(&root_key)
-        .map_err(|e| SetupError::Certificate {
-            what: "root",
-            detail: e.to_string(),
-        })?;
+    let root_params = ca_params(&format!("{org} Root CA"), org, &root_key, 1, 20 * 365, None)?;
+    let root_cert = lint::sign_certificate(
+        &root_params,
+        &root_key,
+        Signer::SelfSigned(&root_key),
+        CertProfile::Root,
+    )
+    .map_err(|e| sign_error("root", e))?;
     let root = CaCert::from_der(root_cert.der().to_vec(), "root")?;
-    let root_issuer = Issuer::new(root_params, &root_key);
 
     let int_key = keys::generate(opts.key_type)?;
     let int_params = ca_params(
         &format!("{org} Issuing CA"),
         org,
+        &int_key,
         0,
         5 * 365,
         Some(root.not_after),
     )?;
-    let int_cert =
-        int_params
-            .signed_by(&int_key, &root_issuer)
-            .map_err(|e| SetupError::Certificate {
-                what: "intermediate",
-                detail: e.to_string(),
-            })?;
+    let int_cert = lint::sign_certificate(
+        &int_params,
+        &int_key,
+        root.signer(&root_key),
+        CertProfile::IssuingCa,
+    )
+    .map_err(|e| sign_error("intermediate", e))?;
     let intermediate = CaCert::from_der(int_cert.der().to_vec(), "intermediate")?;
 
     let config = Config {
@@ -390,6 +451,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
                 opts.protection,
                 KeyProtection::InsecureUnencrypted
             ),
+            name_domain: opts.name_domain.clone(),
         },
         server: ServerSection {
             listen: opts.listen,
@@ -423,13 +485,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
     write_cert(&layout, ISSUER_ID, &pem_cert(&intermediate.der))?;
 
     let store = crate::store_pg::open_configured(&config.store, &layout)?;
-    let issuer = rcgen_issuer(&intermediate, int_key)?;
 
     // The delegated OCSP signer and the server's TLS certificate come from the intermediate and
     // are recorded like any certificate.
     let services = ServiceContext {
         layout: &layout,
-        issuer: &issuer,
+        issuer_key: &int_key,
         intermediate: &intermediate,
         config: &config,
         protection: &opts.protection,
@@ -506,7 +567,7 @@ pub enum ServiceKind<'a> {
 /// What creating a service certificate needs.
 struct ServiceContext<'a> {
     layout: &'a DataLayout,
-    issuer: &'a Issuer<'static, KeyPair>,
+    issuer_key: &'a KeyPair,
     intermediate: &'a CaCert,
     config: &'a Config,
     protection: &'a KeyProtection,
@@ -530,8 +591,14 @@ impl ServiceContext<'_> {
             ),
         };
         let key = keys::generate(key_type)?;
-        let cert =
-            issue_service_cert(self.issuer, self.intermediate, &key, &cn, kind, self.config)?;
+        let cert = issue_service_cert(
+            self.issuer_key,
+            self.intermediate,
+            &key,
+            &cn,
+            kind,
+            self.config,
+        )?;
         let pem = match kind {
             ServiceKind::Ocsp => pem_cert(&cert.der),
             ServiceKind::Tls(_) => {
@@ -549,7 +616,7 @@ impl ServiceContext<'_> {
 }
 
 fn issue_service_cert(
-    issuer: &Issuer<'static, KeyPair>,
+    issuer_key: &KeyPair,
     intermediate: &CaCert,
     key: &KeyPair,
     cn: &str,
@@ -565,11 +632,19 @@ fn issue_service_cert(
     params.serial_number = Some(serial.clone().into_rcgen());
     params.use_authority_key_identifier_extension = true;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let profile = match kind {
+    params
+        .custom_extensions
+        .push(
+            subject_key_identifier(key).map_err(|detail| SetupError::Certificate {
+                what: "service",
+                detail,
+            })?,
+        );
+    let (profile, lint_profile) = match kind {
         ServiceKind::Ocsp => {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
             params.custom_extensions.push(ocsp_nocheck());
-            "ocsp-signer"
+            ("ocsp-signer", CertProfile::OcspSigner)
         }
         ServiceKind::Tls(names) => {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -577,7 +652,7 @@ fn issue_service_cert(
                 .iter()
                 .map(|n| match n.parse() {
                     Ok(ip) => Ok(SanType::IpAddress(ip)),
-                    Err(_) => n.clone().try_into().map(SanType::DnsName),
+                    Err(_) => n.to_ascii_lowercase().try_into().map(SanType::DnsName),
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e: rcgen::Error| SetupError::Certificate {
@@ -587,19 +662,15 @@ fn issue_service_cert(
             params.crl_distribution_points = vec![CrlDistributionPoint {
                 uris: vec![config.crl_url(ISSUER_ID)],
             }];
-            "server"
+            ("server", CertProfile::EndEntity(policy::Usage::Server))
         }
     };
     let not_before = now() - time::Duration::minutes(BACKDATE_MINUTES);
     let not_after = (now() + time::Duration::days(365)).min(to_offset(intermediate.not_after));
     params.not_before = not_before;
     params.not_after = not_after;
-    let cert = params
-        .signed_by(key, issuer)
-        .map_err(|e| SetupError::Certificate {
-            what: "service",
-            detail: e.to_string(),
-        })?;
+    let cert = lint::sign_certificate(&params, key, intermediate.signer(issuer_key), lint_profile)
+        .map_err(|e| sign_error("service", e))?;
     Ok(CertRecord {
         serial,
         issuer: ISSUER_ID.to_owned(),
@@ -656,7 +727,6 @@ impl Authority {
         let ocsp_key = keys::read_key(&layout.key("ocsp"), access.passphrase.as_ref())?;
         let crl_issuer = crate::crl::CrlIssuer::new(&intermediate.der, &int_key)
             .map_err(|e| cert_error("intermediate", e))?;
-        let issuer = rcgen_issuer(&intermediate, int_key)?;
         let ids = IssuerIds::from_cert_der(&intermediate.der)
             .map_err(|e| cert_error("intermediate", e))?;
         let ocsp = OcspResponder::new(
@@ -675,7 +745,7 @@ impl Authority {
             store,
             root,
             intermediate,
-            issuer,
+            issuer_key: int_key,
             crl_issuer,
             ocsp,
             crl: RwLock::new(None),
@@ -762,10 +832,9 @@ impl Authority {
             return Err(IssueError::IssuerExpiring);
         }
         let serial = Serial::random().map_err(|_| IssueError::Sign("random".into()))?;
-        let params = self.leaf_params(name, profile, &serial, not_before, not_after)?;
-        let cert = params
-            .signed_by(&public_key, &self.issuer)
-            .map_err(|e| IssueError::Sign(e.to_string()))?;
+        let params =
+            self.leaf_params(name, profile, &serial, not_before, not_after, &public_key)?;
+        let der = self.sign_leaf(&params, &public_key, profile.usage, profile_name, actor)?;
         let record = CertRecord {
             serial,
             issuer: ISSUER_ID.to_owned(),
@@ -774,7 +843,7 @@ impl Authority {
             not_before: not_before.unix_timestamp(),
             not_after: not_after.unix_timestamp(),
             issued_at: issued_at.unix_timestamp(),
-            der: cert.der().to_vec(),
+            der,
             revocation: None,
         };
         write_tx(self.store.as_ref(), |tx| {
@@ -804,6 +873,69 @@ impl Authority {
         })
     }
 
+    /// Signs a certificate of a profile once the pre-signing lint accepted it. A refusal is
+    /// logged and recorded in the audit log (nothing else is stored) and returned.
+    fn sign_leaf(
+        &self,
+        params: &CertificateParams,
+        public_key: &dyn PublicKeyData,
+        usage: policy::Usage,
+        profile_name: &str,
+        actor: &str,
+    ) -> Result<Vec<u8>, IssueError> {
+        let signer = self.intermediate.signer(&self.issuer_key);
+        match lint::sign_certificate(params, public_key, signer, CertProfile::EndEntity(usage)) {
+            Ok(cert) => Ok(cert.der().to_vec()),
+            Err(SignError::Build(detail)) => Err(IssueError::Sign(detail)),
+            Err(SignError::Lint(refusal)) => {
+                let name = params
+                    .distinguished_name
+                    .get(&DnType::CommonName)
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
+                tracing::error!(%refusal, profile = profile_name, "certificate not issued");
+                self.audit_refusal(
+                    actor,
+                    "issue-refused",
+                    serde_json::json!({
+                        "name": name,
+                        "profile": profile_name,
+                        "lint": refusal.problem,
+                    }),
+                );
+                Err(IssueError::Lint(refusal))
+            }
+        }
+    }
+
+    /// Records a pre-signing lint refusal in the audit log (best effort: the refusal stands
+    /// whether or not the store takes the entry).
+    fn audit_refusal(&self, actor: &str, action: &str, detail: serde_json::Value) {
+        let entry = NewAuditEntry::now(actor, action, detail);
+        if let Err(e) = write_tx(self.store.as_ref(), |tx| tx.append_audit(&entry)) {
+            tracing::error!(error = %e, action, "cannot record the lint refusal in the audit log");
+        }
+    }
+
+    /// The subjectAltName dNSName of a certificate of `usage` for `name`: endpoint (client)
+    /// names live under `[ca] name_domain`; a server profile's name is its host name.
+    fn dns_name(&self, name: &str, usage: policy::Usage) -> Result<String, PolicyError> {
+        let dns = match usage {
+            policy::Usage::Client => format!(
+                "{}.{}",
+                name.to_ascii_lowercase(),
+                self.config.ca.name_domain
+            ),
+            policy::Usage::Server => name.to_ascii_lowercase(),
+        };
+        // `localhost` is the one single-label name a server certificate may carry (local
+        // set-ups and tests); pkilint flags it, see ARCHITECTURE.md.
+        match lint::check_dns_name(&dns, usage == policy::Usage::Server) {
+            Ok(()) => Ok(dns),
+            Err(problem) => Err(PolicyError::BadDnsName { name: dns, problem }),
+        }
+    }
+
     fn leaf_params(
         &self,
         name: &str,
@@ -811,16 +943,21 @@ impl Authority {
         serial: &Serial,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
+        public_key: &dyn PublicKeyData,
     ) -> Result<CertificateParams, IssueError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.config.ca.name.as_str());
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
-        params.subject_alt_names =
-            vec![SanType::DnsName(name.to_owned().try_into().map_err(
-                |e: rcgen::Error| IssueError::Sign(e.to_string()),
-            )?)];
+        let dns = self.dns_name(name, profile.usage)?;
+        params.subject_alt_names = vec![SanType::DnsName(
+            dns.try_into()
+                .map_err(|e: rcgen::Error| IssueError::Sign(e.to_string()))?,
+        )];
+        params
+            .custom_extensions
+            .push(subject_key_identifier(public_key).map_err(IssueError::Sign)?);
         params.serial_number = Some(serial.clone().into_rcgen());
         params.not_before = not_before;
         params.not_after = not_after;
@@ -957,7 +1094,7 @@ impl Authority {
         };
         let services = ServiceContext {
             layout: &self.layout,
-            issuer: &self.issuer,
+            issuer_key: &self.issuer_key,
             intermediate: &self.intermediate,
             config: &self.config,
             protection: &protection,
@@ -994,9 +1131,19 @@ impl Authority {
             self.store.as_ref(),
             ISSUER_ID,
             &self.crl_issuer,
-            &self.issuer,
+            &self.issuer_key,
             validity,
-        )?;
+        )
+        .inspect_err(|e| {
+            if let CrlError::Lint(refusal) = e {
+                tracing::error!(%refusal, "CRL not published");
+                self.audit_refusal(
+                    "system",
+                    "crl-refused",
+                    serde_json::json!({"issuer": ISSUER_ID, "lint": refusal.problem}),
+                );
+            }
+        })?;
         let published = Arc::new(PublishedCrl::from_stored(stored));
         if let Ok(mut slot) = self.crl.write() {
             *slot = Some(published.clone());
@@ -1059,7 +1206,152 @@ fn crl_due(crl: &PublishedCrl, now: i64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn test_ca() -> (tempfile::TempDir, Authority) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        init(
+            &dir,
+            &InitOptions {
+                name: "Lint".into(),
+                key_type: CaKeyType::EcdsaP256,
+                protection: KeyProtection::InsecureUnencrypted,
+                listen: addr,
+                http_listen: Some(addr),
+                public_url: "http://ca.example".into(),
+                tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+                name_domain: crate::config::DEFAULT_NAME_DOMAIN.into(),
+            },
+        )
+        .unwrap();
+        let ca = Authority::open(&dir, &KeyAccess { passphrase: None }).unwrap();
+        (tmp, ca)
+    }
+
+    fn audit_actions(ca: &Authority) -> Vec<(String, String)> {
+        let mut actions = Vec::new();
+        read_tx(ca.store(), |tx| {
+            tx.for_each_audit(&mut |e| actions.push((e.entry.action, e.entry.details)))
+        })
+        .unwrap();
+        actions
+    }
+
+    type Tamper = fn(&mut CertificateParams);
+
+    /// Profile faults the earlier checks cannot produce, forced into the parameters of an
+    /// endpoint certificate: the lint must find each in the bytes about to be signed.
+    const FAULTS: [(&str, Tamper); 7] = [
+        ("validity past the issuer's", |p| {
+            p.not_after = now() + time::Duration::days(365 * 30)
+        }),
+        ("single-label DNS name", |p| {
+            p.subject_alt_names = vec![SanType::DnsName("bars-host-0001".try_into().unwrap())]
+        }),
+        ("upper-case DNS name", |p| {
+            p.subject_alt_names = vec![SanType::DnsName(
+                "BARS.endpoints.herald.internal".try_into().unwrap(),
+            )]
+        }),
+        ("critical unknown extension", |p| {
+            let mut ext =
+                CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+            ext.set_criticality(true);
+            p.custom_extensions.push(ext)
+        }),
+        ("CA flag on an endpoint", |p| {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
+        }),
+        ("serial of 21 octets", |p| {
+            p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x11; 21]))
+        }),
+        ("server usage on a client profile", |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]
+        }),
+    ];
+
+    #[test]
+    fn misprofiled_certificate_refused_before_signing_with_audit_entry_and_nothing_stored() {
+        let (_tmp, ca) = test_ca();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let profile = Profile::endpoint();
+        let (nb, na) = (
+            now() - time::Duration::minutes(5),
+            now() + time::Duration::hours(1),
+        );
+        let params = |serial: &Serial| {
+            ca.leaf_params("bars-host-0001", &profile, serial, nb, na, &key)
+                .unwrap()
+        };
+        let stored_before = ca.list(&ListFilter::default()).unwrap().len();
+        let audit_before = audit_actions(&ca).len();
+
+        // The profile as configured passes.
+        let serial = Serial::random().unwrap();
+        ca.sign_leaf(
+            &params(&serial),
+            &key,
+            policy::Usage::Client,
+            "endpoint",
+            "test",
+        )
+        .unwrap();
+
+        for (fault, tamper) in FAULTS {
+            let mut bad = params(&Serial::random().unwrap());
+            tamper(&mut bad);
+            let err = ca
+                .sign_leaf(&bad, &key, policy::Usage::Client, "endpoint", "test")
+                .unwrap_err();
+            assert!(matches!(err, IssueError::Lint(_)), "{fault}: {err}");
+            assert!(
+                err.to_string().contains("pre-signing lint refused"),
+                "{err}"
+            );
+        }
+        let audit = audit_actions(&ca);
+        let refused: Vec<_> = audit[audit_before..]
+            .iter()
+            .filter(|(action, details)| action == "issue-refused" && details.contains("lint"))
+            .collect();
+        assert_eq!(refused.len(), FAULTS.len(), "{audit:?}");
+        assert_eq!(
+            ca.list(&ListFilter::default()).unwrap().len(),
+            stored_before,
+            "a refused certificate is never stored"
+        );
+    }
+
+    #[test]
+    fn endpoint_names_become_lowercase_dns_names_under_the_name_domain() {
+        let (_tmp, ca) = test_ca();
+        assert_eq!(
+            ca.dns_name("BARS-host-0001", policy::Usage::Client)
+                .unwrap(),
+            "bars-host-0001.endpoints.herald.internal"
+        );
+        assert_eq!(
+            ca.dns_name("Relay.Site.Example", policy::Usage::Server)
+                .unwrap(),
+            "relay.site.example"
+        );
+        assert!(matches!(
+            ca.dns_name("myhost", policy::Usage::Server),
+            Err(PolicyError::BadDnsName { .. })
+        ));
+        assert_eq!(
+            ca.dns_name("localhost", policy::Usage::Server).unwrap(),
+            "localhost"
+        );
+        assert!(ca.dns_name("localhost", policy::Usage::Client).is_ok());
+        assert!(matches!(
+            ca.dns_name("a.-b", policy::Usage::Client),
+            Err(PolicyError::BadDnsName { .. })
+        ));
+    }
 
     #[test]
     fn crl_is_reissued_at_half_its_validity_before_next_update() {

@@ -214,6 +214,10 @@ pub struct InitArgs {
     /// 127.0.0.1).
     #[arg(long = "tls-name")]
     pub tls_names: Vec<String>,
+    /// DNS domain of endpoint certificates: their subjectAltName is NAME.DOMAIN (lower-case);
+    /// the common name stays NAME. Written to config.toml as `[ca] name_domain`.
+    #[arg(long, default_value = crate::config::DEFAULT_NAME_DOMAIN)]
+    pub name_domain: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -403,7 +407,10 @@ pub enum CertCommand {
         /// Serial number (hex) or name.
         what: String,
         /// The RFC 5280 reason: unspecified, key-compromise, ca-compromise,
-        /// affiliation-changed, superseded, cessation-of-operation, privilege-withdrawn.
+        /// affiliation-changed, superseded, cessation-of-operation, privilege-withdrawn,
+        /// aa-compromise, or RFC 5280's own names (keyCompromise, cACompromise, ...).
+        /// certificateHold and removeFromCRL are refused (revocation is permanent; no delta
+        /// CRLs).
         #[arg(long, default_value = "unspecified")]
         reason: String,
         /// Print JSON.

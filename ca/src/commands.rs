@@ -206,6 +206,10 @@ fn cmd_init(args: &InitArgs) -> Result<(), Error> {
         args.public_url.clone(),
         args.tls_names.clone(),
     );
+    let opts = InitOptions {
+        name_domain: args.name_domain.to_ascii_lowercase(),
+        ..opts
+    };
     let summary = init(&args.data.data_dir, &opts)?;
     if args.json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
@@ -248,6 +252,7 @@ fn init_options(
         http_listen: Some(http_listen),
         public_url: public_url.unwrap_or_else(|| format!("http://{http_listen}")),
         tls_names,
+        name_domain: crate::config::DEFAULT_NAME_DOMAIN.to_owned(),
     }
 }
 

@@ -177,6 +177,33 @@ pub struct CaSection {
     /// Keys stored without encryption (warned about at every start).
     #[serde(default)]
     pub insecure_unencrypted_keys: bool,
+    /// The DNS domain under which endpoint (client-usage) certificates name their holder:
+    /// the subjectAltName dNSName is `NAME.NAME_DOMAIN`, lower-cased, while the common name
+    /// keeps the allocated short name. Default `endpoints.herald.internal` (`.internal` is
+    /// reserved for private use and never resolves on the public Internet).
+    #[serde(default = "default_name_domain")]
+    pub name_domain: String,
+}
+
+/// The default [`CaSection::name_domain`].
+pub(crate) const DEFAULT_NAME_DOMAIN: &str = "endpoints.herald.internal";
+
+fn default_name_domain() -> String {
+    DEFAULT_NAME_DOMAIN.to_owned()
+}
+
+/// Checks a `name_domain`: a lower-case DNS name of at least two labels, short enough to
+/// leave room for a 63-character name in front of it.
+pub(crate) fn check_name_domain(domain: &str) -> Result<(), String> {
+    crate::lint::check_dns_name(domain, false)?;
+    // NAME (at most 63 characters) + "." + domain must fit in 253.
+    if domain.len() > 253 - 64 {
+        return Err(format!(
+            "name_domain {domain:?} is longer than {} characters",
+            253 - 64
+        ));
+    }
+    Ok(())
 }
 
 /// `[server]`
@@ -263,10 +290,15 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             detail: e.to_string(),
-        })
+        })?;
+        check_name_domain(&config.ca.name_domain).map_err(|detail| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: format!("[ca] name_domain: {detail}"),
+        })?;
+        Ok(config)
     }
 
     /// Writes `config.toml` atomically.

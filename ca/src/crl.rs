@@ -7,26 +7,23 @@
 //! the `der` / `x509-cert` types; only the lengths of the two large SEQUENCEs are written by
 //! hand. The result is checked by OpenSSL and Python `cryptography` in the tests.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use der::asn1::{BitString, OctetString};
-use der::{Decode, Encode, Header, Length, Tag};
-use rcgen::{Issuer, KeyPair, SigningKey};
+use der::{Encode, Header, Length, Tag};
+use rcgen::{KeyPair, SigningKey};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::Extension;
-use x509_cert::time::Time;
 
 use crate::authority::CrlError;
+use crate::lint::{self, IssuerFacts};
 use crate::revocation::Reason;
 use crate::store::{write_tx, Store, StoredCrl};
 
 /// What the CRL needs to know about its issuer.
 #[derive(Debug, Clone)]
 pub(crate) struct CrlIssuer {
-    /// The issuer's subject Name, DER.
-    name_der: Vec<u8>,
-    /// The issuer's subject key identifier (for the authority key identifier extension).
-    key_id: Option<Vec<u8>>,
+    /// The issuer's subject Name, key identifier (for the authority key identifier extension)
+    /// and validity.
+    facts: IssuerFacts,
     /// The signature AlgorithmIdentifier, DER.
     signature_algorithm: Vec<u8>,
 }
@@ -38,23 +35,9 @@ fn build_err(e: impl std::fmt::Display) -> CrlError {
 impl CrlIssuer {
     /// From the issuing CA's certificate and key.
     pub(crate) fn new(cert_der: &[u8], key: &KeyPair) -> Result<Self, CrlError> {
-        let cert = x509_cert::Certificate::from_der(cert_der).map_err(build_err)?;
-        let name_der = cert.tbs_certificate.subject.to_der().map_err(build_err)?;
-        let key_id = cert
-            .tbs_certificate
-            .extensions
-            .iter()
-            .flatten()
-            .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER)
-            .and_then(|e| OctetString::from_der(e.extn_value.as_bytes()).ok())
-            .map(|o| o.as_bytes().to_vec());
-        let oid = if key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
-            const_oid::db::rfc5912::ECDSA_WITH_SHA_256
-        } else if key.algorithm() == &rcgen::PKCS_ED25519 {
-            const_oid::db::rfc8410::ID_ED_25519
-        } else {
-            return Err(CrlError::Build("unsupported CA key algorithm".into()));
-        };
+        let facts = IssuerFacts::from_cert_der(cert_der).map_err(build_err)?;
+        let oid = lint::signature_oid(key.algorithm())
+            .ok_or_else(|| CrlError::Build("unsupported CA key algorithm".into()))?;
         let signature_algorithm = AlgorithmIdentifierOwned {
             oid,
             parameters: None,
@@ -62,8 +45,7 @@ impl CrlIssuer {
         .to_der()
         .map_err(build_err)?;
         Ok(Self {
-            name_der,
-            key_id,
+            facts,
             signature_algorithm,
         })
     }
@@ -80,11 +62,8 @@ fn push_header(out: &mut Vec<u8>, tag: Tag, len: usize) -> Result<(), CrlError> 
 }
 
 fn time_der(unix: i64) -> Result<Vec<u8>, CrlError> {
-    let secs = u64::try_from(unix).map_err(build_err)?;
-    // RFC 5280: UTCTime through 2049, GeneralizedTime from 2050 on.
-    Time::try_from(UNIX_EPOCH + Duration::from_secs(secs))
-        .map_err(build_err)?
-        .to_der()
+    lint::rfc5280_time(unix)
+        .and_then(|t| t.to_der())
         .map_err(build_err)
 }
 
@@ -136,12 +115,13 @@ fn push_entry(
 
 /// Produces a new CRL listing every revoked certificate of `issuer_id`, with the next CRL
 /// number, valid for `validity_secs`, and records it, all in one store transaction (so CRL
-/// numbers never go backwards or repeat).
+/// numbers never go backwards or repeat). The pre-signing lint checks the TBSCertList before
+/// `key` signs it; if it refuses, nothing is signed or recorded.
 pub(crate) fn produce(
     store: &dyn Store,
     issuer_id: &str,
     crl_issuer: &CrlIssuer,
-    issuer: &Issuer<'static, KeyPair>,
+    key: &KeyPair,
     validity_secs: i64,
 ) -> Result<StoredCrl, CrlError> {
     let reasons: Vec<(Reason, Vec<u8>)> = crate::revocation::ALL
@@ -188,7 +168,7 @@ pub(crate) fn produce(
         let this_update = crate::now_unix();
         let next_update = this_update + validity_secs;
         let mut extensions = Vec::new();
-        if let Some(key_id) = &crl_issuer.key_id {
+        if let Some(key_id) = &crl_issuer.facts.key_id {
             // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
             let mut aki = Vec::new();
             let mut inner = Vec::new();
@@ -232,7 +212,7 @@ pub(crate) fn produce(
         let mut head = Vec::new();
         head.extend_from_slice(&[0x02, 0x01, 0x01]); // version v2
         head.extend_from_slice(&crl_issuer.signature_algorithm);
-        head.extend_from_slice(&crl_issuer.name_der);
+        head.extend_from_slice(&crl_issuer.facts.subject);
         head.extend(time_der(this_update)?);
         head.extend(time_der(next_update)?);
         let mut revoked_header = Vec::new();
@@ -248,7 +228,8 @@ pub(crate) fn produce(
         drop(entries);
         tbs.extend_from_slice(&crl_extensions);
 
-        let signature = issuer.key().sign(&tbs).map_err(build_err)?;
+        lint::crl(&tbs, &crl_issuer.facts, &crl_issuer.signature_algorithm)?;
+        let signature = key.sign(&tbs).map_err(build_err)?;
         let signature = BitString::from_bytes(&signature)
             .and_then(|b| b.to_der())
             .map_err(build_err)?;

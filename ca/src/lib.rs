@@ -22,6 +22,7 @@ mod enrollment;
 mod fleet;
 mod fsutil;
 mod keys;
+mod lint;
 mod ocsp;
 pub mod policy;
 mod repo;
@@ -43,6 +44,7 @@ pub use cli::{
 pub use config::{ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection};
 pub use csr::{parse_and_verify as verify_csr, CsrError, KeyKind, VerifiedCsr};
 pub use keys::{CaKeyType, KeyError, KeyProtection, Passphrase};
+pub use lint::LintError;
 pub use ocsp::{
     decode_get_path as decode_ocsp_get_path, parse_request as parse_ocsp_request, CacheInfo,
     OcspAnswer, OcspResponder, ParsedRequest as ParsedOcspRequest, Refusal as OcspRefusal,

@@ -345,6 +345,23 @@ impl OcspResponder {
         })
     }
 
+    /// The pre-signing lint: a ResponseData its profile refuses is not signed; the client
+    /// gets `internalError` and the log says why.
+    fn lint(&self, tbs: &[u8]) -> Result<(), Refusal> {
+        let validity = &self.cert.tbs_certificate.validity;
+        let expect = crate::lint::OcspExpectation {
+            responder_key_hash: &self.key_hash,
+            signer_validity: (
+                validity.not_before.to_unix_duration().as_secs(),
+                validity.not_after.to_unix_duration().as_secs(),
+            ),
+        };
+        crate::lint::ocsp_response(tbs, &expect).map_err(|refusal| {
+            tracing::error!(%refusal, "OCSP response not signed");
+            Refusal::Internal
+        })
+    }
+
     fn sign(
         &self,
         responses: Vec<SingleResponse>,
@@ -362,6 +379,7 @@ impl OcspResponder {
             response_extensions: nonce.map(|n| vec![n]),
         };
         let tbs = data.to_der().map_err(|_| Refusal::Internal)?;
+        self.lint(&tbs)?;
         let signature = self.key.sign(&tbs).map_err(|_| Refusal::Internal)?;
         let basic = BasicOcspResponse {
             tbs_response_data: data,
@@ -466,6 +484,7 @@ fn crl_reason(reason: Reason) -> CrlReason {
         Reason::Superseded => CrlReason::Superseded,
         Reason::CessationOfOperation => CrlReason::CessationOfOperation,
         Reason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+        Reason::AaCompromise => CrlReason::AaCompromise,
     }
 }
 

@@ -105,6 +105,15 @@ pub enum PolicyError {
     /// The name is not acceptable.
     #[error("invalid name {0:?}: use 1 to 63 letters, digits, '-' or '.', starting with a letter or digit")]
     BadName(String),
+    /// The certificate's DNS name (the name, under `[ca] name_domain` for endpoints) is not
+    /// a valid host name.
+    #[error("invalid certificate DNS name {name:?}: {problem}")]
+    BadDnsName {
+        /// The DNS name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Checks a subject name: a DNS-compatible name of 1 to 63 characters (it becomes the subject

@@ -22,9 +22,11 @@ pub enum Reason {
     CessationOfOperation,
     /// privilegeWithdrawn (9)
     PrivilegeWithdrawn,
+    /// aACompromise (10)
+    AaCompromise,
 }
 
-/// The reason names accepted on the command line and in the API.
+/// The kebab-case reason names Herald prints, in the order of [`ALL`].
 pub(crate) const REASON_NAMES: &[&str] = &[
     "unspecified",
     "key-compromise",
@@ -33,15 +35,55 @@ pub(crate) const REASON_NAMES: &[&str] = &[
     "superseded",
     "cessation-of-operation",
     "privilege-withdrawn",
+    "aa-compromise",
 ];
 
-/// An unknown revocation reason name.
+/// RFC 5280's own names (ASN.1 identifiers), in the order of [`ALL`]; accepted beside the
+/// kebab-case ones.
+const RFC5280_NAMES: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+    "aACompromise",
+];
+
+/// RFC 5280 reasons that are recognised but not offered, with why.
+const REFUSED: &[(&str, &str, &str)] = &[
+    (
+        "certificateHold",
+        "certificate-hold",
+        "revocation in Herald is permanent and a hold could never be released",
+    ),
+    (
+        "removeFromCRL",
+        "remove-from-crl",
+        "it is only used in delta CRLs, which Herald does not publish",
+    ),
+];
+
+/// A revocation reason name that is unknown or not offered.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown revocation reason {0:?}; use one of: {names}", names = REASON_NAMES.join(", "))]
-pub struct ReasonParseError(pub String);
+pub enum ReasonParseError {
+    /// Not a reason name.
+    #[error("unknown revocation reason {0:?}; use one of: {names} (or RFC 5280's names: {rfc})",
+        names = REASON_NAMES.join(", "), rfc = RFC5280_NAMES.join(", "))]
+    Unknown(String),
+    /// An RFC 5280 reason Herald does not offer.
+    #[error("revocation reason {name} is not offered: {why}")]
+    NotOffered {
+        /// The RFC 5280 name.
+        name: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+}
 
 /// Every reason offered, in code order.
-pub(crate) const ALL: [Reason; 7] = [
+pub(crate) const ALL: [Reason; 8] = [
     Reason::Unspecified,
     Reason::KeyCompromise,
     Reason::CaCompromise,
@@ -49,6 +91,7 @@ pub(crate) const ALL: [Reason; 7] = [
     Reason::Superseded,
     Reason::CessationOfOperation,
     Reason::PrivilegeWithdrawn,
+    Reason::AaCompromise,
 ];
 
 impl Reason {
@@ -62,11 +105,12 @@ impl Reason {
             Reason::Superseded => 4,
             Reason::CessationOfOperation => 5,
             Reason::PrivilegeWithdrawn => 9,
+            Reason::AaCompromise => 10,
         }
     }
 
     /// From a CRLReason code (certificateHold and removeFromCRL are not used: revocation here
-    /// is permanent).
+    /// is permanent, and there are no delta CRLs).
     pub fn from_code(code: u8) -> Option<Self> {
         ALL.into_iter().find(|r| r.code() == code)
     }
@@ -84,14 +128,23 @@ impl Reason {
 impl FromStr for Reason {
     type Err = ReasonParseError;
 
+    /// Accepts the kebab-case names (`key-compromise`) and RFC 5280's (`keyCompromise`), in
+    /// any case, with `-` or `_` between words or none.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
-        let compact = wanted.replace('-', "");
+        let compact = |n: &str| n.to_ascii_lowercase().replace(['-', '_'], "");
+        let wanted = compact(s.trim());
+        if let Some((name, _, why)) = REFUSED
+            .iter()
+            .find(|(rfc, kebab, _)| compact(rfc) == wanted || compact(kebab) == wanted)
+        {
+            return Err(ReasonParseError::NotOffered { name, why });
+        }
         REASON_NAMES
             .iter()
-            .position(|n| *n == wanted || n.replace('-', "") == compact)
+            .zip(RFC5280_NAMES)
+            .position(|(kebab, rfc)| compact(kebab) == wanted || compact(rfc) == wanted)
             .and_then(|i| ALL.get(i).copied())
-            .ok_or_else(|| ReasonParseError(s.to_owned()))
+            .ok_or_else(|| ReasonParseError::Unknown(s.to_owned()))
     }
 }
 
@@ -125,5 +178,36 @@ mod tests {
         assert_eq!(Reason::from_code(9), Some(Reason::PrivilegeWithdrawn));
         assert_eq!(Reason::from_code(6), None, "certificateHold is not offered");
         assert!("bogus".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn every_rfc5280_reason_name_is_accepted_or_refused_with_why() {
+        for (name, reason) in [
+            ("unspecified", Reason::Unspecified),
+            ("keyCompromise", Reason::KeyCompromise),
+            ("cACompromise", Reason::CaCompromise),
+            ("affiliationChanged", Reason::AffiliationChanged),
+            ("superseded", Reason::Superseded),
+            ("cessationOfOperation", Reason::CessationOfOperation),
+            ("privilegeWithdrawn", Reason::PrivilegeWithdrawn),
+            ("aACompromise", Reason::AaCompromise),
+            ("aa-compromise", Reason::AaCompromise),
+            ("cessation-of-operation", Reason::CessationOfOperation),
+        ] {
+            assert_eq!(name.parse::<Reason>().unwrap(), reason, "{name}");
+            assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+        for name in ["certificateHold", "removeFromCRL", "certificate-hold"] {
+            let err = name.parse::<Reason>().unwrap_err();
+            assert!(
+                matches!(err, ReasonParseError::NotOffered { .. }),
+                "{name}: {err}"
+            );
+        }
+        assert!(matches!(
+            "bogus".parse::<Reason>(),
+            Err(ReasonParseError::Unknown(_))
+        ));
+        assert_eq!(Reason::AaCompromise.name(), "aa-compromise");
     }
 }

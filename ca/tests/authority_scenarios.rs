@@ -37,6 +37,7 @@ fn new_ca(key_type: CaKeyType) -> (tempfile::TempDir, Authority) {
             http_listen: Some(addr),
             public_url: "http://ca.example".into(),
             tls_names: vec!["localhost".into()],
+            name_domain: "endpoints.herald.internal".into(),
         },
     )
     .unwrap();
@@ -89,7 +90,13 @@ fn issued_certificate_follows_policy_not_the_request() {
         .find(|e| e.extn_id.to_string() == "2.5.29.17")
         .unwrap();
     let san_text = String::from_utf8_lossy(san.extn_value.as_bytes());
-    assert!(san_text.contains("LAPTOP-ACME-0042") && !san_text.contains("evil"));
+    // The allocated name under the CA's name domain, lower-cased as DNS names are written;
+    // the common name keeps the short name.
+    assert!(
+        san_text.contains("laptop-acme-0042.endpoints.herald.internal")
+            && !san_text.contains("evil"),
+        "{san_text}"
+    );
     let eku = exts
         .iter()
         .find(|e| e.extn_id.to_string() == "2.5.29.37")

@@ -23,6 +23,7 @@ pub(crate) fn bench_ca(dir: &Path, https: SocketAddr, http: SocketAddr) -> Autho
             http_listen: Some(http),
             public_url: format!("http://{http}"),
             tls_names: vec!["localhost".into()],
+            name_domain: "endpoints.herald.internal".into(),
         },
     )
     .unwrap();
