@@ -183,7 +183,7 @@ pub struct RelayArgs {
     pub cache_max_bytes: usize,
     /// Seconds between fetches of the upstream's CRL, against which clients asking for
     /// repository files are checked (refused once the CRL is past its nextUpdate).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "HERALD_RELAY_CRL_REFRESH_SECS", default_value_t = 60)]
     pub crl_refresh_secs: u64,
 }
 

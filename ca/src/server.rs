@@ -354,7 +354,9 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
 /// fresh), then serves the relay routes over HTTPS (client certificates asked for, verified
 /// against the pinned root, optional; repository files need one) until Ctrl-C or SIGTERM.
 pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate::Error> {
-    use herald_token_service::relay::{enroll_relay, relay_routes, Relay, RelayOptions, RelayState};
+    use herald_token_service::relay::{
+        enroll_relay, relay_routes, Relay, RelayOptions, RelayState,
+    };
     let relay_err = |e: herald_token_service::relay::RelayError| crate::Error::Usage(e.to_string());
     let state = RelayState::new(&args.state_dir);
     if let Some(name) = enroll_relay(

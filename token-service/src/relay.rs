@@ -376,7 +376,10 @@ impl Relay {
         if !response.status().is_success() {
             return Err(upstream_err(&url, format!("HTTP {}", response.status())));
         }
-        if response.content_length().is_some_and(|l| l > MAX_CRL as u64) {
+        if response
+            .content_length()
+            .is_some_and(|l| l > MAX_CRL as u64)
+        {
             return Err(upstream_err(&url, "CRL too large"));
         }
         let crl = response.bytes().await.map_err(|e| upstream_err(&url, e))?;
@@ -436,7 +439,8 @@ impl Relay {
             Ok(r) => r,
             Err(e) => return bad_gateway(upstream_err(&url, e)).into_response(),
         };
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let headers = cache::kept_headers(response.headers());
         let body = match response.bytes().await {
             Ok(b) if b.len() <= MAX_BODY => b,

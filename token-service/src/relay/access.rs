@@ -139,7 +139,9 @@ impl ClientCheck {
         if now >= loaded.next_update {
             return Err(stale());
         }
-        let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let since_epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         let end_entity = CertificateDer::from(client.0.as_slice());
         match loaded.verifier.verify_client_cert(
             &end_entity,

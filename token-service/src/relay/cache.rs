@@ -145,7 +145,9 @@ impl ResponseCache {
 }
 
 /// The headers of an upstream answer that the relay passes on.
-pub(super) fn kept_headers(headers: &reqwest::header::HeaderMap) -> Vec<(header::HeaderName, HeaderValue)> {
+pub(super) fn kept_headers(
+    headers: &reqwest::header::HeaderMap,
+) -> Vec<(header::HeaderName, HeaderValue)> {
     headers
         .iter()
         .filter(|(name, _)| {
@@ -214,7 +216,8 @@ impl Relay {
             Ok(r) => r,
             Err(e) => return bad_gateway(upstream_err(&key.1, e)).into_response(),
         };
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let headers = kept_headers(response.headers());
         let length = response.content_length();
         let ttl = policy(response.headers()).filter(|t| !t.is_zero());
@@ -319,7 +322,10 @@ mod tests {
     fn replacing_an_entry_does_not_count_it_twice() {
         let cache = ResponseCache::new(100_000);
         for _ in 0..10 {
-            cache.insert(key("https://m/same"), answer(1_000, Duration::from_secs(60)));
+            cache.insert(
+                key("https://m/same"),
+                answer(1_000, Duration::from_secs(60)),
+            );
         }
         assert_eq!(cache.bytes(), Cached::cost(&key("https://m/same"), 1_000));
     }

@@ -60,12 +60,12 @@ pub(super) fn canonical_repository_path(raw: &str) -> Result<String, Refusal> {
             .decode_utf8()
             .map_err(|_| bad_path("repository paths must be UTF-8"))?;
         if decoded.is_empty() {
-            return Err(bad_path("empty segments are not allowed in repository paths"));
+            return Err(bad_path(
+                "empty segments are not allowed in repository paths",
+            ));
         }
         if decoded == "." || decoded == ".." {
-            return Err(bad_path(
-                "dot segments are not allowed in repository paths",
-            ));
+            return Err(bad_path("dot segments are not allowed in repository paths"));
         }
         if decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
             return Err(bad_path(
@@ -127,10 +127,7 @@ mod tests {
         ] {
             assert_eq!(canonical_repository_path(variant).unwrap(), canonical);
         }
-        assert_eq!(
-            canonical_repository_path("a b/c+d").unwrap(),
-            "a%20b/c%2Bd"
-        );
+        assert_eq!(canonical_repository_path("a b/c+d").unwrap(), "a%20b/c%2Bd");
     }
 
     #[test]
