@@ -220,6 +220,27 @@ fn revoked_endpoint_refused_by_relay_and_enrolled_endpoint_served() {
     assert_eq!(fetch(&kept), (200, b"version one".to_vec()));
 }
 
+#[test]
+fn repository_through_a_chain_of_two_relays_needs_a_client_certificate() {
+    let mirror = Mirror::serve(&[("1.root.json", b"version one")]);
+    let (site, near) = site_and_relay(&mirror, &[]);
+    let far = RelayProcess::start(
+        &site.ca,
+        "far",
+        &near.url,
+        &cli_token(&site, "relay", "relay"),
+        &site.fingerprint(),
+    );
+    let url = format!("{}/repo/0/1.root.json", far.url);
+    let (status, body) = curl_as_is(&site, None, &url);
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    // The far relay fetches from the near one with its own relay certificate.
+    let endpoint = Endpoint::issue(&site, "reader");
+    let (status, body) = curl_as_is(&site, Some(&endpoint), &url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, b"version one");
+}
+
 /// Spellings of `big.bin` (60 of them): dot segments in several encodings, and percent-encoded
 /// letters of the name.
 fn spellings() -> Vec<String> {

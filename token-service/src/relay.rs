@@ -392,16 +392,21 @@ impl Relay {
         self.clients.install(&crl, issuers)
     }
 
-    /// Fetches the CRL once, then keeps it fresh in the background: every `every`, and
-    /// every few seconds while the upstream fails. Client checks fail closed once the CRL in
-    /// force is past its nextUpdate.
+    /// Fetches the CRL once, then keeps it fresh in the background: every `every` (and at
+    /// the CRL's nextUpdate, when an upstream relay's cached copy expires), and every few
+    /// seconds while the upstream fails. Client checks fail closed once the CRL in force is
+    /// past its nextUpdate.
     pub async fn keep_revocation_fresh(
         self: &Arc<Self>,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
         let retry = every.min(Duration::from_secs(5));
         let wait_after = move |outcome: Result<std::time::SystemTime, RelayError>| match outcome {
-            Ok(_) => every,
+            Ok(next_update) => next_update
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_secs(1))
+                .min(every),
             Err(e) => {
                 tracing::warn!(error = %e, "could not refresh the CRL; the one in force (if any) is used until its nextUpdate");
                 retry
