@@ -79,6 +79,8 @@ pub(super) fn canonical_repository_path(raw: &str) -> Result<String, Refusal> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
