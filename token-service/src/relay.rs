@@ -133,18 +133,40 @@ fn upstream_err(url: &str, message: impl std::fmt::Display) -> RelayError {
     }
 }
 
+fn identity_error(e: reqwest::Error) -> RelayError {
+    RelayError::Identity(e.to_string())
+}
+
+/// What every client of the relay shares: the pinned root, the relay's identity if any, the
+/// connection pool and the user agent.
+fn client_builder(
+    root_pem: Option<&[u8]>,
+    identity_pem: Option<&[u8]>,
+) -> Result<reqwest::ClientBuilder, RelayError> {
+    Ok(crate::client::pinned_client_builder(root_pem, identity_pem)
+        .map_err(identity_error)?
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION"))))
+}
+
 fn http_client(
     root_pem: Option<&[u8]>,
     identity_pem: Option<&[u8]>,
 ) -> Result<reqwest::Client, RelayError> {
-    let err = |e: reqwest::Error| RelayError::Identity(e.to_string());
-    crate::client::pinned_client_builder(root_pem, identity_pem)
-        .map_err(err)?
-        .pool_max_idle_per_host(256)
+    client_builder(root_pem, identity_pem)?
         .timeout(Duration::from_secs(60))
-        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(err)
+        .map_err(identity_error)
+}
+
+/// The client for cached and streamed answers: no bound on a whole transfer (a large file
+/// over a thin uplink takes its time), but on connecting and on each wait for data.
+fn files_client(root_pem: &[u8], identity_pem: &[u8]) -> Result<reqwest::Client, RelayError> {
+    client_builder(Some(root_pem), Some(identity_pem))?
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(identity_error)
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, RelayError> {
@@ -275,6 +297,7 @@ impl Default for RelayOptions {
 pub struct Relay {
     upstream: String,
     client: reqwest::Client,
+    files_client: reqwest::Client,
     root_pem: String,
     repository_ttl: Duration,
     discovery: Mutex<Option<(serde_json::Value, Instant)>>,
@@ -305,6 +328,7 @@ impl Relay {
         Ok(Self {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: http_client(Some(root_pem.as_bytes()), Some(&identity))?,
+            files_client: files_client(root_pem.as_bytes(), &identity)?,
             clients: access::ClientCheck::new(&root_pem)?,
             root_pem,
             repository_ttl: options.repository_ttl,

@@ -208,7 +208,7 @@ impl Relay {
         if let Some(hit) = self.cache.get(&key) {
             return hit.into_response();
         }
-        let mut request = self.client.request(method, &key.1).body(body);
+        let mut request = self.files_client.request(method, &key.1).body(body);
         for (name, value) in extra {
             request = request.header(name, value);
         }
