@@ -177,6 +177,14 @@ pub struct RelayArgs {
     /// How long repository files stay cached, in seconds.
     #[arg(long, default_value_t = 60)]
     pub repository_ttl_secs: u64,
+    /// Most bytes of upstream answers (repository files, CRLs, OCSP) the relay keeps in
+    /// memory; larger files are streamed through without being kept.
+    #[arg(long, env = "HERALD_RELAY_CACHE_MAX_BYTES", default_value_t = herald_token_service::relay::DEFAULT_CACHE_MAX_BYTES)]
+    pub cache_max_bytes: usize,
+    /// Seconds between fetches of the upstream's CRL, against which clients asking for
+    /// repository files are checked (refused once the CRL is past its nextUpdate).
+    #[arg(long, env = "HERALD_RELAY_CRL_REFRESH_SECS", default_value_t = 60)]
+    pub crl_refresh_secs: u64,
 }
 
 /// Arguments of `herald-ca init`.

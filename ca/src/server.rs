@@ -350,11 +350,13 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
     }
 }
 
-/// `herald-ca relay`: enrolls the relay if needed, then serves the relay routes over HTTPS
-/// (client certificates asked for, verified against the pinned root, optional) until Ctrl-C
-/// or SIGTERM.
+/// `herald-ca relay`: enrolls the relay if needed, fetches the upstream's CRL (then keeps it
+/// fresh), then serves the relay routes over HTTPS (client certificates asked for, verified
+/// against the pinned root, optional; repository files need one) until Ctrl-C or SIGTERM.
 pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate::Error> {
-    use herald_token_service::relay::{enroll_relay, relay_routes, Relay, RelayState};
+    use herald_token_service::relay::{
+        enroll_relay, relay_routes, Relay, RelayOptions, RelayState,
+    };
     let relay_err = |e: herald_token_service::relay::RelayError| crate::Error::Usage(e.to_string());
     let state = RelayState::new(&args.state_dir);
     if let Some(name) = enroll_relay(
@@ -368,12 +370,14 @@ pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate:
     {
         eprintln!("relay enrolled as {name}");
     }
-    let relay = Relay::open(
-        &args.upstream,
-        &state,
-        Duration::from_secs(args.repository_ttl_secs),
-    )
-    .map_err(relay_err)?;
+    let options = RelayOptions {
+        repository_ttl: Duration::from_secs(args.repository_ttl_secs),
+        cache_max_bytes: args.cache_max_bytes,
+    };
+    let relay = Arc::new(Relay::open(&args.upstream, &state, &options).map_err(relay_err)?);
+    let crl_refresher = relay
+        .keep_revocation_fresh(Duration::from_secs(args.crl_refresh_secs.max(1)))
+        .await;
     let tls = relay_tls_config(args, relay.root_pem())?;
     let listener = listen(args.listen).await?;
     eprintln!(
@@ -384,11 +388,12 @@ pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate:
     let serving = tokio::spawn(accept_loop(
         listener,
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
-        relay_routes(Arc::new(relay)),
+        relay_routes(relay),
         Limits::default(),
     ));
     shutdown_signal().await;
     serving.abort();
+    crl_refresher.abort();
     Ok(())
 }
 

@@ -225,7 +225,12 @@ fn relay_serves_cached_revocation_data_and_repository_files() {
     );
     let ocsp_request = std::fs::read(&request).unwrap();
     let rt = runtime();
-    let client = site.client();
+    // Repository files are served to clients of the CA only.
+    let (reader_key, reader_cert) = site.ca.issue("reader");
+    let mut reader = std::fs::read(&reader_key).unwrap();
+    reader.extend(std::fs::read(&reader_cert).unwrap());
+    reader.extend(std::fs::read(site.ca.file("intermediate.crt")).unwrap());
+    let client = client_with(&site.root_pem, Some(&reader));
     let get = |url: String| {
         let client = client.clone();
         rt.block_on(async move {

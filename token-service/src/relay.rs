@@ -13,15 +13,22 @@
 //! authority honours the header only if its own client and every certificate of the chain
 //! have the `relay` profile and are valid: whoever first claimed the endpoint's certificate
 //! was a relay that saw it in a TLS handshake.
+//!
+//! Paths with dot segments are refused before routing ([`paths`]); repository files are
+//! served only to unrevoked clients of this CA ([`access`]); the cache is bounded in bytes and
+//! streams what does not fit ([`cache`]).
 
-use std::collections::HashMap;
+mod access;
+mod cache;
+mod paths;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -31,6 +38,8 @@ use crate::client::{certifies, first_pem_block, pinned_root, BootstrapError};
 use crate::{EnrollRequest, IssuedCertificate};
 
 use crate::http::{ClientCertificate, Refusal};
+
+pub use cache::DEFAULT_CACHE_MAX_BYTES;
 
 /// The header carrying a relayed endpoint's client certificate (base64 DER).
 pub const FORWARDED_CLIENT_CERT: &str = "x-herald-client-certificate";
@@ -44,7 +53,10 @@ fn json_type() -> (&'static str, String) {
     ("content-type", "application/json".to_owned())
 }
 
-/// Largest body forwarded or cached (repository files included).
+/// Largest CRL the relay accepts from its upstream.
+const MAX_CRL: usize = 16 * 1024 * 1024;
+
+/// Largest answer forwarded without the cache (enrollment and renewal answers).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Errors setting up a relay.
@@ -121,18 +133,40 @@ fn upstream_err(url: &str, message: impl std::fmt::Display) -> RelayError {
     }
 }
 
+fn identity_error(e: reqwest::Error) -> RelayError {
+    RelayError::Identity(e.to_string())
+}
+
+/// What every client of the relay shares: the pinned root, the relay's identity if any, the
+/// connection pool and the user agent.
+fn client_builder(
+    root_pem: Option<&[u8]>,
+    identity_pem: Option<&[u8]>,
+) -> Result<reqwest::ClientBuilder, RelayError> {
+    Ok(crate::client::pinned_client_builder(root_pem, identity_pem)
+        .map_err(identity_error)?
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION"))))
+}
+
 fn http_client(
     root_pem: Option<&[u8]>,
     identity_pem: Option<&[u8]>,
 ) -> Result<reqwest::Client, RelayError> {
-    let err = |e: reqwest::Error| RelayError::Identity(e.to_string());
-    crate::client::pinned_client_builder(root_pem, identity_pem)
-        .map_err(err)?
-        .pool_max_idle_per_host(256)
+    client_builder(root_pem, identity_pem)?
         .timeout(Duration::from_secs(60))
-        .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(err)
+        .map_err(identity_error)
+}
+
+/// The client for cached and streamed answers: no bound on a whole transfer (a large file
+/// over a thin uplink takes its time), but on connecting and on each wait for data.
+fn files_client(root_pem: &[u8], identity_pem: &[u8]) -> Result<reqwest::Client, RelayError> {
+    client_builder(Some(root_pem), Some(identity_pem))?
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(identity_error)
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, RelayError> {
@@ -238,29 +272,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-/// A cached upstream answer.
-#[derive(Clone)]
-struct Cached {
-    status: StatusCode,
-    headers: Vec<(header::HeaderName, HeaderValue)>,
-    body: Bytes,
-    until: Instant,
-}
-
-/// Method, URL and body of a cacheable request.
-type CacheKey = (Method, String, Vec<u8>);
-
 /// How long an upstream answer may be cached, decided from its headers.
 type CachePolicy<'a> = &'a (dyn Fn(&reqwest::header::HeaderMap) -> Option<Duration> + Sync);
+
+/// What a relay keeps and for how long.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// How long repository files stay cached.
+    pub repository_ttl: Duration,
+    /// Most bytes of upstream answers held in the cache; larger answers are streamed.
+    pub cache_max_bytes: usize,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            repository_ttl: Duration::from_secs(60),
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+        }
+    }
+}
 
 /// The relay's forwarding state.
 pub struct Relay {
     upstream: String,
     client: reqwest::Client,
+    files_client: reqwest::Client,
     root_pem: String,
     repository_ttl: Duration,
     discovery: Mutex<Option<(serde_json::Value, Instant)>>,
-    cache: Mutex<HashMap<CacheKey, Cached>>,
+    cache: cache::ResponseCache,
+    clients: access::ClientCheck,
 }
 
 impl std::fmt::Debug for Relay {
@@ -271,16 +313,13 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-/// Most cached answers kept (a bound on memory; the oldest-expiring go first).
-const MAX_CACHED: usize = 10_000;
-
 impl Relay {
-    /// A relay forwarding to `upstream` with the identity in `state`; repository files are
-    /// cached for `repository_ttl`.
+    /// A relay forwarding to `upstream` with the identity in `state`, caching as `options`
+    /// say.
     pub fn open(
         upstream: &str,
         state: &RelayState,
-        repository_ttl: Duration,
+        options: &RelayOptions,
     ) -> Result<Self, RelayError> {
         let identity =
             std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
@@ -289,10 +328,12 @@ impl Relay {
         Ok(Self {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: http_client(Some(root_pem.as_bytes()), Some(&identity))?,
+            files_client: files_client(root_pem.as_bytes(), &identity)?,
+            clients: access::ClientCheck::new(&root_pem)?,
             root_pem,
-            repository_ttl,
+            repository_ttl: options.repository_ttl,
             discovery: Mutex::new(None),
-            cache: Mutex::new(HashMap::new()),
+            cache: cache::ResponseCache::new(options.cache_max_bytes),
         })
     }
 
@@ -329,26 +370,85 @@ impl Relay {
         Ok(doc)
     }
 
-    fn cached(&self, key: &CacheKey) -> Option<Cached> {
-        let guard = self.cache.lock().ok()?;
-        guard.get(key).filter(|c| Instant::now() < c.until).cloned()
+    /// The upstream URL of a revocation path (`/ocsp...`, `/crl/...`, `/ca/...`): the OCSP
+    /// and CRL URLs of the upstream share its revocation base.
+    fn revocation_url(&self, doc: &serde_json::Value, path: &str) -> String {
+        let ocsp = doc["ocsp_url"].as_str().unwrap_or_default();
+        let origin = ocsp.strip_suffix("/ocsp").unwrap_or(&self.upstream);
+        format!("{origin}{path}")
     }
 
-    fn store(&self, key: CacheKey, value: Cached) {
-        if let Ok(mut guard) = self.cache.lock() {
-            if guard.len() >= MAX_CACHED {
-                let now = Instant::now();
-                guard.retain(|_, c| c.until > now);
-            }
-            if guard.len() < MAX_CACHED {
-                guard.insert(key, value);
-            }
+    /// Fetches the upstream's current CRL and puts it in force for client checks; returns its
+    /// nextUpdate.
+    pub async fn refresh_revocation(&self) -> Result<std::time::SystemTime, RelayError> {
+        let doc = self
+            .upstream_discovery()
+            .await
+            .map_err(|r| upstream_err(&self.upstream, r))?;
+        let file = doc["crl_url"]
+            .as_str()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| upstream_err(&self.upstream, "the discovery document names no CRL"))?;
+        let url = self.revocation_url(&doc, &format!("/crl/{file}"));
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| upstream_err(&url, e))?;
+        if !response.status().is_success() {
+            return Err(upstream_err(&url, format!("HTTP {}", response.status())));
         }
+        if response
+            .content_length()
+            .is_some_and(|l| l > MAX_CRL as u64)
+        {
+            return Err(upstream_err(&url, "CRL too large"));
+        }
+        let crl = response.bytes().await.map_err(|e| upstream_err(&url, e))?;
+        if crl.len() > MAX_CRL {
+            return Err(upstream_err(&url, "CRL too large"));
+        }
+        let issuers = doc["intermediate_pem"].as_str().ok_or_else(|| {
+            upstream_err(&self.upstream, "the discovery document names no issuing CA")
+        })?;
+        self.clients.install(&crl, issuers)
+    }
+
+    /// Fetches the CRL once, then keeps it fresh in the background: every `every` (and at
+    /// the CRL's nextUpdate, when an upstream relay's cached copy expires), and every few
+    /// seconds while the upstream fails. Client checks fail closed once the CRL in force is
+    /// past its nextUpdate.
+    pub async fn keep_revocation_fresh(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let retry = every.min(Duration::from_secs(5));
+        let wait_after = move |outcome: Result<std::time::SystemTime, RelayError>| match outcome {
+            Ok(next_update) => next_update
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_secs(1))
+                .min(every),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the CRL; the one in force (if any) is used until its nextUpdate");
+                retry
+            }
+        };
+        let mut wait = wait_after(self.refresh_revocation().await);
+        let relay = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = wait_after(relay.refresh_revocation().await);
+            }
+        })
     }
 
     /// Forwards a request upstream; answers with the upstream's status, type and body.
-    /// With `cache_for`, a successful answer is cached (the function decides from the
-    /// answer's headers how long).
+    /// With `cache_for`, the answer goes through the byte-bounded cache (the function decides
+    /// from the answer's headers how long it may be kept), see [`cache`].
     async fn forward(
         &self,
         method: Method,
@@ -357,11 +457,8 @@ impl Relay {
         extra: Vec<(&'static str, String)>,
         cache_for: Option<CachePolicy<'_>>,
     ) -> Response {
-        let key = (method.clone(), url.clone(), body.to_vec());
-        if cache_for.is_some() {
-            if let Some(hit) = self.cached(&key) {
-                return cached_response(hit);
-            }
+        if let Some(policy) = cache_for {
+            return self.forward_cached(method, url, body, extra, policy).await;
         }
         let mut request = self.client.request(method, &url).body(body);
         for (name, value) in extra {
@@ -371,23 +468,9 @@ impl Relay {
             Ok(r) => r,
             Err(e) => return bad_gateway(upstream_err(&url, e)).into_response(),
         };
-        let status = response.status();
-        let headers: Vec<(header::HeaderName, HeaderValue)> = response
-            .headers()
-            .iter()
-            .filter(|(name, _)| {
-                [
-                    header::CONTENT_TYPE,
-                    header::CACHE_CONTROL,
-                    header::ETAG,
-                    header::LAST_MODIFIED,
-                    header::EXPIRES,
-                ]
-                .contains(name)
-            })
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        let ttl = cache_for.and_then(|f| f(response.headers()));
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = cache::kept_headers(response.headers());
         let body = match response.bytes().await {
             Ok(b) if b.len() <= MAX_BODY => b,
             Ok(_) => {
@@ -395,44 +478,17 @@ impl Relay {
             }
             Err(e) => return bad_gateway(upstream_err(&url, e)).into_response(),
         };
-        let answer = Cached {
-            status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-            headers,
-            body,
-            until: Instant::now() + ttl.unwrap_or_default(),
-        };
-        if status.is_success() && ttl.is_some_and(|t| !t.is_zero()) {
-            self.store(key, answer.clone());
+        let mut response = (status, body).into_response();
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
         }
-        cached_response(answer)
+        response
     }
-}
-
-fn cached_response(c: Cached) -> Response {
-    let mut response = (c.status, c.body).into_response();
-    for (name, value) in c.headers {
-        response.headers_mut().insert(name, value);
-    }
-    response
 }
 
 fn bad_gateway(e: RelayError) -> Refusal {
     tracing::warn!(error = %e, "upstream failed");
     Refusal::new(502, "upstream_unavailable", e.to_string())
-}
-
-/// How long the upstream lets an answer be cached: `max-age` of `Cache-Control` (the CA sets
-/// it to the time left until nextUpdate), nothing for `no-store`.
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
-    if value.contains("no-store") || value.contains("private") {
-        return None;
-    }
-    value
-        .split(',')
-        .find_map(|d| d.trim().strip_prefix("max-age="))
-        .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
 }
 
 /// The relay's routes: discovery, enrollment, renewal, OCSP, CRL, CA certificates and
@@ -450,6 +506,7 @@ pub fn relay_routes(relay: Arc<Relay>) -> Router {
         .route("/ca/{file}", get(revocation))
         .route("/repo/{index}/{*path}", get(repository))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(paths::refuse_dot_segments))
         .with_state(relay)
 }
 
@@ -548,10 +605,8 @@ async fn revocation(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let doc = relay.upstream_discovery().await?;
-    let ocsp = doc["ocsp_url"].as_str().unwrap_or_default();
-    // The OCSP and CRL URLs of the upstream share its revocation base.
-    let origin = ocsp.strip_suffix("/ocsp").unwrap_or(&relay.upstream);
-    let url = format!("{origin}{}", uri.path());
+    // The path has no dot segments (see `paths`), so the upstream gets the path asked for.
+    let url = relay.revocation_url(&doc, uri.path());
     // OCSP POST bodies keep their type (application/ocsp-request).
     let content_type: Vec<(&'static str, String)> = headers
         .get(header::CONTENT_TYPE)
@@ -560,23 +615,35 @@ async fn revocation(
         .into_iter()
         .collect();
     Ok(relay
-        .forward(method, url, body, content_type, Some(&max_age))
+        .forward(method, url, body, content_type, Some(&cache::max_age))
         .await)
 }
 
+/// `GET /repo/N/PATH`: a file of the N-th repository mirror, for clients of this CA only,
+/// cached under its canonical path.
 async fn repository(
     State(relay): State<Arc<Relay>>,
-    UrlPath((index, path)): UrlPath<(usize, String)>,
+    client: Option<Extension<ClientCertificate>>,
+    uri: Uri,
 ) -> Result<Response, Refusal> {
+    relay.clients.check(client.as_deref())?;
+    // The raw path, not the router's decoded parameter: its canonical spelling is both the
+    // upstream URL and the cache key.
+    let (index, raw) = uri
+        .path()
+        .strip_prefix("/repo/")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(|| Refusal::bad_request("bad_path", "bad repository path"))?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| Refusal::bad_request("bad_path", "the mirror index must be a number"))?;
+    let path = paths::canonical_repository_path(raw)?;
     let doc = relay.upstream_discovery().await?;
     let mirror = doc["repository_urls"]
         .as_array()
         .and_then(|m| m.get(index))
         .and_then(|m| m.as_str())
         .ok_or_else(|| Refusal::new(404, "not_found", "no such repository mirror"))?;
-    if path.split('/').any(|s| s == ".." || s.is_empty()) {
-        return Err(Refusal::bad_request("bad_path", "bad repository path"));
-    }
     let url = format!("{}/{path}", mirror.trim_end_matches('/'));
     let ttl = relay.repository_ttl;
     let policy = move |_: &reqwest::header::HeaderMap| Some(ttl);

@@ -328,9 +328,22 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Enrolls (with `token`) and starts a relay forwarding to `upstream`.
     pub fn start(ca: &TestCa, label: &str, upstream: &str, token: &str, fingerprint: &str) -> Self {
+        Self::start_with(ca, label, upstream, token, fingerprint, &[])
+    }
+
+    /// Like [`RelayProcess::start`], with extra environment variables for the relay.
+    pub fn start_with(
+        ca: &TestCa,
+        label: &str,
+        upstream: &str,
+        token: &str,
+        fingerprint: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let (cert, key) = localhost_tls(ca, label);
         let addr = crate::ca_support::free_addr();
         let child = herald_e2e::herald_bin("herald-ca")
+            .envs(env.iter().copied())
             .args([
                 "relay",
                 "--upstream",
@@ -355,6 +368,20 @@ impl RelayProcess {
             child,
             url: format!("https://localhost:{}", addr.port()),
         }
+    }
+}
+
+impl RelayProcess {
+    /// The relay's resident memory (VmRSS), bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("relay process status readable");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line");
+        kib * 1024
     }
 }
 
