@@ -13,6 +13,7 @@ mod doctor;
 pub mod download;
 pub mod enroll;
 mod fsutil;
+mod hashing;
 pub mod install;
 pub mod transport;
 pub mod tuf;
