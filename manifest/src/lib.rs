@@ -13,8 +13,9 @@
 //! 3. [`VerifiedRoot::verify_snapshot`];
 //! 4. [`VerifiedRoot::verify_targets`], then [`VerifiedTargets::verify_delegated`] for
 //!    delegated roles ([`VerifiedTargets::delegations_for`] lists those trusted for a path);
-//! 5. [`VerifiedRoot::verify_target_content`] or [`VerifiedRoot::verify_target_digest`] for
-//!    each file.
+//! 5. [`VerifiedRoot::verify_target_content`] or [`VerifiedRoot::verify_target_digests`]
+//!    for each file: every listed SHA-256, SHA-384 or SHA-512 hash must match
+//!    ([`TargetFile::expected_digests`]).
 //!
 //! # Per-file release signatures (Herald extension)
 //!
@@ -42,6 +43,7 @@
 
 mod canonical;
 mod envelope;
+mod hash;
 mod keys;
 mod metadata;
 mod path;
@@ -50,6 +52,7 @@ mod verify;
 
 pub use canonical::{to_canonical_bytes, write_canonical, CanonicalError};
 pub use envelope::{envelope_canonical_bytes, sign_canonical, Envelope, EnvelopeError, Signature};
+pub use hash::{ContentDigests, HashAlgorithm};
 pub use keys::{Ed25519Signer, KeyError, KeyId, KeyVal, PublicKey, Signer, VerifyingKey};
 pub use metadata::{
     tuf_time, DelegatedRole, Delegations, MetaFile, ReleaseKeys, RoleKeys, RoleType, Root,

@@ -11,12 +11,12 @@ use std::ops::Deref;
 use std::sync::OnceLock;
 
 use crate::canonical::to_canonical_bytes;
-use ring::digest;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::envelope::{Envelope, EnvelopeError, Signature};
+use crate::hash::{ContentDigests, HashAlgorithm};
 use crate::keys::{KeyId, PublicKey};
 use crate::metadata::{
     tuf_time, DelegatedRole, Header, MetaFile, RoleType, Root, Snapshot, TargetFile, Targets,
@@ -131,10 +131,37 @@ pub enum VerifyError {
         algorithm: String,
     },
     /// No hash algorithm Herald supports is listed.
-    #[error("{what}: no supported hash listed (sha256, sha384 or sha512 expected)")]
+    #[error("{what}: none of the listed hash algorithms ({listed}) is supported (sha256, sha384 or sha512 expected)")]
     NoSupportedHash {
         /// What was checked.
         what: String,
+        /// The algorithms listed, comma-separated.
+        listed: String,
+    },
+    /// A listed hash of a supported algorithm is not hex of the algorithm's length.
+    #[error("{what}: the listed {algorithm} hash is not hex of the algorithm's length")]
+    BadHashValue {
+        /// What was checked.
+        what: String,
+        /// The hash algorithm.
+        algorithm: String,
+    },
+    /// The caller did not compute a digest that verification needs.
+    #[error("{what}: the content's {algorithm} digest was not computed")]
+    DigestNotComputed {
+        /// What was checked.
+        what: String,
+        /// The hash algorithm.
+        algorithm: String,
+    },
+    /// Two signatures name the same key ID (TUF 1.0 section 4.2: a key ID appears at most
+    /// once in `signatures`).
+    #[error("{role} metadata: key ID {keyid} appears more than once in `signatures`")]
+    DuplicateSignature {
+        /// The role being verified.
+        role: String,
+        /// The repeated key ID.
+        keyid: String,
     },
     /// The delegated role is not delegated by the given targets role.
     #[error("role {role:?} is not delegated by this targets metadata")]
@@ -205,8 +232,8 @@ pub type VerifiedSnapshot = Verified<Snapshot>;
 /// Verified targets metadata (top-level or delegated).
 pub type VerifiedTargets = Verified<Targets>;
 
-/// A target file whose length, SHA-256 and (if root declares release keys) release
-/// signatures were verified.
+/// A target file whose length, listed hashes and (if root declares release keys) release
+/// signatures were verified. Its SHA-256 is that of the verified content, listed or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedTarget {
     path: TargetPath,
@@ -264,7 +291,8 @@ impl<T> Parsed<T> {
         })
     }
 
-    /// Checks the threshold over the signing form. Writers of canonical JSON (herald-sign,
+    /// Checks the threshold over the signing form, then that no key ID is listed twice in
+    /// `signatures` ([`check_metadata_signatures`]). Writers of canonical JSON (herald-sign,
     /// among others) send `signed` already in canonical form, so the received bytes are tried
     /// first, without building a JSON tree; otherwise the canonical form is computed. A
     /// signature only verifies over the exact bytes its key signed, so both paths accept
@@ -276,7 +304,7 @@ impl<T> Parsed<T> {
         keyids: &[KeyId],
         threshold: u32,
     ) -> Result<usize, VerifyError> {
-        let fast = check_threshold(
+        let fast = check_metadata_signatures(
             role,
             &self.raw_signed,
             &self.signatures,
@@ -290,7 +318,14 @@ impl<T> Parsed<T> {
                 if canonical == self.raw_signed.as_slice() {
                     return fast;
                 }
-                check_threshold(role, canonical, &self.signatures, keys, keyids, threshold)
+                check_metadata_signatures(
+                    role,
+                    canonical,
+                    &self.signatures,
+                    keys,
+                    keyids,
+                    threshold,
+                )
             }
             other => other,
         }
@@ -405,6 +440,30 @@ fn check_threshold(
     Ok(counted.len())
 }
 
+/// The rule for the signatures of a metadata file: a threshold of distinct trusted keys
+/// ([`check_threshold`]), and no key ID listed twice in `signatures` (TUF 1.0 section 4.2).
+/// Repeated key IDs are looked for once the threshold is met, so a file short of its
+/// threshold reports that first; either way it is rejected, and a repeated signature never
+/// counts twice.
+fn check_metadata_signatures(
+    role: &str,
+    msg: &[u8],
+    signatures: &[Signature],
+    keys: &BTreeMap<KeyId, PublicKey>,
+    keyids: &[KeyId],
+    threshold: u32,
+) -> Result<usize, VerifyError> {
+    let valid = check_threshold(role, msg, signatures, keys, keyids, threshold)?;
+    let mut seen = BTreeSet::new();
+    if let Some(repeated) = signatures.iter().find(|s| !seen.insert(&s.keyid)) {
+        return Err(VerifyError::DuplicateSignature {
+            role: role.into(),
+            keyid: repeated.keyid.to_string(),
+        });
+    }
+    Ok(valid)
+}
+
 fn check_role_signed<T>(root: &Root, role: RoleType, doc: &Parsed<T>) -> Result<(), VerifyError> {
     let keys = root.role(role).ok_or_else(|| VerifyError::BadRole {
         role: role.as_str().into(),
@@ -427,15 +486,10 @@ fn check_expiry(
     Ok(())
 }
 
-/// Checks `bytes` against the length and hashes listed in `meta` (those listed only).
-fn check_length_and_hashes(
-    what: &str,
-    bytes: &[u8],
-    length: Option<u64>,
-    hashes: Option<&BTreeMap<String, String>>,
-    require_hash: bool,
-) -> Result<(), VerifyError> {
-    if let Some(expected) = length {
+/// Checks metadata `bytes` against the length and hashes `meta` lists (those listed only;
+/// algorithms Herald does not know are skipped).
+fn check_meta_file(what: &str, bytes: &[u8], meta: &MetaFile) -> Result<(), VerifyError> {
+    if let Some(expected) = meta.length {
         if bytes.len() as u64 != expected {
             return Err(VerifyError::Length {
                 what: what.into(),
@@ -444,30 +498,18 @@ fn check_length_and_hashes(
             });
         }
     }
-    let mut checked = 0;
-    for (algorithm, expected) in hashes.into_iter().flatten() {
-        let alg = match algorithm.as_str() {
-            "sha256" => &digest::SHA256,
-            "sha384" => &digest::SHA384,
-            "sha512" => &digest::SHA512,
-            _ => continue,
+    for (name, expected) in meta.hashes.iter().flatten() {
+        let Some(algorithm) = HashAlgorithm::from_name(name) else {
+            continue;
         };
-        if !hex::encode(digest::digest(alg, bytes)).eq_ignore_ascii_case(expected) {
+        if !hex::encode(algorithm.digest(bytes)).eq_ignore_ascii_case(expected) {
             return Err(VerifyError::Hash {
                 what: what.into(),
-                algorithm: algorithm.clone(),
+                algorithm: name.clone(),
             });
         }
-        checked += 1;
-    }
-    if require_hash && checked == 0 {
-        return Err(VerifyError::NoSupportedHash { what: what.into() });
     }
     Ok(())
-}
-
-fn check_meta_file(what: &str, bytes: &[u8], meta: &MetaFile) -> Result<(), VerifyError> {
-    check_length_and_hashes(what, bytes, meta.length, meta.hashes.as_ref(), false)
 }
 
 impl Verified<Root> {
@@ -550,7 +592,7 @@ impl Verified<Root> {
             .value
             .role(role)
             .ok_or_else(|| VerifyError::BadRole { role: name.into() })?;
-        check_threshold(
+        check_metadata_signatures(
             name,
             signed_canonical,
             signatures,
@@ -569,6 +611,11 @@ impl Verified<Root> {
     /// Verifies timestamp metadata (TUF 1.0 step 5.4): threshold of timestamp keys, no
     /// rollback of its version or of the snapshot version it lists against `trusted`, not
     /// expired at `now`.
+    ///
+    /// A timestamp with the same version as `trusted` never replaces it, whatever its content
+    /// (step 5.4.3; python-tuf does the same): once its signatures check, `trusted` itself is
+    /// returned, provided it has not expired at `now`, and the client goes on with the
+    /// snapshot that one names.
     pub fn verify_timestamp(
         &self,
         bytes: &[u8],
@@ -580,6 +627,10 @@ impl Verified<Root> {
         let snapshot = snapshot_meta(&doc.value)?;
         if let Some(old) = trusted {
             rollback("timestamp", old.value.version, doc.value.version)?;
+            if doc.value.version == old.value.version {
+                check_expiry("timestamp", old.value.expires, now)?;
+                return Ok(old.clone());
+            }
             if let Some(old_snapshot) = old.value.snapshot_meta() {
                 rollback("snapshot", old_snapshot.version, snapshot.version)?;
             }
@@ -648,8 +699,8 @@ impl Verified<Root> {
     }
 
     /// Verifies the content of a target listed in `targets` (top-level or delegated):
-    /// length, every supported listed hash (SHA-256 required) and, when root declares
-    /// release keys, the release signatures.
+    /// length, every supported listed hash (at least one must be listed) and, when root
+    /// declares release keys, the release signatures.
     pub fn verify_target_content(
         &self,
         targets: &VerifiedTargets,
@@ -657,19 +708,14 @@ impl Verified<Root> {
         content: &[u8],
     ) -> Result<VerifiedTarget, VerifyError> {
         let entry = listed(targets, path)?;
-        let what = format!("target {path}");
-        check_length_and_hashes(
-            &what,
-            content,
-            Some(entry.length),
-            Some(&entry.hashes),
-            true,
-        )?;
-        self.check_release_signatures(path, entry)
+        let expected = entry.expected_digests(path)?;
+        let digests = ContentDigests::of(content, expected.keys().copied());
+        self.check_target(path, entry, &expected, &digests)
     }
 
     /// Like [`Verified::verify_target_content`] for a file whose length and SHA-256 were
-    /// computed while streaming it to disk.
+    /// computed while streaming it to disk. A target that also lists SHA-384 or SHA-512
+    /// needs those too: use [`Verified::verify_target_digests`].
     pub fn verify_target_digest(
         &self,
         targets: &VerifiedTargets,
@@ -677,38 +723,59 @@ impl Verified<Root> {
         length: u64,
         sha256: &[u8],
     ) -> Result<VerifiedTarget, VerifyError> {
-        let entry = listed(targets, path)?;
-        let what = format!("target {path}");
-        if length != entry.length {
-            return Err(VerifyError::Length {
-                what,
-                expected: entry.length,
-                found: length,
-            });
-        }
-        let expected = entry
-            .sha256()
-            .ok_or_else(|| VerifyError::NoSupportedHash { what: what.clone() })?;
-        if !hex::encode(sha256).eq_ignore_ascii_case(expected) {
-            return Err(VerifyError::Hash {
-                what,
-                algorithm: "sha256".into(),
-            });
-        }
-        self.check_release_signatures(path, entry)
+        let digests = ContentDigests::new(length).with(HashAlgorithm::Sha256, sha256);
+        self.verify_target_digests(targets, path, &digests)
     }
 
-    fn check_release_signatures(
+    /// Like [`Verified::verify_target_content`] for a file whose length and digests were
+    /// computed while streaming it to disk: `digests` must hold SHA-256 and every other
+    /// supported algorithm the target lists ([`TargetFile::expected_digests`]), and each
+    /// listed one must match.
+    pub fn verify_target_digests(
+        &self,
+        targets: &VerifiedTargets,
+        path: &TargetPath,
+        digests: &ContentDigests,
+    ) -> Result<VerifiedTarget, VerifyError> {
+        let entry = listed(targets, path)?;
+        let expected = entry.expected_digests(path)?;
+        self.check_target(path, entry, &expected, digests)
+    }
+
+    /// Length and every expected digest, then the release signatures over the statement
+    /// naming the content's SHA-256.
+    fn check_target(
         &self,
         path: &TargetPath,
         entry: &TargetFile,
+        expected: &BTreeMap<HashAlgorithm, Vec<u8>>,
+        digests: &ContentDigests,
     ) -> Result<VerifiedTarget, VerifyError> {
-        let sha256 = entry
-            .sha256()
-            .ok_or_else(|| VerifyError::NoSupportedHash {
-                what: format!("target {path}"),
-            })?
-            .to_ascii_lowercase();
+        let what = || format!("target {path}");
+        if digests.length() != entry.length {
+            return Err(VerifyError::Length {
+                what: what(),
+                expected: entry.length,
+                found: digests.length(),
+            });
+        }
+        let computed = |algorithm: HashAlgorithm| {
+            digests
+                .get(algorithm)
+                .ok_or_else(|| VerifyError::DigestNotComputed {
+                    what: what(),
+                    algorithm: algorithm.name().into(),
+                })
+        };
+        for (&algorithm, listed) in expected {
+            if computed(algorithm)? != listed.as_slice() {
+                return Err(VerifyError::Hash {
+                    what: what(),
+                    algorithm: algorithm.name().into(),
+                });
+            }
+        }
+        let sha256 = hex::encode(computed(HashAlgorithm::Sha256)?);
         if let Some(release) = &self.value.release {
             let statement = target_statement(path, entry.length, &sha256);
             let sigs = release_signatures(entry.custom.as_ref());

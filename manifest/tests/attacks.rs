@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use herald_manifest::{
-    Ed25519Signer, Envelope, MetaFile, Signature, Signer, TargetPath, VerifiedRoot,
-    VerifiedTargets, VerifyError,
+    ContentDigests, Ed25519Signer, Envelope, HashAlgorithm, MetaFile, Signature, Signer,
+    TargetPath, VerifiedRoot, VerifiedTargets, VerifyError,
 };
 use serde_json::json;
 
@@ -700,6 +700,203 @@ fn snapshot_rollback_against_trusted_snapshot_rejected() {
         .unwrap_err();
     assert!(
         matches!(err, VerifyError::Rollback { ref role, trusted: 2, found: 1 } if role == "snapshot"),
+        "{err}"
+    );
+}
+
+#[test]
+fn same_version_timestamp_with_other_content_keeps_the_trusted_one() {
+    // The repository republishes timestamp v2 naming snapshot v100: the trusted v2 stays.
+    let keys = Keys::new();
+    let v2 = repo(&keys, 2, true);
+    let root = VerifiedRoot::trust_anchor(&v2.root).unwrap();
+    let trusted = root.verify_timestamp(&v2.timestamp, None, now()).unwrap();
+    let mut other = timestamp(2, &v2.snapshot, 100);
+    other.meta.get_mut("snapshot.json").unwrap().length = None;
+    let other = sign(&other, &[&keys.timestamp]);
+    let kept = root
+        .verify_timestamp(&other, Some(&trusted), now())
+        .unwrap();
+    assert_eq!(kept.bytes(), trusted.bytes());
+    assert_eq!(kept.snapshot_meta().unwrap().version, 2);
+    // The snapshot the trusted timestamp names still verifies against what was kept.
+    root.verify_snapshot(&v2.snapshot, &kept, None, now())
+        .unwrap();
+}
+
+#[test]
+fn same_version_timestamp_is_still_checked_for_signatures_and_expiry() {
+    let keys = Keys::new();
+    let v2 = repo(&keys, 2, true);
+    let root = VerifiedRoot::trust_anchor(&v2.root).unwrap();
+    let trusted = root.verify_timestamp(&v2.timestamp, None, now()).unwrap();
+    // Signed by the wrong key: rejected, even at the same version.
+    let forged = sign(&timestamp(2, &v2.snapshot, 2), &[&keys.snapshot]);
+    let err = root
+        .verify_timestamp(&forged, Some(&trusted), now())
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Threshold { .. }), "{err}");
+    // The kept timestamp must not have expired (freeze attack).
+    let later = in_days(2);
+    let err = root
+        .verify_timestamp(&v2.timestamp, Some(&trusted), later)
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Expired { .. }), "{err}");
+}
+
+/// A repository (plain TUF, or with release keys) whose only target `a/file.txt` is listed
+/// with `hashes`, verified up to its targets.
+fn verify_with_hashes(
+    keys: &Keys,
+    with_release: bool,
+    hashes: &[(&str, String)],
+) -> (VerifiedRoot, VerifiedTargets) {
+    let mut t = targets(1, keys, with_release);
+    let entry = t.targets.get_mut(&file_path()).unwrap();
+    entry.hashes = hashes
+        .iter()
+        .map(|(a, h)| ((*a).to_owned(), h.clone()))
+        .collect();
+    let targets_bytes = sign(&t, &[&keys.targets]);
+    let snap = sign(&snapshot(1, &targets_bytes, 1), &[&keys.snapshot]);
+    let ts = sign(&timestamp(1, &snap, 1), &[&keys.timestamp]);
+    let root = sign(&root(keys, 1, with_release), &[&keys.root]);
+    verify_all(&Repo {
+        root,
+        targets: targets_bytes,
+        snapshot: snap,
+        timestamp: ts,
+    })
+    .unwrap()
+}
+
+fn hex_digest(algorithm: HashAlgorithm, bytes: &[u8]) -> String {
+    hex::encode(algorithm.digest(bytes))
+}
+
+#[test]
+fn target_listing_only_sha512_or_only_sha384_verifies() {
+    let keys = Keys::new();
+    for algorithm in [HashAlgorithm::Sha512, HashAlgorithm::Sha384] {
+        let hashes = [(algorithm.name(), hex_digest(algorithm, CONTENT))];
+        // With release signatures: their statement names the content's SHA-256.
+        let (root, targets) = verify_with_hashes(&keys, true, &hashes);
+        let verified = root
+            .verify_target_content(&targets, &file_path(), CONTENT)
+            .unwrap();
+        assert_eq!(verified.sha256(), herald_manifest::sha256_hex(CONTENT));
+        let digests = ContentDigests::of(CONTENT, [algorithm]);
+        root.verify_target_digests(&targets, &file_path(), &digests)
+            .unwrap();
+        // Other content under the same name: rejected by that algorithm.
+        let err = root
+            .verify_target_content(&targets, &file_path(), b"other content!!")
+            .unwrap_err();
+        assert!(
+            matches!(err, VerifyError::Hash { ref algorithm, .. } if algorithm != "sha256"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn every_listed_supported_hash_must_match() {
+    // SHA-256 right, SHA-512 of other content: rejected, on both paths.
+    let keys = Keys::new();
+    let hashes = [
+        ("sha256", hex_digest(HashAlgorithm::Sha256, CONTENT)),
+        (
+            "sha512",
+            hex_digest(HashAlgorithm::Sha512, b"other content!!"),
+        ),
+    ];
+    let (root, targets) = verify_with_hashes(&keys, false, &hashes);
+    let err = root
+        .verify_target_content(&targets, &file_path(), CONTENT)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Hash { ref algorithm, .. } if algorithm == "sha512"),
+        "{err}"
+    );
+    let digests = ContentDigests::of(CONTENT, [HashAlgorithm::Sha512]);
+    let err = root
+        .verify_target_digests(&targets, &file_path(), &digests)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Hash { ref algorithm, .. } if algorithm == "sha512"),
+        "{err}"
+    );
+    // Only SHA-256 computed: SHA-512 cannot be skipped.
+    let digest = HashAlgorithm::Sha256.digest(CONTENT);
+    let err = root
+        .verify_target_digest(&targets, &file_path(), CONTENT.len() as u64, &digest)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::DigestNotComputed { ref algorithm, .. } if algorithm == "sha512"),
+        "{err}"
+    );
+}
+
+#[test]
+fn target_listing_only_unsupported_hashes_is_refused_with_clear_error() {
+    let keys = Keys::new();
+    let hashes = [("md5", "00".repeat(16)), ("blake2b-256", "11".repeat(32))];
+    let (root, targets) = verify_with_hashes(&keys, false, &hashes);
+    let err = root
+        .verify_target_content(&targets, &file_path(), CONTENT)
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::NoSupportedHash { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("blake2b-256, md5") && message.contains("sha512"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicate_keyid_in_signatures_rejected() {
+    // Threshold 1 met by the first entry; the same key ID listed again is still refused.
+    let keys = Keys::new();
+    let repo = repo(&keys, 1, false);
+    let root = VerifiedRoot::trust_anchor(&repo.root).unwrap();
+    let duplicated = |bytes: &[u8]| {
+        edit_signatures(bytes, |sigs| {
+            let sig = sigs[0].clone();
+            sigs.push(sig);
+        })
+    };
+    let err = root
+        .verify_timestamp(&duplicated(&repo.timestamp), None, now())
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::DuplicateSignature { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+    // Another signature value under the same key ID: refused too.
+    let ts = edit_signatures(&repo.timestamp, |sigs| {
+        let mut sig = sigs[0].clone();
+        sig["sig"] = json!("00".repeat(64));
+        sigs.push(sig);
+    });
+    let err = root.verify_timestamp(&ts, None, now()).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::DuplicateSignature { .. }),
+        "{err}"
+    );
+    // Root (trust anchor and repository-tool checks) follows the same rule.
+    let err = VerifiedRoot::trust_anchor(&duplicated(&repo.root)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::DuplicateSignature { .. }),
+        "{err}"
+    );
+    let err = root
+        .check_role_signatures(
+            herald_manifest::RoleType::Timestamp,
+            &duplicated(&repo.timestamp),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::DuplicateSignature { .. }),
         "{err}"
     );
 }

@@ -1,28 +1,40 @@
-//! Downloading one file whose length and SHA-256 are known in advance, from a list of mirrors,
+//! Downloading one file whose length and hashes are known in advance, from a list of mirrors,
 //! into a staging file.
 //!
-//! Length and hash are checked while streaming: the download stops as soon as the server sends
-//! more than the declared length, and a file whose hash does not match is deleted. An
+//! Length and hashes are checked while streaming: the download stops as soon as the server
+//! sends more than the declared length, and a file whose hashes do not all match is deleted. An
 //! interrupted download is resumed with an HTTP range request; the resumed file is still
 //! verified whole (the bytes already on disk are hashed again first). Each mirror is tried in
 //! order until one delivers the exact file.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
-use sha2::{Digest, Sha256};
+use herald_manifest::{ContentDigests, HashAlgorithm};
 use url::Url;
 
+use crate::hashing::ContentHasher;
 use crate::transport::{FetchError, Transport};
 
 /// What the verified metadata says the file must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedFile {
     /// Exact length in bytes.
     pub length: u64,
-    /// SHA-256 of the whole file.
-    pub sha256: [u8; 32],
+    /// The digest of the whole file under each listed algorithm; every one must match.
+    pub digests: BTreeMap<HashAlgorithm, Vec<u8>>,
+}
+
+impl ExpectedFile {
+    /// A file of `length` bytes with this SHA-256.
+    pub fn sha256(length: u64, sha256: [u8; 32]) -> Self {
+        ExpectedFile {
+            length,
+            digests: BTreeMap::from([(HashAlgorithm::Sha256, sha256.to_vec())]),
+        }
+    }
 }
 
 /// Why one attempt at one mirror failed.
@@ -45,9 +57,11 @@ pub enum AttemptError {
         /// What arrived.
         got: u64,
     },
-    /// The bytes do not have the declared SHA-256.
-    #[error("SHA-256 mismatch: expected {expected}, got {got}")]
+    /// The bytes do not have a declared hash.
+    #[error("{algorithm} mismatch: expected {expected}, got {got}")]
     HashMismatch {
+        /// The algorithm whose digest differs.
+        algorithm: HashAlgorithm,
         /// Declared hash, hex.
         expected: String,
         /// Computed hash, hex.
@@ -181,7 +195,9 @@ impl Staging for PathBuf {
     }
 }
 
-/// Downloads `path` from the first mirror that delivers exactly `expected` into `staging`.
+/// Downloads `path` from the first mirror that delivers exactly `expected` into `staging`, and
+/// returns the length and digests of what it delivered (SHA-256 always, and every algorithm
+/// `expected` lists).
 ///
 /// On success `staging` holds the verified bytes; the caller makes a batch of downloads durable
 /// at once ([`crate::fsutil::sync_filesystem`]) before relying on them after a crash (large
@@ -194,7 +210,7 @@ pub async fn download_verified(
     path: &str,
     staging: &(impl Staging + ?Sized),
     expected: &ExpectedFile,
-) -> Result<(), DownloadError> {
+) -> Result<ContentDigests, DownloadError> {
     let mut attempts = Vec::new();
     for mirror in mirrors {
         let url = url_under(mirror, path).ok_or_else(|| DownloadError::BadUrl {
@@ -207,7 +223,7 @@ pub async fn download_verified(
             result = attempt(transport, &url, staging, expected).await?;
         }
         match result {
-            Ok(()) => return Ok(()),
+            Ok(digests) => return Ok(digests),
             Err(err) => {
                 tracing::warn!(%url, error = %err, "mirror failed, trying the next one");
                 attempts.push((url, err));
@@ -227,7 +243,7 @@ async fn attempt(
     url: &Url,
     staging: &(impl Staging + ?Sized),
     expected: &ExpectedFile,
-) -> Result<Result<(), AttemptError>, DownloadError> {
+) -> Result<Result<ContentDigests, AttemptError>, DownloadError> {
     let io = |source| DownloadError::Staging {
         path: staging.path().to_path_buf(),
         source,
@@ -238,7 +254,8 @@ async fn attempt(
         file.set_len(0).map_err(io)?;
         have = 0;
     }
-    let mut hasher = Sha256::new();
+    let new_hasher = || ContentHasher::new(expected.digests.keys().copied());
+    let mut hasher = new_hasher();
     if have > 0 {
         hash_prefix(&mut file, have, &mut hasher).map_err(io)?;
     }
@@ -252,7 +269,7 @@ async fn attempt(
     if body.offset != have {
         // The server ignored the range: start from zero.
         file.set_len(0).map_err(io)?;
-        hasher = Sha256::new();
+        hasher = new_hasher();
         have = 0;
     }
     file.seek(SeekFrom::Start(have)).map_err(io)?;
@@ -322,7 +339,11 @@ impl Flusher {
 }
 
 /// Hashes the first `len` bytes of `file` into `hasher`.
-fn hash_prefix(file: &mut std::fs::File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+fn hash_prefix(
+    file: &mut std::fs::File,
+    len: u64,
+    hasher: &mut ContentHasher,
+) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     let mut reader = file.take(len);
     let mut buf = vec![0u8; 64 * 1024];
@@ -335,23 +356,29 @@ fn hash_prefix(file: &mut std::fs::File, len: u64, hasher: &mut Sha256) -> std::
     }
 }
 
-/// Compares the final hash; keeps a matching file, empties a mismatching one.
+/// Compares the final hashes; keeps a file that matches every expected one, empties one that
+/// does not.
 fn finish(
     file: &std::fs::File,
-    hasher: Sha256,
+    hasher: ContentHasher,
     expected: &ExpectedFile,
     staging: &Path,
-) -> std::io::Result<Result<(), AttemptError>> {
-    let got: [u8; 32] = hasher.finalize().into();
-    if got != expected.sha256 {
-        file.set_len(0)?;
-        tracing::warn!(staging = %staging.display(), "downloaded file failed its hash check");
-        return Ok(Err(AttemptError::HashMismatch {
-            expected: hex::encode(expected.sha256),
-            got: hex::encode(got),
-        }));
+) -> std::io::Result<Result<ContentDigests, AttemptError>> {
+    let digests = hasher.finish();
+    for (&algorithm, want) in &expected.digests {
+        // The hasher computed every expected algorithm; a missing digest fails the check.
+        let got = digests.get(algorithm);
+        if got != Some(want.as_slice()) {
+            file.set_len(0)?;
+            tracing::warn!(staging = %staging.display(), %algorithm, "downloaded file failed its hash check");
+            return Ok(Err(AttemptError::HashMismatch {
+                algorithm,
+                expected: hex::encode(want),
+                got: got.map(hex::encode).unwrap_or_else(|| "nothing".into()),
+            }));
+        }
     }
-    Ok(Ok(()))
+    Ok(Ok(digests))
 }
 
 #[cfg(test)]

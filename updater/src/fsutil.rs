@@ -5,7 +5,9 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use herald_manifest::{ContentDigests, HashAlgorithm};
+
+use crate::hashing::ContentHasher;
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path` and
 /// syncs the folder: after a crash `path` holds the old content or the new, never a mix.
@@ -29,9 +31,20 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Length and SHA-256 of a regular file (links are not followed); `None` when there is no
-/// regular file at `path`.
-pub(crate) fn hash_file(path: &Path) -> std::io::Result<Option<(u64, [u8; 32])>> {
+/// Length, SHA-256 and the digests under `algorithms` of a regular file (links are not
+/// followed); `None` when there is no regular file at `path`.
+pub(crate) fn hash_file_with(
+    path: &Path,
+    algorithms: impl IntoIterator<Item = HashAlgorithm>,
+) -> std::io::Result<Option<ContentDigests>> {
+    let mut hasher = ContentHasher::new(algorithms);
+    let length = read_regular_file(path, |chunk| hasher.update(chunk))?;
+    Ok(length.map(|_| hasher.finish()))
+}
+
+/// Feeds the content of the regular file at `path` to `consume` and returns its length;
+/// `None` when there is no regular file there (links are not followed).
+fn read_regular_file(path: &Path, mut consume: impl FnMut(&[u8])) -> std::io::Result<Option<u64>> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => return Ok(None),
@@ -39,7 +52,6 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<Option<(u64, [u8; 32])>>
         Err(err) => return Err(err),
     }
     let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
     let mut length = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -47,10 +59,10 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<Option<(u64, [u8; 32])>>
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        consume(&buf[..n]);
         length += n as u64;
     }
-    Ok(Some((length, hasher.finalize().into())))
+    Ok(Some(length))
 }
 
 /// Makes everything written on the file system holding `path` durable: one `syncfs` on Linux

@@ -13,6 +13,7 @@ mod doctor;
 pub mod download;
 pub mod enroll;
 mod fsutil;
+mod hashing;
 pub mod install;
 pub(crate) mod safefs;
 pub mod transport;

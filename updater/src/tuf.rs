@@ -167,6 +167,14 @@ impl FoundTarget {
     pub fn sha256(&self) -> Option<&str> {
         self.entry.sha256()
     }
+
+    /// The length and every supported listed digest the file must have.
+    fn expected(&self) -> Result<ExpectedFile, VerifyError> {
+        Ok(ExpectedFile {
+            length: self.entry.length,
+            digests: self.entry.expected_digests(&self.path)?,
+        })
+    }
 }
 
 /// Stores `root_bytes` as the trusted root of a metadata folder, after checking that it is a
@@ -289,8 +297,12 @@ impl Client {
                 self.limits.max_timestamp_size,
             )
             .await?;
+        // A timestamp of the trusted version is not taken, whatever its content: the trusted
+        // one is kept (5.4.3), and with it the snapshot it names.
         let timestamp = root.verify_timestamp(&bytes, old_timestamp.as_ref(), now)?;
-        self.write_local("timestamp.json", timestamp.bytes())?;
+        if old_timestamp.as_ref().map(|old| old.bytes()) != Some(timestamp.bytes()) {
+            self.write_local("timestamp.json", timestamp.bytes())?;
+        }
 
         // 5.5: snapshot (the local copy is reused when it is the one the timestamp lists).
         let snapshot = self
@@ -480,27 +492,33 @@ impl Client {
         Ok(found)
     }
 
-    /// Checks that the file at `file` is `target`, with its release signatures.
+    /// Checks that the file at `file` is `target` (every listed hash the client supports),
+    /// with its release signatures.
     pub fn verify_file(
         &self,
         target: &FoundTarget,
         file: &Path,
     ) -> Result<Option<VerifiedTarget>, ClientError> {
-        if self.state.is_none() {
-            return Err(ClientError::NotRefreshed);
-        }
-        let hashed = crate::fsutil::hash_file(file).map_err(|source| ClientError::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-        let Some((length, sha256)) = hashed else {
+        let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
+        let algorithms = target.expected()?.digests.into_keys();
+        let hashed =
+            crate::fsutil::hash_file_with(file, algorithms).map_err(|source| ClientError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        let Some(digests) = hashed else {
             return Ok(None);
         };
-        Ok(self.verify_digest(target, length, &sha256).ok())
+        Ok(state
+            .root
+            .verify_target_digests(&target.role, &target.path, &digests)
+            .ok())
     }
 
     /// Checks that a file of `length` bytes with this SHA-256 is `target`, with its release
-    /// signatures (for content the caller has already hashed).
+    /// signatures (for content the caller has already hashed). A target that also lists
+    /// SHA-384 or SHA-512 fails this check: its file must be hashed again
+    /// ([`Client::verify_file`]).
     pub fn verify_digest(
         &self,
         target: &FoundTarget,
@@ -514,7 +532,8 @@ impl Client {
     }
 
     /// Downloads `target` from the first of `mirrors` that delivers it into `staging`, checks
-    /// length and SHA-256 while streaming, then the release signatures.
+    /// length and every listed hash the client supports (SHA-256, SHA-384, SHA-512) while
+    /// streaming, then the release signatures.
     pub async fn download_target(
         &self,
         target: &FoundTarget,
@@ -522,23 +541,22 @@ impl Client {
         staging: &(impl crate::download::Staging + ?Sized),
     ) -> Result<VerifiedTarget, ClientError> {
         let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
-        let sha256 = target
-            .sha256()
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or_else(|| VerifyError::NoSupportedHash {
-                what: format!("target {}", target.path),
-            })?;
-        let expected = ExpectedFile {
-            length: target.entry.length,
-            sha256,
-        };
-        let remote = if state.root.consistent_snapshot {
-            target.path.with_hash_prefix(&hex::encode(sha256))
-        } else {
-            target.path.as_str().to_owned()
-        };
-        download_verified(
+        let expected = target.expected()?;
+        let remote =
+            if state.root.consistent_snapshot {
+                // Consistent snapshots store a target under any of its listed hashes: the first
+                // supported one (SHA-256 when listed) is asked for.
+                let (_, name_hash) = expected.digests.first_key_value().ok_or_else(|| {
+                    VerifyError::NoSupportedHash {
+                        what: format!("target {}", target.path),
+                        listed: String::new(),
+                    }
+                })?;
+                target.path.with_hash_prefix(&hex::encode(name_hash))
+            } else {
+                target.path.as_str().to_owned()
+            };
+        let digests = download_verified(
             self.transport.as_ref(),
             mirrors,
             &remote,
@@ -546,12 +564,9 @@ impl Client {
             &expected,
         )
         .await?;
-        let verified = state.root.verify_target_digest(
-            &target.role,
-            &target.path,
-            expected.length,
-            &expected.sha256,
-        );
+        let verified = state
+            .root
+            .verify_target_digests(&target.role, &target.path, &digests);
         match verified {
             Ok(verified) => Ok(verified),
             Err(err) => {
@@ -568,7 +583,7 @@ impl Client {
     async fn fetch(&self, name: &str, role: &str, max: u64) -> Result<Vec<u8>, ClientError> {
         let mut last = None;
         for base in &self.metadata_urls {
-            let url = crate::download::url_under(base, name)
+            let url = metadata_url(base, name)
                 .ok_or_else(|| ClientError::BadRoleName(name.to_owned()))?;
             match fetch_bounded(self.transport.as_ref(), &url, max).await {
                 Ok(bytes) => return Ok(bytes),
@@ -628,19 +643,83 @@ const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'~');
 
+/// `name` with every byte but the unreserved characters of RFC 3986 percent-encoded, as
+/// python-tuf's `quote(name, "")`: the result holds no `/`, `?`, `#` or `%` of its own.
+fn quote(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, ENCODE).to_string()
+}
+
 /// A name as one safe path segment: percent-encoded as python-tuf's `quote(name, "")`, so
 /// it never contains `/` and is never `.` or `..` (dots alone are encoded).
 pub fn encode_name(name: &str) -> String {
     match name {
         "." => "%2E".to_owned(),
         ".." => "%2E%2E".to_owned(),
-        _ => percent_encoding::utf8_percent_encode(name, ENCODE).to_string(),
+        _ => quote(name),
     }
 }
 
+/// A role name as it appears in metadata file names, remote and local (`NAME.json`,
+/// `VERSION.NAME.json`): percent-encoded as python-tuf does (`?` is `%3F`, `/` is `%2F`), so
+/// the file name is one segment that stays in the metadata folder and under the metadata URL.
 fn encode_role(role: &str) -> Result<String, ClientError> {
     if role.is_empty() {
         return Err(ClientError::BadRoleName(role.to_owned()));
     }
-    Ok(encode_name(role))
+    Ok(quote(role))
+}
+
+/// The URL of the metadata file `name` under a metadata base URL. `name` is one path segment
+/// already percent-encoded ([`encode_role`]) and is appended as it is, so the server sees a
+/// role name's escapes (`%3F`, `%2F`) and not escapes of them. `None` for anything but
+/// unreserved characters and `%` escapes, or a dot-only name.
+fn metadata_url(base: &Url, name: &str) -> Option<Url> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~%".contains(&b);
+    if name.is_empty() || name.bytes().any(|b| !allowed(b)) || name.bytes().all(|b| b == b'.') {
+        return None;
+    }
+    let mut url = base.clone();
+    let dir = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{dir}/{name}"));
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_needing_escaping_keep_their_escapes_in_urls() {
+        let base = Url::parse("https://repo.example/metadata/").expect("valid URL");
+        for (role, encoded) in [
+            ("?", "%3F"),
+            ("#", "%23"),
+            ("/delegatedrole", "%2Fdelegatedrole"),
+            ("../delegatedrole", "..%2Fdelegatedrole"),
+            ("a b%", "a%20b%25"),
+        ] {
+            let name = format!("7.{}.json", encode_role(role).expect("a name"));
+            assert_eq!(name, format!("7.{encoded}.json"));
+            let url = metadata_url(&base, &name).expect("a URL");
+            assert_eq!(
+                url.as_str(),
+                format!("https://repo.example/metadata/7.{encoded}.json")
+            );
+        }
+        let no_slash = Url::parse("https://repo.example/metadata").expect("valid URL");
+        assert_eq!(
+            metadata_url(&no_slash, "timestamp.json")
+                .expect("a URL")
+                .as_str(),
+            "https://repo.example/metadata/timestamp.json"
+        );
+    }
+
+    #[test]
+    fn metadata_url_refuses_anything_but_one_encoded_segment() {
+        let base = Url::parse("https://repo.example/metadata/").expect("valid URL");
+        for bad in ["", ".", "..", "a/b.json", "a?.json", "a#.json", "../x"] {
+            assert!(metadata_url(&base, bad).is_none(), "{bad:?}");
+        }
+    }
 }

@@ -27,10 +27,7 @@ fn content() -> Vec<u8> {
 }
 
 fn expected() -> ExpectedFile {
-    ExpectedFile {
-        length: LEN as u64,
-        sha256: Sha256::digest(content()).into(),
-    }
+    ExpectedFile::sha256(LEN as u64, Sha256::digest(content()).into())
 }
 
 #[derive(Clone, Default)]

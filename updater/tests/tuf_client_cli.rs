@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::Output;
 
-use support::PyRepo;
+use support::{PyRepo, RequestLog};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-update");
 
@@ -22,7 +22,20 @@ struct TufClient {
 impl TufClient {
     /// Serves `repo` and initialises a client with its first root.
     async fn new(repo: &PyRepo) -> Self {
-        let base = support::serve_http(support::dir_router(&repo.published())).await;
+        Self::serving(repo, support::dir_router(&repo.published())).await
+    }
+
+    /// Serves `repo` by raw request paths (escapes kept) and initialises a client; the log
+    /// holds every path the client asked for.
+    async fn logged(repo: &PyRepo) -> (Self, RequestLog) {
+        let log = RequestLog::default();
+        let router = support::raw_dir_router(&repo.published(), log.clone());
+        (Self::serving(repo, router).await, log)
+    }
+
+    /// Serves `repo` with `router` and initialises a client with its first root.
+    async fn serving(repo: &PyRepo, router: axum::Router) -> Self {
+        let base = support::serve_http(router).await;
         let client = TufClient {
             dir: tempfile::tempdir().unwrap(),
             metadata_url: base.join("metadata").unwrap().to_string(),
@@ -42,6 +55,11 @@ impl TufClient {
 
     fn md(&self) -> String {
         self.dir.path().join("md").to_str().unwrap().to_owned()
+    }
+
+    /// A file of the metadata folder.
+    fn stored(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("md").join(name)).unwrap()
     }
 
     fn out_dir(&self) -> std::path::PathBuf {
@@ -244,4 +262,178 @@ async fn usage_error_exits_1() {
         .await;
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("--metadata-url"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn same_version_timestamp_with_other_content_keeps_the_trusted_timestamp() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&["add-target", "a.txt", "a"]);
+    let (client, log) = TufClient::logged(&repo).await;
+    assert_exit(&client.refresh().await, 0);
+    let trusted = client.stored("timestamp.json");
+    // Republished at the same version, naming snapshot version 100.
+    repo.run(&["timestamp-same-version", "100"]);
+    assert_ne!(
+        std::fs::read(repo.metadata("timestamp.json")).unwrap(),
+        trusted
+    );
+    assert_exit(&client.refresh().await, 0);
+    assert_eq!(
+        client.stored("timestamp.json"),
+        trusted,
+        "trusted timestamp kept"
+    );
+    let paths = log.paths();
+    assert!(
+        !paths.iter().any(|p| p.ends_with("/100.snapshot.json")),
+        "the snapshot the new timestamp names was not fetched: {paths:?}"
+    );
+    assert_exit(&client.download(&["a.txt"]).await, 0);
+}
+
+#[tokio::test]
+async fn targets_listed_with_only_sha512_or_only_sha384_download_and_verify() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&[
+        "add-target",
+        "a.bin",
+        "listed by SHA-512",
+        "--hashes",
+        "sha512",
+    ]);
+    repo.run(&[
+        "add-target",
+        "b.bin",
+        "listed by SHA-384",
+        "--hashes",
+        "sha384",
+    ]);
+    repo.run(&[
+        "add-target",
+        "c.bin",
+        "listed by both",
+        "--hashes",
+        "sha384,sha512",
+    ]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.download(&["a.bin", "b.bin", "c.bin"]).await, 0);
+    let read = |name: &str| std::fs::read(client.out_dir().join(name)).unwrap();
+    assert_eq!(read("a.bin"), b"listed by SHA-512");
+    assert_eq!(read("b.bin"), b"listed by SHA-384");
+    assert_eq!(read("c.bin"), b"listed by both");
+    // Already present and verified by those hashes: not fetched again.
+    std::fs::remove_dir_all(repo.published().join("targets")).unwrap();
+    assert_exit(&client.download(&["a.bin", "b.bin", "c.bin"]).await, 0);
+}
+
+#[tokio::test]
+async fn target_matching_its_sha256_but_not_its_listed_sha512_is_refused() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&[
+        "add-target",
+        "payload.bin",
+        "payload",
+        "--hashes",
+        "sha256,sha512",
+        "--corrupt-hash",
+        "sha512",
+    ]);
+    let client = TufClient::new(&repo).await;
+    let out = client.download(&["payload.bin"]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("SHA-512 mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        files_in(&client.out_dir()).is_empty(),
+        "no unverified byte in the target dir"
+    );
+}
+
+#[tokio::test]
+async fn target_listed_with_only_unsupported_hashes_exits_1_with_clear_error() {
+    let repo = PyRepo::new(&[]);
+    repo.run(&["add-target", "x.bin", "x", "--hashes", "blake2b"]);
+    let client = TufClient::new(&repo).await;
+    let out = client.download(&["x.bin"]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("none of the listed hash algorithms (blake2b) is supported"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The published metadata file `name` with its first signature listed a second time.
+fn repeat_first_signature(repo: &PyRepo, name: &str) {
+    let path = repo.metadata(name);
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let signatures = doc["signatures"].as_array_mut().unwrap();
+    let first = signatures[0].clone();
+    signatures.push(first);
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn metadata_with_a_repeated_signature_keyid_is_rejected_and_not_persisted() {
+    let repo = PyRepo::new(&[]);
+    let client = TufClient::new(&repo).await;
+    assert_exit(&client.refresh().await, 0);
+    let snapshot = client.stored("snapshot.json");
+    // Snapshot 3 listing its one signature twice.
+    repo.run(&["publish"]);
+    repeat_first_signature(&repo, "3.snapshot.json");
+    let out = client.refresh().await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("more than once"), "{}", stderr(&out));
+    assert_eq!(client.stored("snapshot.json"), snapshot, "not persisted");
+    // Timestamp 4 listing its one signature twice.
+    repo.run(&["publish"]);
+    repeat_first_signature(&repo, "timestamp.json");
+    let out = client.refresh().await;
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("more than once"), "{}", stderr(&out));
+    let stored: serde_json::Value =
+        serde_json::from_slice(&client.stored("timestamp.json")).unwrap();
+    assert_eq!(
+        stored["signed"]["version"], 3,
+        "the rejected timestamp 4 did not replace the trusted timestamp 3"
+    );
+}
+
+#[tokio::test]
+async fn delegated_role_names_needing_escaping_are_fetched_percent_encoded() {
+    for (role, encoded) in [
+        ("?", "%3F"),
+        ("#", "%23"),
+        ("/delegatedrole", "%2Fdelegatedrole"),
+        ("../delegatedrole", "..%2Fdelegatedrole"),
+    ] {
+        let repo = PyRepo::new(&[]);
+        repo.run(&["delegate", role, "*"]);
+        repo.run(&["add-target", "target", "delegated data", "--role", role]);
+        let (client, log) = TufClient::logged(&repo).await;
+        assert_exit(&client.download(&["target"]).await, 0);
+        assert_eq!(
+            std::fs::read(client.out_dir().join("target")).unwrap(),
+            b"delegated data",
+            "{role}"
+        );
+        // The URL carries the encoded name (version 2: delegated, then given the target).
+        let wanted = format!("/metadata/2.{encoded}.json");
+        let paths = log.paths();
+        assert!(paths.contains(&wanted), "{role}: {wanted} in {paths:?}");
+        // The local copy is one file in the metadata folder, nothing beside it.
+        assert!(
+            files_in(Path::new(&client.md())).contains(&format!("{encoded}.json")),
+            "{role}: {:?}",
+            files_in(Path::new(&client.md()))
+        );
+        assert_eq!(files_in(client.dir.path()), ["md", "out"], "{role}");
+        // A second lookup through the stored role works from the local copy.
+        assert_exit(&client.download(&["target"]).await, 0);
+    }
 }

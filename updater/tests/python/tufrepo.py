@@ -6,7 +6,9 @@ DIR/published/ is what a server serves (metadata/ and targets/); DIR/state/ keep
 private keys and the current metadata between commands. Commands:
 
   init [--no-consistent] [--expires-days N]
-  add-target PATH CONTENT [--role ROLE]      add a target, then publish
+  add-target PATH CONTENT [--role ROLE] [--hashes ALG,...] [--corrupt-hash ALG]
+                                             add a target listed with these hashes (default
+                                             sha256; a corrupt one is of other content), publish
   delegate ROLE PATTERN [--terminating]      delegate PATTERN from targets to ROLE, publish
   rotate ROLE                                replace ROLE's key (root: new root version)
   threshold ROLE N                           give ROLE N keys and threshold N, publish
@@ -14,6 +16,11 @@ private keys and the current metadata between commands. Commands:
   expire ROLE                                publish ROLE (and what lists it) already expired
   publish                                    new snapshot and timestamp versions
   timestamp-version N                        publish a timestamp with version N, not kept
+  timestamp-same-version N                   republish the timestamp at its version, naming
+                                             snapshot version N, not kept
+
+Role names are percent-encoded in file names (published and kept) as python-tuf's client
+quotes them: `quote(role, "")`, so `?` is `%3F.json` and `/x` is `%2Fx.json`.
 """
 
 import copy
@@ -22,6 +29,7 @@ import hashlib
 import json
 import os
 import sys
+from urllib.parse import quote, unquote
 
 from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner, SSlibKey
@@ -88,10 +96,11 @@ class Repo:
 
     # --- metadata state ------------------------------------------------------------------
     def load(self, role):
-        return Metadata.from_file(os.path.join(self.state, f"{role}.json"))
+        return Metadata.from_file(os.path.join(self.state, f"{quote(role, '')}.json"))
 
     def save(self, role, md):
-        md.to_file(os.path.join(self.state, f"{role}.json"), JSONSerializer(compact=False))
+        path = os.path.join(self.state, f"{quote(role, '')}.json")
+        md.to_file(path, JSONSerializer(compact=False))
 
     def sign_and_publish(self, role, md, signer_role=None):
         md.signatures.clear()
@@ -106,9 +115,9 @@ class Repo:
             name = f"{md.signed.version}.root.json"
             md.to_file(os.path.join(self.meta_dir, "root.json"), JSONSerializer(compact=False))
         elif consistent:
-            name = f"{md.signed.version}.{role}.json"
+            name = f"{md.signed.version}.{quote(role, '')}.json"
         else:
-            name = f"{role}.json"
+            name = f"{quote(role, '')}.json"
         md.to_file(os.path.join(self.meta_dir, name), JSONSerializer(compact=False))
 
     def load_root_signed(self):
@@ -119,7 +128,7 @@ class Repo:
         snap = self.load("snapshot")
         snap.signed.version += 1
         for name in os.listdir(self.state):
-            role = name[: -len(".json")]
+            role = unquote(name[: -len(".json")])
             if name.endswith(".json") and role not in ("root", "timestamp", "snapshot", "keys"):
                 version = self.load(role).signed.version
                 snap.signed.meta[f"{role}.json"] = MetaFile(version=version)
@@ -164,17 +173,21 @@ class Repo:
         # A first complete publication: snapshot 2 / timestamp 2 listing targets 1.
         self.publish()
 
-    def add_target(self, path, content, role="targets"):
+    def add_target(self, path, content, role="targets", hashes=("sha256",), corrupt=None):
         data = content.encode()
-        target = TargetFile.from_data(path, data, ["sha256"])
+        target = TargetFile.from_data(path, data, list(hashes))
+        if corrupt is not None:
+            target.hashes[corrupt] = hashlib.new(corrupt, b"other content").hexdigest()
         consistent = self.load_root_signed().consistent_snapshot
         directory, base = os.path.split(path)
-        if consistent:
-            base = f"{target.hashes['sha256']}.{base}"
-        dest = os.path.join(self.targets_dir, directory, base)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "wb") as f:
-            f.write(data)
+        # Under consistent snapshots the file is stored under each listed hash, as a
+        # repository may serve it by any of them.
+        names = [f"{h}.{base}" for h in target.hashes.values()] if consistent else [base]
+        for name in names:
+            dest = os.path.join(self.targets_dir, directory, name)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, "wb") as f:
+                f.write(data)
         self.bump(role, lambda t: t.targets.__setitem__(path, target))
 
     def delegate(self, role, pattern, terminating=False):
@@ -251,7 +264,9 @@ def main(argv):
         repo.init(consistent="--no-consistent" not in args)
     elif cmd == "add-target":
         role = args[args.index("--role") + 1] if "--role" in args else "targets"
-        repo.add_target(args[0], args[1], role)
+        hashes = args[args.index("--hashes") + 1].split(",") if "--hashes" in args else ["sha256"]
+        corrupt = args[args.index("--corrupt-hash") + 1] if "--corrupt-hash" in args else None
+        repo.add_target(args[0], args[1], role, hashes, corrupt)
     elif cmd == "delegate":
         repo.delegate(args[0], args[1], "--terminating" in args)
     elif cmd == "rotate":
@@ -268,6 +283,12 @@ def main(argv):
         ts = repo.load("timestamp")
         saved = copy.deepcopy(ts)
         ts.signed.version = int(args[0])
+        repo.sign_and_publish("timestamp", ts)
+        repo.save("timestamp", saved)
+    elif cmd == "timestamp-same-version":
+        ts = repo.load("timestamp")
+        saved = copy.deepcopy(ts)
+        ts.signed.snapshot_meta = MetaFile(version=int(args[0]))
         repo.sign_and_publish("timestamp", ts)
         repo.save("timestamp", saved)
     else:

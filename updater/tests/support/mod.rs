@@ -97,6 +97,43 @@ pub fn dir_router(dir: &std::path::Path) -> Router {
     Router::new().fallback_service(tower_http::services::ServeDir::new(dir))
 }
 
+/// The raw request paths a server received, in order.
+#[derive(Clone, Default)]
+pub struct RequestLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl RequestLog {
+    /// Every path requested so far.
+    pub fn paths(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A router serving the files of `dir` by the raw request path, escapes left as they are (as
+/// a static server holding the encoded names serves them): `/metadata/1.%3F.json` is the file
+/// named `1.%3F.json`. Each request path is added to `log`.
+pub fn raw_dir_router(dir: &std::path::Path, log: RequestLog) -> Router {
+    let dir = dir.to_path_buf();
+    Router::new().fallback(move |uri: axum::http::Uri| {
+        let (dir, log) = (dir.clone(), log.clone());
+        async move {
+            use axum::response::IntoResponse;
+            let raw = uri.path().to_owned();
+            log.0.lock().unwrap().push(raw.clone());
+            let mut file = dir;
+            for segment in raw.trim_start_matches('/').split('/') {
+                if segment.is_empty() || segment == "." || segment == ".." {
+                    return axum::http::StatusCode::NOT_FOUND.into_response();
+                }
+                file.push(segment);
+            }
+            match tokio::fs::read(&file).await {
+                Ok(bytes) => bytes.into_response(),
+                Err(_) => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    })
+}
+
 /// The Python interpreter with python-tuf installed (see scripts/install-test-deps).
 pub fn python() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("HERALD_TEST_PYTHON") {
