@@ -128,6 +128,9 @@ impl Agent {
         if mirrors.is_empty() {
             return Err(ConfigError::Missing("mirrors").into());
         }
+        for mirror in &mirrors {
+            crate::config::check_mirror(mirror, mirror.as_str(), config.allow_plain_http)?;
+        }
         let state_dir = config.state_dir()?.to_path_buf();
         let metadata_dir = state_dir.join("metadata");
         if !metadata_dir.join("root.json").exists() {
@@ -160,28 +163,27 @@ impl Agent {
         &self.install
     }
 
-    fn client(&self) -> Client {
+    fn client(&self) -> Result<Client, AgentError> {
         let mut metadata = self
             .mirrors
             .iter()
             .filter_map(|m| m.join("metadata/").ok())
             .collect::<Vec<_>>()
             .into_iter();
-        let first = metadata
-            .next()
-            .expect("Agent::with_mirrors refuses an empty mirror list");
+        // `with_mirrors` refuses an empty list and mirrors that cannot be a base.
+        let first = metadata.next().ok_or(ConfigError::Missing("mirrors"))?;
         let policy = if self.config.require_release_signatures {
             ReleaseSignatures::Required
         } else {
             ReleaseSignatures::WhenDeclared
         };
-        Client::new(
+        Ok(Client::new(
             self.transport.clone(),
             first,
             self.state_dir.join("metadata"),
         )
         .mirrors(metadata)
-        .release_signatures(policy)
+        .release_signatures(policy))
     }
 
     fn target_mirrors(&self) -> Vec<Url> {
@@ -193,7 +195,7 @@ impl Agent {
 
     /// Refreshes metadata and works out what an install would change, without changing it.
     pub async fn check(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         client.refresh(now).await?;
         let (plan, _) = self.plan(&client).await?;
         Ok(plan)
@@ -319,7 +321,7 @@ impl Agent {
     }
 
     async fn apply_inner(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         client.refresh(now).await?;
         let (plan, work) = self.plan(&client).await?;
         if plan.is_up_to_date() {
@@ -408,13 +410,9 @@ impl Agent {
     /// Sends queued status reports, oldest first; each is removed only once the server
     /// acknowledged it (HTTP 2xx). Returns how many were sent.
     pub async fn send_reports(&self) -> Result<usize, AgentError> {
-        let Some(url) = &self.config.status_url else {
+        let Some(url) = self.config.status_url()? else {
             return Ok(0);
         };
-        let url = Url::parse(url).map_err(|source| ConfigError::Mirror {
-            value: url.clone(),
-            source,
-        })?;
         let queue = self.state_dir.join("reports");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&queue) {
             Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -551,6 +549,7 @@ pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
         proxy: config.proxy.clone(),
         no_proxy: config.no_proxy.clone(),
         timeouts: Timeouts::default(),
+        allow_plain_http: config.allow_plain_http,
     })
 }
 

@@ -77,6 +77,16 @@ pub enum ConfigError {
     /// A mirror uses plain HTTP without `allow_plain_http`.
     #[error("mirror {0}: plain HTTP is refused (set allow_plain_http = true to allow it)")]
     PlainHttp(String),
+    /// A setting holds a value that cannot work.
+    #[error("{setting} {value:?}: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A required setting is missing.
     #[error("missing setting `{0}` (in the configuration file or its environment variable)")]
     Missing(&'static str),
@@ -161,7 +171,67 @@ impl Config {
             source: Box::new(source),
         })?;
         config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks every setting that can be checked without the disk or the network, so that a
+    /// bad value is refused at load with a message naming it, not met later by the agent:
+    /// mirrors (absolute base URLs, `https`, `file`, or `http` with `allow_plain_http`), the
+    /// status URL, the proxy URL and the log level. Settings left out are not required here:
+    /// each command asks for the ones it needs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.mirrors.is_empty() {
+            self.mirror_urls()?;
+        }
+        self.status_url()?;
+        if let Some(proxy) = &self.proxy {
+            let url = Url::parse(proxy).map_err(|_| invalid("proxy", proxy, "not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h")
+                || url.host().is_none()
+            {
+                return Err(invalid(
+                    "proxy",
+                    proxy,
+                    "expected http://, https:// or socks5:// with a host",
+                ));
+            }
+        }
+        if let Some(level) = &self.log_level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(invalid(
+                    "log_level",
+                    level,
+                    "expected trace, debug, info, warn or error",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The status report URL, if one is configured: `https://` (or `http://` with
+    /// `allow_plain_http`) with a host.
+    pub fn status_url(&self) -> Result<Option<Url>, ConfigError> {
+        let Some(text) = &self.status_url else {
+            return Ok(None);
+        };
+        let url = Url::parse(text).map_err(|_| invalid("status_url", text, "not a URL"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_plain_http => {}
+            "http" => {
+                return Err(invalid(
+                    "status_url",
+                    text,
+                    "plain HTTP is refused (set allow_plain_http = true to allow it)",
+                ))
+            }
+            _ => return Err(invalid("status_url", text, "expected an https:// URL")),
+        }
+        if url.host().is_none() {
+            return Err(invalid("status_url", text, "no host"));
+        }
+        Ok(Some(url))
     }
 
     /// Applies the `HERALD_UPDATE_*` overrides read through `var`.
@@ -211,12 +281,42 @@ impl Config {
                     value: m.clone(),
                     source,
                 })?;
-                if url.scheme() == "http" && !self.allow_plain_http {
-                    return Err(ConfigError::PlainHttp(m.clone()));
-                }
+                check_mirror(&url, m, self.allow_plain_http)?;
                 Ok(url)
             })
             .collect()
+    }
+}
+
+/// Checks that a mirror URL can serve a repository: a base URL (`metadata/` and `targets/`
+/// are joined to it) with a supported scheme and, for HTTP, a host.
+pub fn check_mirror(url: &Url, value: &str, allow_plain_http: bool) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" | "file" => {}
+        "http" if allow_plain_http => {}
+        "http" => return Err(ConfigError::PlainHttp(value.to_owned())),
+        _ => {
+            return Err(invalid(
+                "mirror",
+                value,
+                "unsupported scheme (expected https://, file://, or http:// with allow_plain_http)",
+            ))
+        }
+    }
+    if url.cannot_be_a_base() {
+        return Err(invalid("mirror", value, "not a base URL"));
+    }
+    if url.scheme() != "file" && url.host().is_none() {
+        return Err(invalid("mirror", value, "no host"));
+    }
+    Ok(())
+}
+
+fn invalid(setting: &'static str, value: &str, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_owned(),
+        reason,
     }
 }
 
@@ -260,6 +360,51 @@ mod tests {
         ));
         config.allow_plain_http = true;
         assert_eq!(config.mirror_urls().unwrap()[0].as_str(), "http://m/repo/");
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald-update.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn mirror_that_cannot_be_a_base_is_refused_at_load() {
+        let err = load_text("mirrors = [\"mailto:x\"]").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    setting: "mirror",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mailto:x"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_load_with_their_name() {
+        for (text, setting) in [
+            ("mirrors = [\"ftp://m/repo\"]", "mirror"),
+            ("mirrors = [\"unix:/run/repo.sock\"]", "mirror"),
+            ("mirrors = [\"data:text/plain,x\"]", "mirror"),
+            ("status_url = \"http://ca/api/v1/status\"", "status_url"),
+            ("status_url = \"mailto:ops\"", "status_url"),
+            ("proxy = \"not a url\"", "proxy"),
+            ("log_level = \"loud=[\"", "log_level"),
+        ] {
+            let err = load_text(text).unwrap_err();
+            let named = match &err {
+                ConfigError::Invalid { setting, .. } => *setting,
+                ConfigError::Mirror { .. } | ConfigError::PlainHttp(_) => "mirror",
+                _ => "",
+            };
+            assert_eq!(named, setting, "{text}: {err}");
+        }
+        assert!(load_text("mirrors = [\"https://m/repo\"]\nlog_level = \"debug\"").is_ok());
     }
 
     #[test]

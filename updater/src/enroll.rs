@@ -143,6 +143,8 @@ fn client(
     };
     herald_token_service::client::pinned_client_builder(anchor_pem, identity_pem)
         .map_err(err)?
+        // Tokens, requests and certificates travel only over TLS, also after a redirect.
+        .https_only(true)
         .timeout(std::time::Duration::from_secs(60))
         .user_agent(concat!("herald-update/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -171,7 +173,10 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Vec<u8>, En
         url: url.to_owned(),
         message,
     };
-    let response = request.send().await.map_err(|e| http(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| http(herald_token_service::client::error_chain(&e)))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
     if !status.is_success() {
