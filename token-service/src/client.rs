@@ -18,7 +18,7 @@ pub const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time allowed for the whole discovery request: connection, headers and body.
-pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The redirect policy of every Herald client: at most [`MAX_REDIRECTS`] redirects, each to
 /// the origin (scheme, host and port) of the first request. A redirect to plain HTTP or to
