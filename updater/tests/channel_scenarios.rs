@@ -94,7 +94,11 @@ async fn redirect_from_https_to_plain_http_is_refused() {
         assert!(matches!(err, FetchError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("redirect"), "{err}");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the plain server was reached");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the plain server was reached"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +111,11 @@ async fn redirect_to_another_origin_is_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("redirect"), "{err}");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the other origin was reached");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the other origin was reached"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +200,11 @@ async fn enroll_over_plain_http_is_refused() {
         matches!(err, EnrollError::Bootstrap(BootstrapError::NotHttps { .. })),
         "{err}"
     );
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a request went out in clear");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a request went out in clear"
+    );
     assert!(!files.exists());
 }
 
@@ -210,7 +222,11 @@ async fn relay_bootstrap_over_plain_http_is_refused() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("https"), "{err}");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a request went out in clear");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a request went out in clear"
+    );
 }
 
 #[tokio::test]
@@ -231,7 +247,11 @@ async fn renewal_over_plain_http_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, EnrollError::Http { .. }), "{err}");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the renewal went out in clear");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the renewal went out in clear"
+    );
 }
 
 /// An HTTPS server whose discovery document is `body`.
