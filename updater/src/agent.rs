@@ -517,31 +517,77 @@ pub fn read_status(state_dir: &Path) -> Result<Option<Status>, AgentError> {
     }
 }
 
-/// The transport settings of a configuration.
+/// Where the transport's trust anchors come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorSource {
+    /// The configured `ca_bundle`.
+    Bundle(PathBuf),
+    /// The root stored by `herald-update enroll` (`identity/ca.pem`).
+    Enrolled(PathBuf),
+    /// The operating system's roots.
+    System,
+}
+
+/// Where the transport's client certificate comes from.
+#[derive(Debug, Clone)]
+pub enum IdentitySource {
+    /// The configured `client_cert` and `client_key`.
+    Files {
+        /// Certificate chain, PEM.
+        cert: PathBuf,
+        /// Private key, PEM.
+        key: PathBuf,
+    },
+    /// The identity written by `herald-update enroll`.
+    Enrolled(crate::enroll::IdentityFiles),
+    /// No client certificate.
+    None,
+}
+
+/// The trust anchors and client identity a configuration really uses.
 ///
 /// Without `ca_bundle`, `client_cert` and `client_key`, the identity written by
 /// `herald-update enroll` in the state folder is used (its root as trust anchor, its key and
 /// certificate for mutual TLS); without either, the system roots and no client certificate.
-pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
+pub fn tls_sources(config: &Config) -> (AnchorSource, IdentitySource) {
     let enrolled = config
         .state_dir
         .as_deref()
         .map(crate::enroll::IdentityFiles::in_state_dir)
         .filter(crate::enroll::IdentityFiles::exists);
-    let trust_anchors_pem = match (&config.ca_bundle, &enrolled) {
-        (Some(bundle), _) => Some(read(bundle)?),
-        (None, Some(identity)) => Some(read(&identity.ca_pem())?),
-        (None, None) => None,
+    let anchors = match (&config.ca_bundle, &enrolled) {
+        (Some(bundle), _) => AnchorSource::Bundle(bundle.clone()),
+        (None, Some(identity)) => AnchorSource::Enrolled(identity.ca_pem()),
+        (None, None) => AnchorSource::System,
     };
-    let client_identity_pem = match (&config.client_cert, &config.client_key, &enrolled) {
-        (Some(cert), Some(key), _) => {
-            let mut pem = read(key)?;
+    let identity = match (&config.client_cert, &config.client_key, enrolled) {
+        (Some(cert), Some(key), _) => IdentitySource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        // `Config::validate` refuses one of `client_cert` and `client_key` without the other.
+        (None, None, Some(identity)) => IdentitySource::Enrolled(identity),
+        _ => IdentitySource::None,
+    };
+    (anchors, identity)
+}
+
+/// The transport settings of a configuration (see [`tls_sources`]).
+pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
+    let (anchors, identity) = tls_sources(config);
+    let trust_anchors_pem = match anchors {
+        AnchorSource::Bundle(path) | AnchorSource::Enrolled(path) => Some(read(&path)?),
+        AnchorSource::System => None,
+    };
+    let client_identity_pem = match identity {
+        IdentitySource::Files { cert, key } => {
+            let mut pem = read(&key)?;
             pem.push(b'\n');
-            pem.extend(read(cert)?);
+            pem.extend(read(&cert)?);
             Some(pem)
         }
-        (None, None, Some(identity)) => Some(read(&identity.identity_pem())?),
-        _ => None,
+        IdentitySource::Enrolled(identity) => Some(read(&identity.identity_pem())?),
+        IdentitySource::None => None,
     };
     Ok(HttpsConfig {
         trust_anchors_pem,

@@ -197,6 +197,23 @@ impl Config {
                 ));
             }
         }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), None) => {
+                return Err(invalid(
+                    "client_cert",
+                    &cert.display().to_string(),
+                    "client_key is missing (set both or neither)",
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(invalid(
+                    "client_key",
+                    &key.display().to_string(),
+                    "client_cert is missing (set both or neither)",
+                ))
+            }
+            _ => {}
+        }
         if let Some(level) = &self.log_level {
             if tracing_subscriber::EnvFilter::try_new(level).is_err() {
                 return Err(invalid(
@@ -395,6 +412,7 @@ mod tests {
             ("status_url = \"mailto:ops\"", "status_url"),
             ("proxy = \"not a url\"", "proxy"),
             ("log_level = \"loud=[\"", "log_level"),
+            ("client_cert = \"/etc/herald/client.pem\"", "client_cert"),
         ] {
             let err = load_text(text).unwrap_err();
             let named = match &err {

@@ -349,6 +349,18 @@ impl HttpsTransport {
         Ok(())
     }
 
+    /// Sends a HEAD request and returns the HTTP status, whatever it is: the server was
+    /// reached and answered (for `doctor`'s reachability checks).
+    pub async fn probe(&self, url: &Url) -> Result<u16, FetchError> {
+        let response = self
+            .client
+            .head(url.clone())
+            .send()
+            .await
+            .map_err(unreachable(url))?;
+        Ok(response.status().as_u16())
+    }
+
     /// The server's clock, from the `Date` header of a HEAD request (for clock sanity
     /// checks); `None` when the server sends no usable date.
     pub async fn server_date(&self, url: &Url) -> Result<Option<time::OffsetDateTime>, FetchError> {
