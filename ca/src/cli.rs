@@ -153,7 +153,8 @@ pub enum Command {
 /// Arguments of `herald-ca relay`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// The upstream server or relay (HTTPS base URL, e.g. https://ca.example.net:8443).
+    /// The upstream server or relay (HTTPS base URL, e.g. https://ca.example.net:8443; only
+    /// https:// is accepted).
     #[arg(long)]
     pub upstream: String,
     /// SHA-256 fingerprint of the Herald root certificate (hex, colons allowed); the
