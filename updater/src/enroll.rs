@@ -2,7 +2,9 @@
 //!
 //! Enrollment trusts nothing but the root fingerprint the operator gave:
 //! 1. the discovery document (`GET /.well-known/herald`) is fetched once without checking the
-//!    server certificate, only to read the root certificate from it;
+//!    server certificate, only to read the root certificate from it; the server must be
+//!    `https://`, the document at most 64 KiB, complete within 15 s, and no redirect leaves
+//!    the server's origin;
 //! 2. that root must hash (SHA-256 of its DER) to the pinned fingerprint, or enrollment stops;
 //! 3. from then on the root is the only trust anchor: the discovery document is fetched again
 //!    over verified TLS, and everything else uses that connection;
