@@ -490,7 +490,7 @@ pub fn next_wait(interval: u64, jitter: u64, failures: u32, fraction: f64) -> Du
         .saturating_mul(1u64 << failures.min(20))
         .min(MAX.max(interval));
     let extra = (jitter as f64 * fraction.clamp(0.0, 1.0)) as u64;
-    Duration::from_secs(base + extra)
+    Duration::from_secs(base.saturating_add(extra))
 }
 
 /// A random number in [0, 1) from the operating system's generator.
@@ -657,6 +657,14 @@ mod tests {
         assert_eq!(next_wait(300, 60, 2, 0.0), Duration::from_secs(1200));
         assert_eq!(next_wait(300, 0, 30, 0.0), Duration::from_secs(6 * 3600));
         assert_eq!(next_wait(0, 0, 0, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn huge_interval_and_jitter_do_not_overflow() {
+        assert_eq!(
+            next_wait(u64::MAX, u64::MAX, 3, 1.0),
+            Duration::from_secs(u64::MAX)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! # Proxy for every request; absent: HTTPS_PROXY / NO_PROXY from the environment.
 //! proxy = "http://proxy.example.com:3128"
 //! no_proxy = "localhost,.internal"
-//! # Polling: every interval_secs, plus up to jitter_secs at random.
+//! # Polling: every interval_secs, plus up to jitter_secs at random (each at most a week).
 //! interval_secs = 300
 //! jitter_secs = 60
 //! # Refuse repositories whose root declares no release (per-file) keys.
@@ -30,11 +30,13 @@
 //! status_url = "https://ca.example.com/api/v1/status"
 //! # trace, debug, info, warn or error.
 //! log_level = "info"
-//! # Parallel target downloads.
+//! # Parallel target downloads (1 to 64).
 //! parallel_downloads = 4
 //! # Unpack `X.zip` targets into the folder `X/` (entries checked before anything is written).
 //! unpack_zip = false
 //! ```
+//!
+//! [`Config::load`] checks every value before anything uses it ([`Config::validate`]).
 //!
 //! Environment overrides: `HERALD_UPDATE_INSTALL_ROOT`, `HERALD_UPDATE_STATE_DIR`,
 //! `HERALD_UPDATE_MIRRORS` (comma-separated), `HERALD_UPDATE_LOG_LEVEL`.
@@ -86,6 +88,16 @@ pub enum ConfigError {
         value: String,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// A number is outside its allowed range.
+    #[error("{setting} = {value}: allowed range is 1 to {max} (0 to {max} for waits)")]
+    OutOfRange {
+        /// The setting.
+        setting: &'static str,
+        /// The value.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
     },
     /// A required setting is missing.
     #[error("missing setting `{0}` (in the configuration file or its environment variable)")]
@@ -146,6 +158,12 @@ pub struct Config {
     pub allow_plain_http: bool,
 }
 
+/// Longest poll interval or jitter accepted: one week.
+pub const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+
+/// Most parallel target downloads accepted.
+pub const MAX_PARALLEL: u64 = 64;
+
 fn default_interval() -> u64 {
     300
 }
@@ -195,6 +213,23 @@ impl Config {
                     proxy,
                     "expected http://, https:// or socks5:// with a host",
                 ));
+            }
+        }
+        for (setting, value, max) in [
+            ("interval_secs", self.interval_secs, MAX_WAIT_SECS),
+            ("jitter_secs", self.jitter_secs, MAX_WAIT_SECS),
+            (
+                "parallel_downloads",
+                self.parallel_downloads as u64,
+                MAX_PARALLEL,
+            ),
+        ] {
+            if value > max || (setting == "parallel_downloads" && value == 0) {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value,
+                    max,
+                });
             }
         }
         match (&self.client_cert, &self.client_key) {
@@ -413,10 +448,16 @@ mod tests {
             ("proxy = \"not a url\"", "proxy"),
             ("log_level = \"loud=[\"", "log_level"),
             ("client_cert = \"/etc/herald/client.pem\"", "client_cert"),
+            ("interval_secs = 9223372036854775807", "interval_secs"),
+            ("jitter_secs = 604801", "jitter_secs"),
+            ("parallel_downloads = 0", "parallel_downloads"),
+            ("parallel_downloads = 100000", "parallel_downloads"),
         ] {
             let err = load_text(text).unwrap_err();
             let named = match &err {
-                ConfigError::Invalid { setting, .. } => *setting,
+                ConfigError::Invalid { setting, .. } | ConfigError::OutOfRange { setting, .. } => {
+                    *setting
+                }
                 ConfigError::Mirror { .. } | ConfigError::PlainHttp(_) => "mirror",
                 _ => "",
             };
