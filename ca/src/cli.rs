@@ -88,7 +88,9 @@ pub enum Command {
     ///
     /// On first run it creates the data folder with a random passphrase in `passphrase` (mode
     /// 0600) that encrypts the keys, and an admin token in `admin-token` (0600), and configures
-    /// the folder `repository` in it to be served at /repo/ to enrolled endpoints. Every start
+    /// the folder `herald-repository` beside it (`NAME-repository` beside a data folder `NAME`;
+    /// never inside the folder that holds the keys) to be served at /repo/ to enrolled
+    /// endpoints. Every start
     /// prints the root fingerprint and a fresh enrollment token. That is fine for trying
     /// Herald; for production run `init` with your own passphrase, then `serve`.
     Quickstart {
@@ -151,7 +153,8 @@ pub enum Command {
 /// Arguments of `herald-ca relay`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// The upstream server or relay (HTTPS base URL, e.g. https://ca.example.net:8443).
+    /// The upstream server or relay (HTTPS base URL, e.g. https://ca.example.net:8443; only
+    /// https:// is accepted).
     #[arg(long)]
     pub upstream: String,
     /// SHA-256 fingerprint of the Herald root certificate (hex, colons allowed); the

@@ -306,11 +306,24 @@ async fn quickstart(
             Vec::new(),
         );
         init(data_dir, &opts)?;
-        // Serve the demo repository to enrolled endpoints.
+        // Serve the demo repository to enrolled endpoints, from a folder beside the data
+        // folder: never from the folder that holds the keys.
+        let absolute = std::fs::canonicalize(data_dir).map_err(|source| Error::File {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let repository = DataLayout::new(&absolute)
+            .quickstart_repository()
+            .ok_or_else(|| Error::File {
+                path: absolute.clone(),
+                source: std::io::Error::other(
+                    "the data folder needs a parent folder to hold the repository beside it",
+                ),
+            })?;
         let mut config = crate::config::Config::load(&layout.config())
             .map_err(crate::authority::SetupError::from)?;
         config.repository = Some(crate::config::RepositorySection {
-            dir: PathBuf::from("repository"),
+            dir: repository,
             require_client_cert: true,
         });
         config
@@ -352,8 +365,14 @@ async fn quickstart(
             .map(|t| t.trim().to_owned())
             .unwrap_or_else(|_| "(see the admin-token file)".to_owned()),
     };
+    let repository = authority
+        .config()
+        .repository
+        .as_ref()
+        .map(|r| authority.layout().dir().join(&r.dir));
     print_quickstart(&QuickstartFacts {
         dir: data_dir,
+        repository: repository.as_deref(),
         https: bound.https_addr(),
         root_fingerprint: &crate::authority::sha256_hex(authority.root_der()),
         admin_token: &admin_token,
@@ -367,6 +386,7 @@ async fn quickstart(
 /// What `quickstart` prints after starting.
 struct QuickstartFacts<'a> {
     dir: &'a Path,
+    repository: Option<&'a Path>,
     https: SocketAddr,
     root_fingerprint: &'a str,
     admin_token: &'a str,
@@ -389,7 +409,13 @@ fn print_quickstart(f: &QuickstartFacts<'_>) {
             f.enrollment_token, f.endpoint_name
         ),
         "Next (README \"Quickstart\" has every step):".to_owned(),
-        format!("  sign a release:  herald-sign init --repo {dir}/repository ...; herald-sign release --repo {dir}/repository --from ./my-app ..."),
+        match f.repository {
+            Some(repo) => {
+                let repo = repo.display();
+                format!("  sign a release:  herald-sign init --repo {repo} ...; herald-sign release --repo {repo} --from ./my-app ...")
+            }
+            None => "  sign a release:  configure [repository] in config.toml first".to_owned(),
+        },
         format!(
             "  enroll:          herald-update enroll --server https://{https} --token {} --root-fingerprint {} --state-dir ./endpoint/state",
             f.enrollment_token, f.root_fingerprint

@@ -42,9 +42,17 @@ impl DataLayout {
     pub fn key(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.key"))
     }
-    /// The update repository folder `quickstart` serves.
-    pub fn quickstart_repository(&self) -> PathBuf {
-        self.dir.join("repository")
+    /// The update repository folder `quickstart` serves: beside the data folder, never in
+    /// it, so that nothing in the repository (a stray link included) can reach the keys,
+    /// the passphrase or the admin token. `herald-data` gets `herald-repository`, any other
+    /// `NAME` gets `NAME-repository`. `None` when the data folder has no parent (`/`).
+    /// Call it on an absolute data folder path (`.` has no name to derive from).
+    pub fn quickstart_repository(&self) -> Option<PathBuf> {
+        let name = self.dir.file_name()?.to_str()?;
+        let base = name.strip_suffix("-data").unwrap_or(name);
+        self.dir
+            .parent()
+            .map(|p| p.join(format!("{base}-repository")))
     }
     /// The passphrase file written by `quickstart`.
     pub fn quickstart_passphrase(&self) -> PathBuf {

@@ -4,6 +4,13 @@
 //! re-signed at half their validity and dropped on any status change. A nonce, or several
 //! CertIDs, get a freshly signed response. Anything that does not parse gets
 //! `malformedRequest`; a CertID for an issuer this responder does not serve gets `unauthorized`.
+//!
+//! CertIDs are normalised before anything else: the hash algorithm's parameters must be absent
+//! or NULL, and the serial a minimal, non-negative INTEGER (anything else is
+//! `malformedRequest`). Responses carry Herald's own canonical CertID (hash algorithm with NULL
+//! parameters, the issuer's hashes, the minimal serial), never the requester's bytes, and the
+//! pre-signed cache is keyed on (hash algorithm, serial), so a later client always receives a
+//! response that matches its own request.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -65,6 +72,27 @@ impl IssuerIds {
             sha1_key: h(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &key),
             sha256_name: h(&ring::digest::SHA256, &name),
             sha256_key: h(&ring::digest::SHA256, &key),
+        })
+    }
+
+    /// The canonical CertID of `serial` under `alg`: the hash algorithm with NULL parameters,
+    /// this issuer's name and key hashes, and the serial's minimal encoding.
+    fn canonical_cert_id(&self, alg: HashAlg, serial: &Serial) -> Result<CertId, Refusal> {
+        let (oid, name, key) = match alg {
+            HashAlg::Sha1 => (SHA1, &self.sha1_name, &self.sha1_key),
+            HashAlg::Sha256 => (SHA256, &self.sha256_name, &self.sha256_key),
+        };
+        let internal = |_| Refusal::Internal;
+        Ok(CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new(oid).map_err(|_| Refusal::Internal)?,
+                parameters: Some(der::asn1::Any::null()),
+            },
+            issuer_name_hash: OctetString::new(name.clone()).map_err(internal)?,
+            issuer_key_hash: OctetString::new(key.clone()).map_err(internal)?,
+            serial_number: x509_cert::serial_number::SerialNumber::new(serial.as_bytes())
+                // A serial that does not fit a certificate was never issued.
+                .map_err(|_| Refusal::Malformed)?,
         })
     }
 
@@ -251,8 +279,10 @@ impl OcspResponder {
         let mut ids = Vec::with_capacity(parsed.cert_ids.len());
         for cert_id in &parsed.cert_ids {
             let alg = self.issuer.matches(cert_id).ok_or(Refusal::Unauthorized)?;
-            let serial = Serial::from_der_integer(cert_id.serial_number.as_bytes());
-            ids.push((alg, serial, cert_id));
+            let serial = request_serial(cert_id)?;
+            // Answered with our own encoding of the CertID, never the requester's bytes.
+            let canonical = self.issuer.canonical_cert_id(alg, &serial)?;
+            ids.push((alg, serial, canonical));
         }
         let now = crate::now_unix();
         if let ([(alg, serial, cert_id)], None) = (ids.as_slice(), &nonce) {
@@ -430,6 +460,25 @@ pub struct ParsedRequest {
     pub nonce: Option<Extension>,
 }
 
+/// The serial of a CertID: a minimal, non-negative INTEGER (a negative serial is never one this
+/// CA issued, even when its bytes equal an issued serial's), else `malformedRequest`.
+fn request_serial(cert_id: &CertId) -> Result<Serial, Refusal> {
+    // The DER content bytes, two's complement. The decoder already refuses most non-minimal
+    // encodings; this checks again, independent of it.
+    match cert_id.serial_number.as_bytes() {
+        [] => Err(Refusal::Malformed),
+        [first, ..] if first & 0x80 != 0 => Err(Refusal::Malformed),
+        [0x00, second, ..] if second & 0x80 == 0 => Err(Refusal::Malformed),
+        bytes => Ok(Serial::from_der_integer(bytes)),
+    }
+}
+
+/// True when an AlgorithmIdentifier's parameters are absent or NULL, as RFC 5754 and RFC 3370
+/// allow for SHA-1 and SHA-2.
+fn absent_or_null(params: Option<&der::asn1::Any>) -> bool {
+    params.is_none_or(|p| der::Tagged::tag(p) == der::Tag::Null && p.value().is_empty())
+}
+
 /// Parses a DER OCSPRequest and checks its bounds (size, number of CertIDs, nonce length).
 pub fn parse_request(request: &[u8]) -> Result<ParsedRequest, Refusal> {
     if request.len() > MAX_REQUEST_BYTES {
@@ -438,6 +487,12 @@ pub fn parse_request(request: &[u8]) -> Result<ParsedRequest, Refusal> {
     let req = OcspRequest::from_der(request).map_err(|_| Refusal::Malformed)?;
     let list = &req.tbs_request.request_list;
     if list.is_empty() || list.len() > MAX_CERT_IDS {
+        return Err(Refusal::Malformed);
+    }
+    if list
+        .iter()
+        .any(|r| !absent_or_null(r.req_cert.hash_algorithm.parameters.as_ref()))
+    {
         return Err(Refusal::Malformed);
     }
     let nonce = request_nonce(&req)?;

@@ -101,8 +101,12 @@ impl Quickstart {
         self.data_dir.join(name)
     }
 
+    /// The repository quickstart serves: beside the data folder, never in it.
     fn repo(&self) -> PathBuf {
-        self.file("repository")
+        let name = self.data_dir.file_name().expect("data folder name");
+        let name = name.to_str().expect("UTF-8 name");
+        let base = name.strip_suffix("-data").unwrap_or(name);
+        self.data_dir.with_file_name(format!("{base}-repository"))
     }
 
     /// `curl` trusting the CA's root, with the admin token when `admin`.

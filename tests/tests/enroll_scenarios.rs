@@ -427,3 +427,95 @@ fn endpoint_refuses_a_server_whose_root_does_not_match_the_pin() {
     );
     assert_eq!(site.certificates_named("pin-0001"), 0);
 }
+
+#[test]
+fn doctor_reports_the_enrolled_identity_and_checks_its_urls() {
+    let site = Site::start();
+    let token =
+        runtime().block_on(async { token_of(&site.create_token(&site.client(), "doc").await) });
+    let state = site.ca.scratch("endpoint-doctor");
+    let out = herald_e2e::herald_bin("herald-update")
+        .args(["enroll", "--server", &site.ca.https_url()])
+        .args(["--token", &token, "--root-fingerprint", &site.fingerprint()])
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = site.ca.scratch("endpoint-doctor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\ninstall_root = \"{}\"\n",
+            state.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let doctor = || {
+        let out = herald_e2e::herald_bin("herald-update")
+            .arg("--config")
+            .arg(&config)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let line = |report: &str, check: &str| {
+        report
+            .lines()
+            .find(|l| {
+                l.get(6..)
+                    .is_some_and(|rest| rest.starts_with(&format!("{check}:")))
+            })
+            .unwrap_or_else(|| panic!("no {check} line in:\n{report}"))
+            .to_owned()
+    };
+    let report = doctor();
+    let tls = line(&report, "tls settings");
+    assert!(
+        tls.contains("enrolled root") && tls.contains("enrolled identity"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "identity").contains("CN=doc-0001"),
+        "{report}"
+    );
+    for check in [
+        "identity expiry",
+        "enroll_url",
+        "renew_url",
+        "ocsp_url",
+        "crl_url",
+        "revocation",
+    ] {
+        assert!(
+            line(&report, check).starts_with("ok "),
+            "{check}:\n{report}"
+        );
+    }
+
+    run_ok(
+        ca_cmd()
+            .args(["cert", "revoke", "doc-0001", "--data-dir"])
+            .arg(&site.ca.dir),
+    );
+    // The server publishes a new CRL and refuses the revoked certificate in mutual TLS.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let report = doctor();
+        if line(&report, "revocation").starts_with("FAIL") {
+            assert!(line(&report, "revocation").contains("revoked"), "{report}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "doctor never saw the revocation:\n{report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

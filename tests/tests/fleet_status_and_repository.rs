@@ -277,3 +277,39 @@ fn repository_path_traversal_refused() {
         }
     });
 }
+
+#[test]
+fn repository_link_to_the_data_folder_is_not_served() {
+    let site = Site::start_with(|ca: &TestCa| {
+        with_repository(false)(ca);
+        let repo = ca.file("repo");
+        // Stray links: to a secret of the data folder, to the data folder itself, and even one
+        // that stays inside the repository (links are refused, wherever they point).
+        std::os::unix::fs::symlink(ca.file("config.toml"), repo.join("leak.toml")).unwrap();
+        std::os::unix::fs::symlink(&ca.dir, repo.join("metadata/data")).unwrap();
+        std::os::unix::fs::symlink(
+            repo.join("metadata/timestamp.json"),
+            repo.join("metadata/alias.json"),
+        )
+        .unwrap();
+    });
+    runtime().block_on(async {
+        let base = site.ca.https_url();
+        let client = site.client();
+        let (status, _) =
+            get_json(client.get(format!("{base}/repo/metadata/timestamp.json"))).await;
+        assert_eq!(status, 200, "the real file is served");
+        for path in [
+            "/repo/leak.toml",
+            "/repo/metadata/data/config.toml",
+            "/repo/metadata/%64ata/config.toml",
+            "/repo/metadata/alias.json",
+        ] {
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, 404, "{path} served: {text}");
+            assert!(!text.contains("[server]"), "{path} leaked config.toml");
+        }
+    });
+}

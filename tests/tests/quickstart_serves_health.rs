@@ -1,16 +1,16 @@
 //! `herald-ca quickstart` starts with no set-up, prints where it listens and answers health
-//! checks there (its first line names the plain-HTTP address of OCSP, CRL and health).
+//! checks there (its first line names the plain-HTTP address of OCSP, CRL and health); the
+//! repository it serves lives beside its data folder, never in the folder holding the keys.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 use herald_e2e::herald_bin;
 
-#[test]
-fn quickstart_starts_without_setup_and_answers_healthz() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let data_dir = data.path().join("herald-data");
+/// Starts `herald-ca quickstart` on `data_dir`; returns it and the first line it printed.
+fn start_quickstart(data_dir: &Path) -> (Child, String) {
     let mut child = herald_bin("herald-ca")
         .args([
             "quickstart",
@@ -20,7 +20,7 @@ fn quickstart_starts_without_setup_and_answers_healthz() {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(&data_dir)
+        .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -31,6 +31,36 @@ fn quickstart_starts_without_setup_and_answers_healthz() {
         .next()
         .expect("quickstart prints its address")
         .expect("stdout is UTF-8");
+    (child, first)
+}
+
+#[test]
+fn quickstart_repository_is_outside_the_data_folder() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().join("herald-data");
+    let (mut child, _) = start_quickstart(&data_dir);
+    child.kill().expect("server stops");
+    let _ = child.wait();
+    let config = std::fs::read_to_string(data_dir.join("config.toml")).expect("config written");
+    let canonical = std::fs::canonicalize(data.path()).expect("temp dir exists");
+    let beside = canonical.join("herald-repository");
+    let line = config
+        .lines()
+        .skip_while(|l| l.trim() != "[repository]")
+        .find(|l| l.trim_start().starts_with("dir"))
+        .expect("[repository] dir configured");
+    assert!(
+        line.contains(&format!("\"{}\"", beside.display())),
+        "repository not beside the data folder: {line}"
+    );
+    assert!(!data_dir.join("repository").exists());
+}
+
+#[test]
+fn quickstart_starts_without_setup_and_answers_healthz() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().join("herald-data");
+    let (mut child, first) = start_quickstart(&data_dir);
     let addr = first
         .rsplit("http://")
         .next()

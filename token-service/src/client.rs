@@ -1,5 +1,46 @@
 //! The HTTPS client set-up shared by everything that talks to a Herald server as a client:
 //! the relay upstream and the endpoint's enrollment and renewal.
+//!
+//! Limits: every client follows at most [`MAX_REDIRECTS`] redirects and only within the
+//! origin (scheme, host, port) it was sent to; enrollment, renewal and relay bootstrap accept
+//! only `https://` servers; the discovery document, read before trust is established, is
+//! capped at [`MAX_DISCOVERY_BYTES`] and must arrive whole within [`DISCOVERY_TIMEOUT`].
+
+use std::time::Duration;
+
+/// Most redirects a client follows (each within the first request's origin).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Largest discovery document accepted, in bytes.
+pub const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+/// Time allowed to connect to a server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time allowed for the whole discovery request: connection, headers and body.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The redirect policy of every Herald client: at most [`MAX_REDIRECTS`] redirects, each to
+/// the origin (scheme, host and port) of the first request. A redirect to plain HTTP or to
+/// another host fails the request, so neither a client certificate, a token nor a status
+/// report is ever sent anywhere but where it was addressed.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            let error = format!("more than {MAX_REDIRECTS} redirects");
+            attempt.error(error)
+        } else if first.as_ref() == Some(&attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            let error = format!(
+                "redirect to {} refused: only redirects within the same origin are followed",
+                attempt.url()
+            );
+            attempt.error(error)
+        }
+    })
+}
 
 /// A client builder trusting only `root_pem` (the Herald root, checked by the caller against a
 /// pinned fingerprint), presenting `identity_pem` (private key then certificate chain) for
@@ -14,7 +55,9 @@ pub fn pinned_client_builder(
 ) -> Result<reqwest::ClientBuilder, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
-        .tls_built_in_root_certs(false);
+        .tls_built_in_root_certs(false)
+        .redirect(same_origin_redirects())
+        .connect_timeout(CONNECT_TIMEOUT);
     match root_pem {
         Some(pem) => {
             for cert in reqwest::Certificate::from_pem_bundle(pem)? {
@@ -72,6 +115,25 @@ pub enum BootstrapError {
         /// The fingerprint of the root the server sent, hex.
         found: String,
     },
+    /// The server URL is not `https://`: a token or a certificate request would travel in
+    /// clear, and anyone in the middle could serve the (public) pinned root.
+    #[error("{url}: only https:// servers are accepted for enrollment, renewal and relays")]
+    NotHttps {
+        /// The URL.
+        url: String,
+    },
+    /// The discovery document is larger than [`MAX_DISCOVERY_BYTES`].
+    #[error("{url}: discovery document larger than {MAX_DISCOVERY_BYTES} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+    },
+    /// The discovery document did not arrive within [`DISCOVERY_TIMEOUT`].
+    #[error("{url}: no complete discovery document within {} s", DISCOVERY_TIMEOUT.as_secs())]
+    Timeout {
+        /// The URL.
+        url: String,
+    },
     /// The server could not be reached or answered with an error.
     #[error("{url}: {message}")]
     Http {
@@ -125,36 +187,98 @@ pub fn certifies(cert_pem: &str, spki_der: &[u8]) -> bool {
         .is_some_and(|spki| spki == spki_der)
 }
 
-/// Fetches the discovery document of `server` with `client`.
+/// Refuses any server URL but `https://`.
+pub fn require_https(url: &str) -> Result<reqwest::Url, BootstrapError> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "https" && parsed.host().is_some() => Ok(parsed),
+        _ => Err(BootstrapError::NotHttps {
+            url: url.to_owned(),
+        }),
+    }
+}
+
+/// Fetches the discovery document of `server` with `client`: at most [`MAX_DISCOVERY_BYTES`],
+/// the whole request within [`DISCOVERY_TIMEOUT`].
 pub async fn fetch_discovery(
     client: &reqwest::Client,
     server: &str,
 ) -> Result<Discovery, BootstrapError> {
     let url = format!("{}/.well-known/herald", server.trim_end_matches('/'));
+    let body = get_bounded(client, &url).await?;
+    serde_json::from_slice(&body).map_err(|e| BootstrapError::Http {
+        url,
+        message: format!("not a discovery document: {e}"),
+    })
+}
+
+/// GETs `url`: a 2xx answer of at most [`MAX_DISCOVERY_BYTES`], complete within
+/// [`DISCOVERY_TIMEOUT`]. A longer answer fails as soon as it passes the limit.
+pub async fn get_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
+    tokio::time::timeout(DISCOVERY_TIMEOUT, read_bounded(client, url))
+        .await
+        .map_err(|_| BootstrapError::Timeout {
+            url: url.to_owned(),
+        })?
+}
+
+async fn read_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
     let http = |message: String| BootstrapError::Http {
-        url: url.clone(),
+        url: url.to_owned(),
         message,
     };
-    let response = client
-        .get(&url)
+    let too_large = || BootstrapError::TooLarge {
+        url: url.to_owned(),
+    };
+    let mut response = client
+        .get(url)
         .send()
         .await
-        .map_err(|e| http(e.to_string()))?;
+        .map_err(|e| http(error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(http(format!("HTTP {}", response.status())));
     }
-    let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
-    serde_json::from_slice(&body).map_err(|e| http(format!("not a discovery document: {e}")))
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_DISCOVERY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| http(error_chain(&e)))? {
+        if body.len() + chunk.len() > MAX_DISCOVERY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error's message followed by its causes (reqwest's own message omits them, among them a
+/// refused redirect's reason).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
 }
 
 /// Establishes trust in `server` from nothing but a pinned root fingerprint: the discovery
 /// document is read once without checking the server certificate, only for its root; that
 /// root must hash (SHA-256 of its DER) to the pin; then the document is read again over TLS
 /// verified against that root alone. Returns the root (PEM) and the verified document.
+/// Only `https://` servers are accepted.
 pub async fn pinned_root(
     server: &str,
     fingerprint: &str,
 ) -> Result<(String, Discovery), BootstrapError> {
+    require_https(server)?;
     let pinned = parse_fingerprint(fingerprint)?;
     let setup = |e: reqwest::Error| BootstrapError::Http {
         url: server.to_owned(),

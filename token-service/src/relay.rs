@@ -169,16 +169,12 @@ fn files_client(root_pem: &[u8], identity_pem: &[u8]) -> Result<reqwest::Client,
         .map_err(identity_error)
 }
 
+/// A JSON document of the upstream (its discovery document), bounded in size and time.
 async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, RelayError> {
-    let response = client
-        .get(url)
-        .send()
+    let body = crate::client::get_bounded(client, url)
         .await
         .map_err(|e| upstream_err(url, e))?;
-    if !response.status().is_success() {
-        return Err(upstream_err(url, format!("HTTP {}", response.status())));
-    }
-    response.json().await.map_err(|e| upstream_err(url, e))
+    serde_json::from_slice(&body).map_err(|e| upstream_err(url, e))
 }
 
 /// Enrolls the relay with `token` unless it already has an identity: the upstream's root must
@@ -321,6 +317,7 @@ impl Relay {
         state: &RelayState,
         options: &RelayOptions,
     ) -> Result<Self, RelayError> {
+        crate::client::require_https(upstream).map_err(|e| upstream_err(upstream, e))?;
         let identity =
             std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
         let root_pem =

@@ -128,6 +128,9 @@ impl Agent {
         if mirrors.is_empty() {
             return Err(ConfigError::Missing("mirrors").into());
         }
+        for mirror in &mirrors {
+            crate::config::check_mirror(mirror, mirror.as_str(), config.allow_plain_http)?;
+        }
         let state_dir = config.state_dir()?.to_path_buf();
         let metadata_dir = state_dir.join("metadata");
         if !metadata_dir.join("root.json").exists() {
@@ -160,28 +163,27 @@ impl Agent {
         &self.install
     }
 
-    fn client(&self) -> Client {
+    fn client(&self) -> Result<Client, AgentError> {
         let mut metadata = self
             .mirrors
             .iter()
             .filter_map(|m| m.join("metadata/").ok())
             .collect::<Vec<_>>()
             .into_iter();
-        let first = metadata
-            .next()
-            .expect("Agent::with_mirrors refuses an empty mirror list");
+        // `with_mirrors` refuses an empty list and mirrors that cannot be a base.
+        let first = metadata.next().ok_or(ConfigError::Missing("mirrors"))?;
         let policy = if self.config.require_release_signatures {
             ReleaseSignatures::Required
         } else {
             ReleaseSignatures::WhenDeclared
         };
-        Client::new(
+        Ok(Client::new(
             self.transport.clone(),
             first,
             self.state_dir.join("metadata"),
         )
         .mirrors(metadata)
-        .release_signatures(policy)
+        .release_signatures(policy))
     }
 
     fn target_mirrors(&self) -> Vec<Url> {
@@ -193,7 +195,7 @@ impl Agent {
 
     /// Refreshes metadata and works out what an install would change, without changing it.
     pub async fn check(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         client.refresh(now).await?;
         let (plan, _) = self.plan(&client).await?;
         Ok(plan)
@@ -323,7 +325,7 @@ impl Agent {
     }
 
     async fn apply_inner(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         client.refresh(now).await?;
         let (plan, work) = self.plan(&client).await?;
         if plan.is_up_to_date() {
@@ -412,13 +414,9 @@ impl Agent {
     /// Sends queued status reports, oldest first; each is removed only once the server
     /// acknowledged it (HTTP 2xx). Returns how many were sent.
     pub async fn send_reports(&self) -> Result<usize, AgentError> {
-        let Some(url) = &self.config.status_url else {
+        let Some(url) = self.config.status_url()? else {
             return Ok(0);
         };
-        let url = Url::parse(url).map_err(|source| ConfigError::Mirror {
-            value: url.clone(),
-            source,
-        })?;
         let queue = self.state_dir.join("reports");
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&queue) {
             Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -496,7 +494,7 @@ pub fn next_wait(interval: u64, jitter: u64, failures: u32, fraction: f64) -> Du
         .saturating_mul(1u64 << failures.min(20))
         .min(MAX.max(interval));
     let extra = (jitter as f64 * fraction.clamp(0.0, 1.0)) as u64;
-    Duration::from_secs(base + extra)
+    Duration::from_secs(base.saturating_add(extra))
 }
 
 /// A random number in [0, 1) from the operating system's generator.
@@ -523,31 +521,77 @@ pub fn read_status(state_dir: &Path) -> Result<Option<Status>, AgentError> {
     }
 }
 
-/// The transport settings of a configuration.
+/// Where the transport's trust anchors come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorSource {
+    /// The configured `ca_bundle`.
+    Bundle(PathBuf),
+    /// The root stored by `herald-update enroll` (`identity/ca.pem`).
+    Enrolled(PathBuf),
+    /// The operating system's roots.
+    System,
+}
+
+/// Where the transport's client certificate comes from.
+#[derive(Debug, Clone)]
+pub enum IdentitySource {
+    /// The configured `client_cert` and `client_key`.
+    Files {
+        /// Certificate chain, PEM.
+        cert: PathBuf,
+        /// Private key, PEM.
+        key: PathBuf,
+    },
+    /// The identity written by `herald-update enroll`.
+    Enrolled(crate::enroll::IdentityFiles),
+    /// No client certificate.
+    None,
+}
+
+/// The trust anchors and client identity a configuration really uses.
 ///
 /// Without `ca_bundle`, `client_cert` and `client_key`, the identity written by
 /// `herald-update enroll` in the state folder is used (its root as trust anchor, its key and
 /// certificate for mutual TLS); without either, the system roots and no client certificate.
-pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
+pub fn tls_sources(config: &Config) -> (AnchorSource, IdentitySource) {
     let enrolled = config
         .state_dir
         .as_deref()
         .map(crate::enroll::IdentityFiles::in_state_dir)
         .filter(crate::enroll::IdentityFiles::exists);
-    let trust_anchors_pem = match (&config.ca_bundle, &enrolled) {
-        (Some(bundle), _) => Some(read(bundle)?),
-        (None, Some(identity)) => Some(read(&identity.ca_pem())?),
-        (None, None) => None,
+    let anchors = match (&config.ca_bundle, &enrolled) {
+        (Some(bundle), _) => AnchorSource::Bundle(bundle.clone()),
+        (None, Some(identity)) => AnchorSource::Enrolled(identity.ca_pem()),
+        (None, None) => AnchorSource::System,
     };
-    let client_identity_pem = match (&config.client_cert, &config.client_key, &enrolled) {
-        (Some(cert), Some(key), _) => {
-            let mut pem = read(key)?;
+    let identity = match (&config.client_cert, &config.client_key, enrolled) {
+        (Some(cert), Some(key), _) => IdentitySource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        // `Config::validate` refuses one of `client_cert` and `client_key` without the other.
+        (None, None, Some(identity)) => IdentitySource::Enrolled(identity),
+        _ => IdentitySource::None,
+    };
+    (anchors, identity)
+}
+
+/// The transport settings of a configuration (see [`tls_sources`]).
+pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
+    let (anchors, identity) = tls_sources(config);
+    let trust_anchors_pem = match anchors {
+        AnchorSource::Bundle(path) | AnchorSource::Enrolled(path) => Some(read(&path)?),
+        AnchorSource::System => None,
+    };
+    let client_identity_pem = match identity {
+        IdentitySource::Files { cert, key } => {
+            let mut pem = read(&key)?;
             pem.push(b'\n');
-            pem.extend(read(cert)?);
+            pem.extend(read(&cert)?);
             Some(pem)
         }
-        (None, None, Some(identity)) => Some(read(&identity.identity_pem())?),
-        _ => None,
+        IdentitySource::Enrolled(identity) => Some(read(&identity.identity_pem())?),
+        IdentitySource::None => None,
     };
     Ok(HttpsConfig {
         trust_anchors_pem,
@@ -555,6 +599,7 @@ pub fn https_config(config: &Config) -> Result<HttpsConfig, AgentError> {
         proxy: config.proxy.clone(),
         no_proxy: config.no_proxy.clone(),
         timeouts: Timeouts::default(),
+        allow_plain_http: config.allow_plain_http,
     })
 }
 
@@ -616,6 +661,14 @@ mod tests {
         assert_eq!(next_wait(300, 60, 2, 0.0), Duration::from_secs(1200));
         assert_eq!(next_wait(300, 0, 30, 0.0), Duration::from_secs(6 * 3600));
         assert_eq!(next_wait(0, 0, 0, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn huge_interval_and_jitter_do_not_overflow() {
+        assert_eq!(
+            next_wait(u64::MAX, u64::MAX, 3, 1.0),
+            Duration::from_secs(u64::MAX)
+        );
     }
 
     #[test]

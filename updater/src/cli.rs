@@ -36,7 +36,7 @@ pub enum Command {
     /// Enroll this endpoint: generate a key pair locally, trade a one-time token and a
     /// certificate request for a client certificate, pinning the server's root.
     Enroll {
-        /// The server (or relay) URL.
+        /// The server (or relay) URL; only https:// is accepted.
         #[arg(long)]
         server: String,
         /// The one-time enrollment token.
@@ -70,7 +70,9 @@ pub enum Command {
     },
     /// Go back to the previously installed release.
     Rollback,
-    /// Check DNS, proxy, TLS, reachability of every configured URL and clock sanity.
+    /// Check DNS, proxy, TLS, reachability of every configured URL and clock sanity; name the
+    /// trust anchors and client identity really used, and for an enrolled identity check its
+    /// expiry, its revocation (in the CA's CRL) and its enroll, renew, OCSP and CRL URLs.
     Doctor,
     /// Install from an offline bundle made by `herald-sign bundle`, with the same verification.
     ImportBundle {

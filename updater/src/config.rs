@@ -19,7 +19,7 @@
 //! # Proxy for every request; absent: HTTPS_PROXY / NO_PROXY from the environment.
 //! proxy = "http://proxy.example.com:3128"
 //! no_proxy = "localhost,.internal"
-//! # Polling: every interval_secs, plus up to jitter_secs at random.
+//! # Polling: every interval_secs, plus up to jitter_secs at random (each at most a week).
 //! interval_secs = 300
 //! jitter_secs = 60
 //! # Refuse repositories whose root declares no release (per-file) keys.
@@ -30,11 +30,13 @@
 //! status_url = "https://ca.example.com/api/v1/status"
 //! # trace, debug, info, warn or error.
 //! log_level = "info"
-//! # Parallel target downloads.
+//! # Parallel target downloads (1 to 64).
 //! parallel_downloads = 4
 //! # Unpack `X.zip` targets into the folder `X/` (entries checked before anything is written).
 //! unpack_zip = false
 //! ```
+//!
+//! [`Config::load`] checks every value before anything uses it ([`Config::validate`]).
 //!
 //! Environment overrides: `HERALD_UPDATE_INSTALL_ROOT`, `HERALD_UPDATE_STATE_DIR`,
 //! `HERALD_UPDATE_MIRRORS` (comma-separated), `HERALD_UPDATE_LOG_LEVEL`.
@@ -77,6 +79,26 @@ pub enum ConfigError {
     /// A mirror uses plain HTTP without `allow_plain_http`.
     #[error("mirror {0}: plain HTTP is refused (set allow_plain_http = true to allow it)")]
     PlainHttp(String),
+    /// A setting holds a value that cannot work.
+    #[error("{setting} {value:?}: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A number is outside its allowed range.
+    #[error("{setting} = {value}: allowed range is 1 to {max} (0 to {max} for waits)")]
+    OutOfRange {
+        /// The setting.
+        setting: &'static str,
+        /// The value.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
     /// A required setting is missing.
     #[error("missing setting `{0}` (in the configuration file or its environment variable)")]
     Missing(&'static str),
@@ -136,6 +158,12 @@ pub struct Config {
     pub allow_plain_http: bool,
 }
 
+/// Longest poll interval or jitter accepted: one week.
+pub const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+
+/// Most parallel target downloads accepted.
+pub const MAX_PARALLEL: u64 = 64;
+
 fn default_interval() -> u64 {
     300
 }
@@ -161,7 +189,101 @@ impl Config {
             source: Box::new(source),
         })?;
         config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks every setting that can be checked without the disk or the network, so that a
+    /// bad value is refused at load with a message naming it, not met later by the agent:
+    /// mirrors (absolute base URLs, `https`, `file`, or `http` with `allow_plain_http`), the
+    /// status URL, the proxy URL and the log level. Settings left out are not required here:
+    /// each command asks for the ones it needs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.mirrors.is_empty() {
+            self.mirror_urls()?;
+        }
+        self.status_url()?;
+        if let Some(proxy) = &self.proxy {
+            let url = Url::parse(proxy).map_err(|_| invalid("proxy", proxy, "not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h")
+                || url.host().is_none()
+            {
+                return Err(invalid(
+                    "proxy",
+                    proxy,
+                    "expected http://, https:// or socks5:// with a host",
+                ));
+            }
+        }
+        for (setting, value, max) in [
+            ("interval_secs", self.interval_secs, MAX_WAIT_SECS),
+            ("jitter_secs", self.jitter_secs, MAX_WAIT_SECS),
+            (
+                "parallel_downloads",
+                self.parallel_downloads as u64,
+                MAX_PARALLEL,
+            ),
+        ] {
+            if value > max || (setting == "parallel_downloads" && value == 0) {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value,
+                    max,
+                });
+            }
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), None) => {
+                return Err(invalid(
+                    "client_cert",
+                    &cert.display().to_string(),
+                    "client_key is missing (set both or neither)",
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(invalid(
+                    "client_key",
+                    &key.display().to_string(),
+                    "client_cert is missing (set both or neither)",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(level) = &self.log_level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(invalid(
+                    "log_level",
+                    level,
+                    "expected trace, debug, info, warn or error",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The status report URL, if one is configured: `https://` (or `http://` with
+    /// `allow_plain_http`) with a host.
+    pub fn status_url(&self) -> Result<Option<Url>, ConfigError> {
+        let Some(text) = &self.status_url else {
+            return Ok(None);
+        };
+        let url = Url::parse(text).map_err(|_| invalid("status_url", text, "not a URL"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_plain_http => {}
+            "http" => {
+                return Err(invalid(
+                    "status_url",
+                    text,
+                    "plain HTTP is refused (set allow_plain_http = true to allow it)",
+                ))
+            }
+            _ => return Err(invalid("status_url", text, "expected an https:// URL")),
+        }
+        if url.host().is_none() {
+            return Err(invalid("status_url", text, "no host"));
+        }
+        Ok(Some(url))
     }
 
     /// Applies the `HERALD_UPDATE_*` overrides read through `var`.
@@ -211,12 +333,42 @@ impl Config {
                     value: m.clone(),
                     source,
                 })?;
-                if url.scheme() == "http" && !self.allow_plain_http {
-                    return Err(ConfigError::PlainHttp(m.clone()));
-                }
+                check_mirror(&url, m, self.allow_plain_http)?;
                 Ok(url)
             })
             .collect()
+    }
+}
+
+/// Checks that a mirror URL can serve a repository: a base URL (`metadata/` and `targets/`
+/// are joined to it) with a supported scheme and, for HTTP, a host.
+pub fn check_mirror(url: &Url, value: &str, allow_plain_http: bool) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "https" | "file" => {}
+        "http" if allow_plain_http => {}
+        "http" => return Err(ConfigError::PlainHttp(value.to_owned())),
+        _ => {
+            return Err(invalid(
+                "mirror",
+                value,
+                "unsupported scheme (expected https://, file://, or http:// with allow_plain_http)",
+            ))
+        }
+    }
+    if url.cannot_be_a_base() {
+        return Err(invalid("mirror", value, "not a base URL"));
+    }
+    if url.scheme() != "file" && url.host().is_none() {
+        return Err(invalid("mirror", value, "no host"));
+    }
+    Ok(())
+}
+
+fn invalid(setting: &'static str, value: &str, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_owned(),
+        reason,
     }
 }
 
@@ -260,6 +412,58 @@ mod tests {
         ));
         config.allow_plain_http = true;
         assert_eq!(config.mirror_urls().unwrap()[0].as_str(), "http://m/repo/");
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald-update.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn mirror_that_cannot_be_a_base_is_refused_at_load() {
+        let err = load_text("mirrors = [\"mailto:x\"]").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    setting: "mirror",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mailto:x"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_load_with_their_name() {
+        for (text, setting) in [
+            ("mirrors = [\"ftp://m/repo\"]", "mirror"),
+            ("mirrors = [\"unix:/run/repo.sock\"]", "mirror"),
+            ("mirrors = [\"data:text/plain,x\"]", "mirror"),
+            ("status_url = \"http://ca/api/v1/status\"", "status_url"),
+            ("status_url = \"mailto:ops\"", "status_url"),
+            ("proxy = \"not a url\"", "proxy"),
+            ("log_level = \"loud=[\"", "log_level"),
+            ("client_cert = \"/etc/herald/client.pem\"", "client_cert"),
+            ("interval_secs = 9223372036854775807", "interval_secs"),
+            ("jitter_secs = 604801", "jitter_secs"),
+            ("parallel_downloads = 0", "parallel_downloads"),
+            ("parallel_downloads = 100000", "parallel_downloads"),
+        ] {
+            let err = load_text(text).unwrap_err();
+            let named = match &err {
+                ConfigError::Invalid { setting, .. } | ConfigError::OutOfRange { setting, .. } => {
+                    *setting
+                }
+                ConfigError::Mirror { .. } | ConfigError::PlainHttp(_) => "mirror",
+                _ => "",
+            };
+            assert_eq!(named, setting, "{text}: {err}");
+        }
+        assert!(load_text("mirrors = [\"https://m/repo\"]\nlog_level = \"debug\"").is_ok());
     }
 
     #[test]

@@ -1,14 +1,24 @@
 //! `herald-update doctor`: checks configuration, clock, DNS, proxy, TLS and reachability of
 //! every configured URL, printing one verdict per line.
+//!
+//! It names the trust anchors and client identity the updater really uses (the enrolled
+//! identity when there is one), checks that identity's validity and revocation (in the CA's
+//! CRL), and the enroll, renew, OCSP and CRL URLs of its discovery document.
 
+use std::path::Path;
 use std::time::Duration;
 
+use der::Decode;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::agent::https_config;
+use crate::agent::{https_config, tls_sources, AnchorSource, IdentitySource};
 use crate::config::Config;
-use crate::transport::{fetch_bounded, HttpsTransport};
+use crate::enroll::IdentityFiles;
+use crate::transport::{fetch_bounded, HttpsConfig, HttpsTransport};
+
+/// Largest CRL `doctor` downloads.
+const MAX_CRL_BYTES: u64 = 16 * 1024 * 1024;
 
 /// One line of the report.
 struct Report {
@@ -77,7 +87,15 @@ pub(crate) async fn run(config: &Config) -> usize {
     let Some(transport) = report.result("tls settings", transport) else {
         return finish(&report);
     };
-    report.line(true, "tls settings", describe_tls(config));
+    let (anchors, identity) = tls_sources(config);
+    report.line(true, "tls settings", describe_tls(&anchors, &identity));
+    match &identity {
+        IdentitySource::Enrolled(files) => check_enrolled(&mut report, config, files).await,
+        IdentitySource::Files { cert, .. } => {
+            check_certificate(&mut report, cert);
+        }
+        IdentitySource::None => {}
+    }
     let mirrors = match config.mirror_urls() {
         Ok(mirrors) => mirrors,
         Err(err) => {
@@ -89,26 +107,204 @@ pub(crate) async fn run(config: &Config) -> usize {
         check_url(&mut report, &transport, mirror, "metadata/timestamp.json").await;
     }
     if let Some(status_url) = &config.status_url {
-        match Url::parse(status_url) {
-            Ok(url) => {
-                check_dns(&mut report, &url).await;
-            }
-            Err(err) => report.line(false, "status_url", err),
-        }
+        check_service(&mut report, &transport, "status_url", status_url, true).await;
     }
     finish(&report)
 }
 
-fn describe_tls(config: &Config) -> String {
-    let anchors = config.ca_bundle.as_ref().map_or_else(
-        || "system roots".to_owned(),
-        |p| format!("trust anchors {}", p.display()),
-    );
-    let identity = match &config.client_cert {
-        Some(cert) => format!("client certificate {}", cert.display()),
-        None => "no client certificate".into(),
+fn describe_tls(anchors: &AnchorSource, identity: &IdentitySource) -> String {
+    let anchors = match anchors {
+        AnchorSource::Bundle(path) => format!("trust anchors {}", path.display()),
+        AnchorSource::Enrolled(path) => format!("enrolled root {}", path.display()),
+        AnchorSource::System => "system roots".to_owned(),
+    };
+    let identity = match identity {
+        IdentitySource::Files { cert, .. } => format!("client certificate {}", cert.display()),
+        IdentitySource::Enrolled(files) => {
+            format!("enrolled identity {}", files.identity_pem().display())
+        }
+        IdentitySource::None => "no client certificate".to_owned(),
     };
     format!("{anchors}, {identity}")
+}
+
+/// The enrolled identity: its certificate, its revocation in the CA's CRL, and the enroll,
+/// renew, OCSP and CRL URLs of its discovery document, reached with its own root and key.
+async fn check_enrolled(report: &mut Report, config: &Config, files: &IdentityFiles) {
+    let serial = check_certificate(report, &files.cert_pem());
+    let Some(discovery) = report.result("discovery", files.read_discovery()) else {
+        return;
+    };
+    let transport = std::fs::read(files.ca_pem())
+        .and_then(|ca| Ok((ca, std::fs::read(files.identity_pem())?)))
+        .map_err(|e| e.to_string())
+        .and_then(|(ca, identity)| {
+            HttpsTransport::new(&HttpsConfig {
+                trust_anchors_pem: Some(ca),
+                client_identity_pem: Some(identity),
+                proxy: config.proxy.clone(),
+                no_proxy: config.no_proxy.clone(),
+                // OCSP and CRLs are signed data, served over plain HTTP by convention.
+                allow_plain_http: true,
+                ..HttpsConfig::default()
+            })
+            .map_err(|e| e.to_string())
+        });
+    let Some(transport) = report.result("identity tls", transport) else {
+        return;
+    };
+    for (name, url, https) in [
+        ("enroll_url", &discovery.enroll_url, true),
+        ("renew_url", &discovery.renew_url, true),
+        ("ocsp_url", &discovery.ocsp_url, false),
+        ("crl_url", &discovery.crl_url, false),
+    ] {
+        match url {
+            Some(url) => check_service(report, &transport, name, url, https).await,
+            None => report.line(false, name, "not in the discovery document"),
+        }
+    }
+    if let (Some(crl_url), Some(serial)) = (&discovery.crl_url, serial) {
+        check_revocation(report, &transport, crl_url, &serial).await;
+    }
+}
+
+/// Prints the certificate's name, serial and validity; fails when it is not valid now.
+/// Returns its serial (DER content bytes) when it parses.
+fn check_certificate(report: &mut Report, path: &Path) -> Option<Vec<u8>> {
+    let pem = report.result(
+        "identity",
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
+    )?;
+    let cert = herald_token_service::client::first_certificate_der(&pem)
+        .and_then(|der| x509_cert::Certificate::from_der(&der).ok());
+    let Some(cert) = cert else {
+        report.line(
+            false,
+            "identity",
+            format!("{}: no certificate", path.display()),
+        );
+        return None;
+    };
+    let tbs = &cert.tbs_certificate;
+    let unix = |t: &x509_cert::time::Time| {
+        OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64).ok()
+    };
+    let (Some(start), Some(end)) = (
+        unix(&tbs.validity.not_before),
+        unix(&tbs.validity.not_after),
+    ) else {
+        report.line(false, "identity", "validity out of range");
+        return None;
+    };
+    let now = OffsetDateTime::now_utc();
+    let magnitude = tbs.serial_number.as_bytes();
+    let serial = hex::encode(magnitude.strip_prefix(&[0]).unwrap_or(magnitude));
+    let date = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    let (start_text, end_text) = (date(start), date(end));
+    report.line(
+        true,
+        "identity",
+        format!("{} (serial {serial}, {})", tbs.subject, path.display()),
+    );
+    let left = end - now;
+    let verdict = if now < start {
+        format!("not valid before {start_text}")
+    } else if left.is_negative() {
+        format!("expired at {end_text}: run `herald-update enroll` again")
+    } else if left * 3 < end - start {
+        format!(
+            "valid until {end_text} ({} days left; renewal due)",
+            left.whole_days()
+        )
+    } else {
+        format!("valid until {end_text} ({} days left)", left.whole_days())
+    };
+    report.line(
+        now >= start && !left.is_negative(),
+        "identity expiry",
+        verdict,
+    );
+    Some(tbs.serial_number.as_bytes().to_vec())
+}
+
+/// Downloads the CRL and fails when it lists `serial` or is past its nextUpdate.
+async fn check_revocation(
+    report: &mut Report,
+    transport: &HttpsTransport,
+    url: &str,
+    serial: &[u8],
+) {
+    let Ok(url) = Url::parse(url) else {
+        return;
+    };
+    let Some(bytes) = report.result(
+        "revocation",
+        fetch_bounded(transport, &url, MAX_CRL_BYTES).await,
+    ) else {
+        return;
+    };
+    let Some(crl) = report.result(
+        "revocation",
+        x509_cert::crl::CertificateList::from_der(&bytes).map_err(|e| format!("{url}: {e}")),
+    ) else {
+        return;
+    };
+    let list = &crl.tbs_cert_list;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if let Some(next) = &list.next_update {
+        let next = next.to_unix_duration().as_secs() as i64;
+        if next < now {
+            report.line(
+                false,
+                "revocation",
+                format!("{url}: CRL past its nextUpdate"),
+            );
+            return;
+        }
+    }
+    let revoked = list
+        .revoked_certificates
+        .iter()
+        .flatten()
+        .any(|r| r.serial_number.as_bytes() == serial);
+    if revoked {
+        report.line(
+            false,
+            "revocation",
+            format!("identity revoked (listed in {url})"),
+        );
+    } else {
+        report.line(true, "revocation", format!("identity not listed in {url}"));
+    }
+}
+
+/// DNS, scheme and reachability of a service URL: any HTTP answer below 500 means the server
+/// was reached over a verified channel (a POST-only endpoint answers 405 to HEAD).
+async fn check_service(
+    report: &mut Report,
+    transport: &HttpsTransport,
+    name: &str,
+    text: &str,
+    https_required: bool,
+) {
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(err) => return report.line(false, name, format!("{text}: {err}")),
+    };
+    if https_required && url.scheme() != "https" {
+        return report.line(false, name, format!("{url}: not https://"));
+    }
+    if !check_dns(report, &url).await {
+        return;
+    }
+    match transport.probe(&url).await {
+        Ok(status) => report.line(status < 500, name, format!("{url} (HTTP {status})")),
+        Err(err) => report.line(false, name, err),
+    }
 }
 
 async fn check_dns(report: &mut Report, url: &Url) -> bool {

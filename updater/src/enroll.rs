@@ -2,7 +2,9 @@
 //!
 //! Enrollment trusts nothing but the root fingerprint the operator gave:
 //! 1. the discovery document (`GET /.well-known/herald`) is fetched once without checking the
-//!    server certificate, only to read the root certificate from it;
+//!    server certificate, only to read the root certificate from it; the server must be
+//!    `https://`, the document at most 64 KiB, complete within 15 s, and no redirect leaves
+//!    the server's origin;
 //! 2. that root must hash (SHA-256 of its DER) to the pinned fingerprint, or enrollment stops;
 //! 3. from then on the root is the only trust anchor: the discovery document is fetched again
 //!    over verified TLS, and everything else uses that connection;
@@ -143,6 +145,8 @@ fn client(
     };
     herald_token_service::client::pinned_client_builder(anchor_pem, identity_pem)
         .map_err(err)?
+        // Tokens, requests and certificates travel only over TLS, also after a redirect.
+        .https_only(true)
         .timeout(std::time::Duration::from_secs(60))
         .user_agent(concat!("herald-update/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -171,7 +175,10 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Vec<u8>, En
         url: url.to_owned(),
         message,
     };
-    let response = request.send().await.map_err(|e| http(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| http(herald_token_service::client::error_chain(&e)))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
     if !status.is_success() {

@@ -240,6 +240,9 @@ pub struct HttpsConfig {
     pub no_proxy: Option<String>,
     /// Time limits.
     pub timeouts: Timeouts,
+    /// Allow `http://` URLs (the configuration's `allow_plain_http`). Without it the client
+    /// refuses any plain-HTTP request, a redirected one included.
+    pub allow_plain_http: bool,
 }
 
 /// Why the HTTPS transport could not be built from its configuration.
@@ -270,6 +273,10 @@ pub enum TransportConfigError {
 
 /// HTTPS (and plain HTTP, where a caller allows it) over rustls, with keep-alive connection
 /// reuse, HTTP/2 when the server offers it, proxies, and mutual TLS.
+///
+/// Redirects are followed only within the origin (scheme, host, port) of the request, at most
+/// [`herald_token_service::client::MAX_REDIRECTS`] of them: a mirror cannot send the client
+/// certificate or a status report to another host, nor downgrade to plain HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpsTransport {
     client: reqwest::Client,
@@ -282,7 +289,8 @@ impl HttpsTransport {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(config.trust_anchors_pem.is_none())
-            .https_only(false)
+            .https_only(!config.allow_plain_http)
+            .redirect(herald_token_service::client::same_origin_redirects())
             .connect_timeout(config.timeouts.connect)
             .read_timeout(config.timeouts.read)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -339,6 +347,18 @@ impl HttpsTransport {
             });
         }
         Ok(())
+    }
+
+    /// Sends a HEAD request and returns the HTTP status, whatever it is: the server was
+    /// reached and answered (for `doctor`'s reachability checks).
+    pub async fn probe(&self, url: &Url) -> Result<u16, FetchError> {
+        let response = self
+            .client
+            .head(url.clone())
+            .send()
+            .await
+            .map_err(unreachable(url))?;
+        Ok(response.status().as_u16())
     }
 
     /// The server's clock, from the `Date` header of a HEAD request (for clock sanity
@@ -411,21 +431,9 @@ impl HttpsTransport {
 /// whole chain of causes (reqwest's own message omits them), so that a refusal in the TLS
 /// handshake, such as a revoked client certificate, is named in the status report.
 fn unreachable(url: &Url) -> impl Fn(reqwest::Error) -> FetchError + '_ {
-    move |err| {
-        let mut message = err.to_string();
-        let mut cause = std::error::Error::source(&err);
-        while let Some(inner) = cause {
-            let text = inner.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            cause = inner.source();
-        }
-        FetchError::Unreachable {
-            url: url.clone(),
-            source: message.into(),
-        }
+    move |err| FetchError::Unreachable {
+        url: url.clone(),
+        source: herald_token_service::client::error_chain(&err).into(),
     }
 }
 

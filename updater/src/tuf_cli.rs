@@ -82,7 +82,11 @@ pub async fn run(args: &TufClientArgs) -> Result<(), TufCliError> {
             .as_deref()
             .ok_or(TufCliError::Missing("metadata-url"))?,
     )?;
-    let transport = Arc::new(HttpsTransport::new(&HttpsConfig::default())?);
+    let transport = Arc::new(HttpsTransport::new(&HttpsConfig {
+        // The conformance harness serves its repositories over plain HTTP on loopback.
+        allow_plain_http: true,
+        ..HttpsConfig::default()
+    })?);
     let mut client = Client::new(transport, metadata_url, metadata_dir.clone());
     client.refresh(system_now()).await?;
     if let TufClientCommand::Download = args.command {
