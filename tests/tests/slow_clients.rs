@@ -14,7 +14,8 @@ mod enroll_support;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -26,8 +27,20 @@ use enroll_support::{client_builder, enroll, key_and_csr, runtime, RelayProcess,
 const GREEDY_CONNECTIONS: usize = 4100;
 
 /// Seconds a whole request may take in these scenarios (the servers' `request_timeout_secs`
-/// and `handshake_timeout_secs`).
-const DEADLINE_SECS: u64 = 8;
+/// and `handshake_timeout_secs`): longer than opening the slow connections takes, so that
+/// they are still held while the other client is served.
+const DEADLINE_SECS: u64 = 15;
+
+/// The relay's cap of connections per client address in its scenario (set with
+/// `--max-connections-per-client`; fewer TLS handshakes than the default keeps it quick).
+const RELAY_CAP: usize = 64;
+
+/// Slow requests with a never-ending body (after a complete TLS handshake) among the
+/// greedy client's connections to the relay: more than its cap.
+const SLOW_BODIES: usize = RELAY_CAP + 16;
+
+/// The servers' default cap of connections per client address.
+const PER_CLIENT_CAP: usize = 256;
 
 /// Largest resident memory accepted for a server under the flood, bytes.
 const MAX_RSS: u64 = 128 * 1024 * 1024;
@@ -50,7 +63,7 @@ fn greedy_count(listeners: usize) -> usize {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             eprintln!("cannot raise the open-file limit: {e}");
         }
     }
@@ -114,6 +127,47 @@ fn assert_all_closed(held: Vec<TcpStream>, within: Duration, what: &str) {
     );
 }
 
+/// How many connections of `held` the server still keeps open (nothing to read yet).
+fn count_open(held: &[TcpStream]) -> usize {
+    held.iter()
+        .filter(|&s| {
+            s.set_nonblocking(true).unwrap();
+            let mut reader: &TcpStream = s;
+            let open = matches!(
+                reader.read(&mut [0u8; 1]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            );
+            s.set_nonblocking(false).unwrap();
+            open
+        })
+        .count()
+}
+
+/// Waits until the server has dealt with every connection of `held` (closing those beyond
+/// the greedy client's cap), then asserts that it keeps no more than the cap open.
+fn assert_capped(held: &[TcpStream], cap: usize, what: &str) {
+    let waited = Instant::now();
+    let mut open = count_open(held);
+    while open > cap && waited.elapsed() < Duration::from_secs(DEADLINE_SECS) {
+        std::thread::sleep(Duration::from_millis(100));
+        open = count_open(held);
+    }
+    assert!(
+        open <= cap,
+        "the server keeps {open} connections of the greedy client open on {what}, more than \
+         the cap of {cap} per client address"
+    );
+}
+
+/// Asserts that the greedy client still holds connections on `what`: the checks before ran
+/// under the flood.
+fn assert_still_held(held: &[TcpStream], what: &str) {
+    assert!(
+        count_open(held) > 0,
+        "the slow connections on {what} were closed before the other client was served"
+    );
+}
+
 /// The resident memory of process `pid`, bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -138,6 +192,13 @@ fn assert_memory_bounded(pid: u32, what: &str) {
 /// A client trusting `root_pem` that connects from 127.0.0.2.
 fn polite_client(root_pem: &str) -> reqwest::ClientBuilder {
     client_builder(root_pem, None).local_address(IpAddr::from([127, 0, 0, 2]))
+}
+
+/// A request body that starts and never ends.
+fn endless_body() -> reqwest::Body {
+    let start =
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{\"token\": \"".to_vec()) });
+    reqwest::Body::wrap_stream(start.chain(futures_util::stream::pending()))
 }
 
 /// Awaits `answer`, failing unless it comes within a second.
@@ -223,8 +284,18 @@ fn slow_clients_do_not_starve_ocsp() {
     // The greedy client: requests whose body never comes on the plain-HTTP listener,
     // handshakes that never finish on the HTTPS listener.
     let started = Instant::now();
-    let slow_http = hold_connections(ca.http, count, SLOW_OCSP_POST);
-    let slow_https = hold_connections(ca.https, count, SLOW_CLIENT_HELLO);
+    let (slow_http, slow_https) = std::thread::scope(|s| {
+        let http = s.spawn(|| hold_connections(ca.http, count, SLOW_OCSP_POST));
+        let https = hold_connections(ca.https, count, SLOW_CLIENT_HELLO);
+        (http.join().unwrap(), https)
+    });
+    eprintln!(
+        "{} slow connections opened in {:?}",
+        2 * count,
+        started.elapsed()
+    );
+    assert_capped(&slow_http, PER_CLIENT_CAP, "the plain-HTTP listener");
+    assert_capped(&slow_https, PER_CLIENT_CAP, "the HTTPS listener");
 
     // Another client is answered at once, on both listeners.
     let rt = runtime();
@@ -258,12 +329,9 @@ fn slow_clients_do_not_starve_ocsp() {
         .await;
         within_a_second("enrollment", enroll_ok(&client, &https, &token)).await;
     });
+    assert_still_held(&slow_http, "the plain-HTTP listener");
+    assert_still_held(&slow_https, "the HTTPS listener");
     assert_memory_bounded(ca.server_pid().unwrap(), "herald-ca serve");
-    assert!(
-        started.elapsed() < Duration::from_secs(DEADLINE_SECS),
-        "the flood took longer than the deadline to set up: the checks above did not run \
-         while the slow connections were held"
-    );
 
     // The greedy connections are closed after the deadline.
     let within = Duration::from_secs(DEADLINE_SECS + 20);
@@ -292,18 +360,62 @@ fn slow_clients_do_not_starve_the_relay() {
             &deadline,
             "--handshake-timeout-secs",
             &deadline,
+            "--max-connections-per-client",
+            &RELAY_CAP.to_string(),
         ],
     );
     let token = cli_token(ca, "polite", "endpoint");
 
-    // Half the greedy connections never finish their handshake; the other half finish
-    // nothing at all.
-    let started = Instant::now();
-    let mut slow = hold_connections(relay.addr, count / 2, SLOW_CLIENT_HELLO);
-    slow.extend(hold_connections(relay.addr, count - count / 2, b""));
-
     let rt = runtime();
     rt.block_on(async {
+        // The greedy client completes TLS handshakes and sends enrollment requests whose
+        // bodies never end, more than its cap allows...
+        let greedy = client_builder(&site.root_pem, None)
+            .local_address(IpAddr::from([127, 0, 0, 1]))
+            .resolve("localhost", relay.addr)
+            .build()
+            .unwrap();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut slow = tokio::task::JoinSet::new();
+        for _ in 0..SLOW_BODIES {
+            let request = greedy
+                .post(format!("{}/api/v1/enroll", relay.url))
+                .header("content-type", "application/json")
+                .body(endless_body());
+            let finished = finished.clone();
+            slow.spawn(async move {
+                let answer = request.send().await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                answer.map(|r| r.status())
+            });
+        }
+        // (those beyond the cap are closed at once: wait for that, for a bounded time)...
+        let waited = Instant::now();
+        while finished.load(Ordering::SeqCst) < SLOW_BODIES - RELAY_CAP
+            && waited.elapsed() < Duration::from_secs(DEADLINE_SECS)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ...then opens the rest of its connections and sends nothing on them.
+        let silent = tokio::task::spawn_blocking(move || {
+            hold_connections(relay.addr, count - SLOW_BODIES, b"")
+        })
+        .await
+        .unwrap();
+        eprintln!("{count} slow connections opened in {:?}", waited.elapsed());
+        let pending = SLOW_BODIES - finished.load(Ordering::SeqCst);
+        assert!(
+            pending <= RELAY_CAP,
+            "the relay serves {pending} slow requests of one client, more than the cap of \
+             {RELAY_CAP}"
+        );
+        let silent = tokio::task::spawn_blocking(move || {
+            assert_capped(&silent, RELAY_CAP - pending, "the relay's listener");
+            silent
+        })
+        .await
+        .unwrap();
+
         let client = polite_client(&site.root_pem)
             .resolve("localhost", relay.addr)
             .build()
@@ -323,17 +435,40 @@ fn slow_clients_do_not_starve_the_relay() {
         )
         .await;
         within_a_second("enrollment", enroll_ok(&client, url, &token)).await;
+
+        assert!(
+            finished.load(Ordering::SeqCst) < SLOW_BODIES,
+            "the slow requests ended before the other client was served"
+        );
+        assert_memory_bounded(relay.pid(), "herald-ca relay");
+
+        // Every slow request ends, unanswered, after the deadline.
+        let all_ended = tokio::time::timeout(Duration::from_secs(DEADLINE_SECS + 20), async {
+            let mut answered = Vec::new();
+            while let Some(ended) = slow.join_next().await {
+                if let Ok(status) = ended.unwrap() {
+                    answered.push(status);
+                }
+            }
+            answered
+        })
+        .await;
+        let answered = all_ended.unwrap_or_else(|_| {
+            panic!(
+                "{} slow requests still open on the relay after the deadline",
+                SLOW_BODIES - finished.load(Ordering::SeqCst)
+            )
+        });
+        assert!(
+            answered.iter().all(|status| !status.is_success()),
+            "a request whose body never ended was answered: {answered:?}"
+        );
+        tokio::task::spawn_blocking(move || {
+            assert_all_closed(silent, Duration::from_secs(20), "the relay's listener")
+        })
+        .await
+        .unwrap();
     });
-    assert_memory_bounded(relay.pid(), "herald-ca relay");
-    assert!(
-        started.elapsed() < Duration::from_secs(DEADLINE_SECS),
-        "the flood took longer than the deadline to set up"
-    );
-    assert_all_closed(
-        slow,
-        Duration::from_secs(DEADLINE_SECS + 20),
-        "the relay's listener",
-    );
 }
 
 #[test]
@@ -348,16 +483,12 @@ fn slow_request_body_is_cut_off_on_both_listeners() {
     let root = std::fs::read_to_string(ca.file("root.crt")).unwrap();
     runtime().block_on(async {
         let client = client_builder(&root, None).build().unwrap();
-        let body = futures_util::stream::once(async {
-            Ok::<_, std::io::Error>(b"{\"token\": \"".to_vec())
-        })
-        .chain(futures_util::stream::pending());
         let sent = tokio::time::timeout(
             Duration::from_secs(30),
             client
                 .post(format!("{}/api/v1/enroll", ca.https_url()))
                 .header("content-type", "application/json")
-                .body(reqwest::Body::wrap_stream(body))
+                .body(endless_body())
                 .send(),
         )
         .await
