@@ -198,8 +198,9 @@ pub struct ConnectionLimitArgs {
     /// Seconds a client has to complete its TLS handshake.
     #[arg(long, default_value_t = crate::governor::DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
     pub handshake_timeout_secs: u64,
-    /// Seconds a whole request may take once its headers arrived (body, handling and
-    /// response), plus one second per --min-response-rate bytes of response sent.
+    /// Seconds a client has to send a request's body once its headers arrived, and again to
+    /// take the response (plus one second per --min-response-rate bytes of response sent);
+    /// the relay's own handling time is not counted.
     #[arg(long, default_value_t = crate::governor::DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout_secs: u64,
     /// Bytes per second of response that extend --request-timeout-secs (large downloads).

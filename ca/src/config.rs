@@ -208,8 +208,9 @@ pub struct ServerSection {
     /// Seconds a client has to complete its TLS handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
-    /// Seconds a whole request may take once its headers arrived (body, handling and
-    /// response), plus one second per `min_response_rate` bytes of response sent.
+    /// Seconds a client has to send a request's body once its headers arrived, and again to
+    /// take the response (plus one second per `min_response_rate` bytes of response sent);
+    /// the server's own handling time is not counted.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
     /// Bytes per second of response that extend `request_timeout_secs` (large downloads).

@@ -9,12 +9,13 @@
 //!   fill the listener and the other clients keep being served. IPv6 clients are counted per
 //!   /64, the block one subscriber usually holds.
 //! - Deadlines: the TLS handshake ([`Limits::handshake_timeout`]); request headers and the
-//!   idle keep-alive time between requests ([`Limits::header_timeout`]); and the whole
-//!   request, from its parsed head until its response is handed to the kernel, body and
-//!   handling included ([`Limits::request_timeout`]), extended by one second for every
-//!   [`Limits::min_response_rate`] bytes of response sent, so large downloads over slow links
-//!   still finish while a client that stops sending its body or stops reading the answer is
-//!   disconnected.
+//!   idle keep-alive time between requests ([`Limits::header_timeout`]); and each of the two
+//!   parts of a request that wait on the client ([`Limits::request_timeout`]): receiving its
+//!   body, and sending its response until it is handed to the kernel, the latter extended by
+//!   one second for every [`Limits::min_response_rate`] bytes sent, so large downloads over
+//!   slow links still finish while a client that stops sending its body or stops reading the
+//!   answer is disconnected. The handler's own time (waiting for the store under load) is the
+//!   server's, not the client's, and is not cut short.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -58,7 +59,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time to send a request's headers, and the idle time allowed between requests.
     pub header_timeout: Duration,
-    /// Time for a whole request once its headers arrived: body, handling and response.
+    /// Time to send a request's body once its headers arrived, and (separately) to take its
+    /// response.
     pub request_timeout: Duration,
     /// Response bytes per second that extend [`Self::request_timeout`] by one second each.
     pub min_response_rate: u64,
@@ -224,35 +226,70 @@ pub(crate) struct Activity {
     write_blocked: AtomicBool,
     /// Requests whose response has not been handed over completely.
     in_flight: AtomicUsize,
-    /// When the current request began, and the bytes written before it.
-    busy: Mutex<Option<(Instant, u64)>>,
-    /// Wakes the watchdog when a request begins.
+    /// Since when the connection waits on the client (receiving a request's body, or sending
+    /// its response), with the bytes written before; `None` while nothing is in flight or the
+    /// server is handling a request (its own time, not the client's).
+    waiting: Mutex<Waiting>,
+    /// Wakes the watchdog when the connection starts waiting on the client.
     wake: Notify,
 }
 
+/// The client-bound phases of a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Nothing waits on the client.
+    #[default]
+    No,
+    /// Receiving the request's body since then.
+    Receiving(Instant),
+    /// Sending the response since then, with the bytes written before it.
+    Sending(Instant, u64),
+}
+
 impl Activity {
+    fn set_waiting(&self, waiting: Waiting) {
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = waiting;
+        self.wake.notify_one();
+    }
+
     fn begin_request(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let written = self.written.load(Ordering::SeqCst);
-        *self.busy.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), written));
-        self.wake.notify_one();
+        self.set_waiting(Waiting::Receiving(Instant::now()));
         RequestGuard(self.clone())
     }
 
-    /// The start of the request being served, if any; forgets a finished one.
-    fn current_request(&self) -> Option<(Instant, u64)> {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.in_flight.load(Ordering::SeqCst) == 0 && !self.write_blocked.load(Ordering::SeqCst)
-        {
-            *busy = None;
+    /// The request's body was read to its end or dropped: the handler's time starts.
+    fn body_done(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*waiting, Waiting::Receiving(_)) {
+            *waiting = Waiting::No;
         }
-        *busy
     }
 
-    /// Returns when the request being served overran its deadline.
+    /// The response head is ready: sending starts.
+    fn response_ready(&self) {
+        let written = self.written.load(Ordering::SeqCst);
+        self.set_waiting(Waiting::Sending(Instant::now(), written));
+    }
+
+    /// Since when the connection waits on the client, with the bytes written before then.
+    fn current_wait(&self) -> Option<(Instant, u64)> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.in_flight.load(Ordering::SeqCst) == 0 && !self.write_blocked.load(Ordering::SeqCst)
+        {
+            *waiting = Waiting::No;
+        }
+        match *waiting {
+            Waiting::No => None,
+            Waiting::Receiving(since) => Some((since, self.written.load(Ordering::SeqCst))),
+            Waiting::Sending(since, written) => Some((since, written)),
+        }
+    }
+
+    /// Returns when the client overran a request's deadline.
     async fn overrun(&self, limits: &Limits) {
         loop {
-            let Some((since, written_before)) = self.current_request() else {
+            let Some((since, written_before)) = self.current_wait() else {
                 self.wake.notified().await;
                 continue;
             };
@@ -377,6 +414,43 @@ impl Body for TrackedBody {
     }
 }
 
+/// A request body that marks the end of receiving when read to its end or dropped.
+struct TrackedRequestBody {
+    inner: hyper::body::Incoming,
+    activity: Arc<Activity>,
+}
+
+impl Drop for TrackedRequestBody {
+    fn drop(&mut self) {
+        self.activity.body_done();
+    }
+}
+
+impl Body for TrackedRequestBody {
+    type Data = <hyper::body::Incoming as Body>::Data;
+    type Error = <hyper::body::Incoming as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(poll, Poll::Ready(None | Some(Err(_)))) {
+            this.activity.body_done();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves HTTP/1.1 on `io` with `router` until the client leaves or a deadline passes;
 /// `activity` is the one of the [`GovernedStream`] under `io`.
 pub(crate) async fn serve_http<I>(
@@ -389,11 +463,17 @@ pub(crate) async fn serve_http<I>(
 {
     let inner = TowerToHyperService::new(router);
     let tracker = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
         let guard = tracker.begin_request();
+        let activity = tracker.clone();
+        let request = request.map(|inner| TrackedRequestBody {
+            inner,
+            activity: activity.clone(),
+        });
         let response = hyper::service::Service::call(&inner, request);
         async move {
             let response = response.await?;
+            activity.response_ready();
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 inner: body,
                 _guard: guard,
