@@ -188,6 +188,52 @@ pub struct RelayArgs {
     /// repository files are checked (refused once the CRL is past its nextUpdate).
     #[arg(long, env = "HERALD_RELAY_CRL_REFRESH_SECS", default_value_t = 60)]
     pub crl_refresh_secs: u64,
+
+    /// Connection limits of the relay's listener.
+    #[command(flatten)]
+    pub limits: ConnectionLimitArgs,
+}
+
+/// Connection limits of a listener (the `[server]` keys of the same names for `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionLimitArgs {
+    /// Most simultaneous connections; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = crate::governor::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most simultaneous connections per client address (IPv6: per /64); more are closed at
+    /// once, so one client cannot take the listener from the others.
+    #[arg(long, default_value_t = crate::governor::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers; also the idle keep-alive limit.
+    #[arg(long, default_value_t = crate::governor::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to complete its TLS handshake.
+    #[arg(long, default_value_t = crate::governor::DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers arrived, and again to
+    /// take the response (plus one second per --min-response-rate bytes of response sent);
+    /// the relay's own handling time is not counted.
+    #[arg(long, default_value_t = crate::governor::DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_secs: u64,
+    /// Bytes per second of response that extend --request-timeout-secs (large downloads).
+    #[arg(long, default_value_t = crate::governor::DEFAULT_MIN_RESPONSE_RATE)]
+    pub min_response_rate: u64,
+}
+
+impl ConnectionLimitArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> crate::Limits {
+        crate::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            min_response_rate: self.min_response_rate,
+            ..crate::Limits::default()
+        }
+        .sane()
+    }
 }
 
 /// Arguments of `herald-ca init`.

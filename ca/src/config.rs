@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -229,13 +230,43 @@ pub struct ServerSection {
     /// Mutual TLS on the HTTPS listener.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// Most simultaneous connections per listener.
+    /// Most simultaneous connections per listener; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Seconds a client has to complete its TLS handshake and to send a request's headers
-    /// (also the idle keep-alive limit).
+    /// Most simultaneous connections per client address (IPv6: per /64) and listener; more
+    /// are closed at once, so one client cannot take the listener from the others.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers; also the idle keep-alive limit.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// Seconds a client has to complete its TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers arrived, and again to
+    /// take the response (plus one second per `min_response_rate` bytes of response sent);
+    /// the server's own handling time is not counted.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Bytes per second of response that extend `request_timeout_secs` (large downloads).
+    #[serde(default = "default_min_response_rate")]
+    pub min_response_rate: u64,
+}
+
+impl ServerSection {
+    /// The connection limits of both listeners.
+    pub fn limits(&self) -> crate::Limits {
+        crate::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            min_response_rate: self.min_response_rate,
+            ..crate::Limits::default()
+        }
+        .sane()
+    }
 }
 
 /// Whether the HTTPS server asks for client certificates.
@@ -252,12 +283,28 @@ pub enum ClientAuth {
     Required,
 }
 
-fn default_max_connections() -> usize {
-    4096
+pub(crate) fn default_max_connections() -> usize {
+    crate::governor::DEFAULT_MAX_CONNECTIONS
 }
 
-fn default_header_timeout() -> u64 {
-    10
+pub(crate) fn default_max_connections_per_client() -> usize {
+    crate::governor::DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+}
+
+pub(crate) fn default_header_timeout() -> u64 {
+    crate::governor::DEFAULT_HEADER_TIMEOUT_SECS
+}
+
+pub(crate) fn default_handshake_timeout() -> u64 {
+    crate::governor::DEFAULT_HANDSHAKE_TIMEOUT_SECS
+}
+
+pub(crate) fn default_request_timeout() -> u64 {
+    crate::governor::DEFAULT_REQUEST_TIMEOUT_SECS
+}
+
+pub(crate) fn default_min_response_rate() -> u64 {
+    crate::governor::DEFAULT_MIN_RESPONSE_RATE
 }
 
 /// `[crl]`

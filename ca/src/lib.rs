@@ -21,6 +21,7 @@ mod csr;
 mod enrollment;
 mod fleet;
 mod fsutil;
+mod governor;
 mod keys;
 mod lint;
 mod ocsp;
@@ -38,11 +39,13 @@ pub use authority::{
     PublishedCrl, RevokeError, RevokeTarget, ServiceKind, SetupError, ISSUER_ID,
 };
 pub use cli::{
-    AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, DataDir, FleetCommand, InitArgs,
-    KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs, RotateWhat, TokenCommand,
+    AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, ConnectionLimitArgs, DataDir,
+    FleetCommand, InitArgs, KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs, RotateWhat,
+    TokenCommand,
 };
 pub use config::{ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection};
 pub use csr::{parse_and_verify as verify_csr, CsrError, KeyKind, VerifiedCsr};
+pub use governor::Limits;
 pub use keys::{CaKeyType, KeyError, KeyProtection, Passphrase};
 pub use lint::LintError;
 pub use ocsp::{
@@ -52,7 +55,7 @@ pub use ocsp::{
 };
 pub use revocation::{Reason, ReasonParseError};
 pub use serial::{Serial, SerialParseError};
-pub use server::{Limits, ServeError};
+pub use server::ServeError;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;

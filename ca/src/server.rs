@@ -1,51 +1,26 @@
 //! The servers: HTTPS (rustls) with everything, and the optional plain-HTTP listener for OCSP
-//! and CRL. Each connection is bounded: TLS handshake and request-header timeouts, a header
-//! size limit, and a connection limit per listener.
+//! and CRL, and the relay's listener. Every listener admits and bounds its connections with
+//! the shared [`crate::governor`]: connection caps per listener and per client address, and
+//! deadlines for the TLS handshake, request headers, idle keep-alive and whole requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use herald_token_service::ClientCertificate;
 
 use crate::api::{full_router, public_router, AppState};
 use crate::authority::Authority;
 use crate::config::ClientAuth;
+use crate::governor::{self, Governor, Limits};
 use crate::keys;
 use crate::serial::Serial;
-
-/// Bounds on what one client can hold.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Simultaneous connections per listener; more wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Time to complete a TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Time to send a request's headers, and the idle time allowed between requests.
-    pub header_timeout: Duration,
-    /// Largest request head (request line plus headers), bytes.
-    pub max_header_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 4096,
-            handshake_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-        }
-    }
-}
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
@@ -108,13 +83,7 @@ pub(crate) async fn bind(https: SocketAddr, http: Option<SocketAddr>) -> Result<
 /// Serves until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), ServeError> {
     let authority = Arc::new(authority);
-    let header_timeout = Duration::from_secs(authority.config().server.header_timeout_secs.max(1));
-    let limits = Limits {
-        max_connections: authority.config().server.max_connections.max(1),
-        header_timeout,
-        handshake_timeout: header_timeout,
-        ..Limits::default()
-    };
+    let limits = authority.config().server.limits();
     let tls = tls_config(&authority)?;
     let state = AppState {
         authority: authority.clone(),
@@ -174,64 +143,34 @@ async fn accept_loop(
     router: axum::Router,
     limits: Limits,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and similar: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let governor = Governor::new(limits);
+    while let Some(admitted) = governor.accept(&listener).await {
         let router = router.clone();
         let tls = tls.clone();
-        let limits = limits.clone();
+        let limits = governor.limits().clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = stream.set_nodelay(true);
-            match tls {
-                None => serve_connection(stream, router, &limits).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            // The verified client certificate, for renewal over mutual TLS.
-                            let router = match tls_stream.get_ref().1.peer_certificates() {
-                                Some([first, ..]) => router.layer(axum::Extension(
-                                    ClientCertificate(Arc::new(first.to_vec())),
-                                )),
-                                _ => router,
-                            };
-                            serve_connection(tls_stream, router, &limits).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+            let _slot = admitted.slot;
+            let peer = admitted.peer;
+            let activity = admitted.stream.activity();
+            let Some(acceptor) = tls else {
+                return governor::serve_http(admitted.stream, activity, router, &limits).await;
+            };
+            match governor::within_handshake_deadline(&limits, acceptor.accept(admitted.stream))
+                .await
+            {
+                Some(Ok(tls_stream)) => {
+                    // The verified client certificate, for renewal over mutual TLS.
+                    let router = match tls_stream.get_ref().1.peer_certificates() {
+                        Some([first, ..]) => router
+                            .layer(axum::Extension(ClientCertificate(Arc::new(first.to_vec())))),
+                        _ => router,
+                    };
+                    governor::serve_http(tls_stream, activity, router, &limits).await
                 }
+                Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                None => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
-    }
-}
-
-async fn serve_connection<I>(io: I, router: axum::Router, limits: &Limits)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(router);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -389,7 +328,7 @@ pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate:
         listener,
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
         relay_routes(relay),
-        Limits::default(),
+        args.limits.limits(),
     ));
     shutdown_signal().await;
     serving.abort();

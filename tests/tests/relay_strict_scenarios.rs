@@ -82,7 +82,7 @@ fn cli_token(site: &Site, base: &str, profile: &str) -> String {
 
 /// A CA whose discovery document lists `mirror`, and a relay in front of it started with the
 /// environment `env`.
-fn site_and_relay(mirror: &Mirror, env: &[(&str, &str)]) -> (Site, RelayProcess) {
+fn site_and_relay(mirror: &Mirror, extra: &[&str]) -> (Site, RelayProcess) {
     let site = Site::start_with(|ca| {
         ca.set_config("repository_urls", &format!("[\"http://{}/\"]", mirror.addr));
     });
@@ -92,7 +92,7 @@ fn site_and_relay(mirror: &Mirror, env: &[(&str, &str)]) -> (Site, RelayProcess)
         &site.ca.https_url(),
         &cli_token(&site, "relay", "relay"),
         &site.fingerprint(),
-        env,
+        extra,
     );
     (site, relay)
 }
@@ -178,7 +178,7 @@ fn anonymous_access_to_relay_repository_refused() {
 #[test]
 fn revoked_endpoint_refused_by_relay_and_enrolled_endpoint_served() {
     let mirror = Mirror::serve(&[("1.root.json", b"version one")]);
-    let (site, relay) = site_and_relay(&mirror, &[("HERALD_RELAY_CRL_REFRESH_SECS", "1")]);
+    let (site, relay) = site_and_relay(&mirror, &["--crl-refresh-secs", "1"]);
     let url = format!("{}/repo/0/1.root.json", relay.url);
     let kept = Endpoint::issue(&site, "kept");
     let lost = Endpoint::issue(&site, "lost");
@@ -347,10 +347,7 @@ fn large_file_streams_through_relay() {
     const CACHE: usize = 8 * 1024 * 1024;
     let content = pattern(SIZE);
     let mirror = Mirror::serve(&[("big.bin", &content), ("small.json", b"{}")]);
-    let (site, relay) = site_and_relay(
-        &mirror,
-        &[("HERALD_RELAY_CACHE_MAX_BYTES", &CACHE.to_string())],
-    );
+    let (site, relay) = site_and_relay(&mirror, &["--cache-max-bytes", &CACHE.to_string()]);
     let endpoint = Endpoint::issue(&site, "reader");
     let client = endpoint.client(&site);
     let before = relay.resident_bytes();

@@ -139,6 +139,11 @@ impl TestCa {
             .is_some_and(|c| c.try_wait().map(|s| s.is_none()).unwrap_or(false))
     }
 
+    /// The process id of the running server.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// A path inside the data folder.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -121,6 +121,13 @@ fn sql_lines(db: &Path, statement: &str) -> Vec<String> {
 
 /// An HTTPS client trusting `root_pem`, optionally presenting `identity_pem` (key + chain).
 pub fn client_with(root_pem: &str, identity_pem: Option<&[u8]>) -> reqwest::Client {
+    client_builder(root_pem, identity_pem)
+        .build()
+        .expect("client")
+}
+
+/// The builder of [`client_with`], for scenarios that need more options.
+pub fn client_builder(root_pem: &str, identity_pem: Option<&[u8]>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
@@ -132,7 +139,7 @@ pub fn client_with(root_pem: &str, identity_pem: Option<&[u8]>) -> reqwest::Clie
     if let Some(identity) = identity_pem {
         builder = builder.identity(reqwest::Identity::from_pem(identity).expect("identity PEM"));
     }
-    builder.build().expect("client")
+    builder
 }
 
 /// Sends a JSON POST; returns the status and the JSON answer.
@@ -323,6 +330,8 @@ pub struct RelayProcess {
     child: std::process::Child,
     /// Its base URL (`https://localhost:PORT`).
     pub url: String,
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
 }
 
 impl RelayProcess {
@@ -331,19 +340,18 @@ impl RelayProcess {
         Self::start_with(ca, label, upstream, token, fingerprint, &[])
     }
 
-    /// Like [`RelayProcess::start`], with extra environment variables for the relay.
+    /// Like [`RelayProcess::start`], with extra `relay` arguments.
     pub fn start_with(
         ca: &TestCa,
         label: &str,
         upstream: &str,
         token: &str,
         fingerprint: &str,
-        env: &[(&str, &str)],
+        extra: &[&str],
     ) -> Self {
         let (cert, key) = localhost_tls(ca, label);
         let addr = crate::ca_support::free_addr();
         let child = herald_e2e::herald_bin("herald-ca")
-            .envs(env.iter().copied())
             .args([
                 "relay",
                 "--upstream",
@@ -358,6 +366,7 @@ impl RelayProcess {
             .arg(&cert)
             .arg("--tls-key")
             .arg(&key)
+            .args(extra)
             .env("HERALD_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -367,7 +376,13 @@ impl RelayProcess {
         Self {
             child,
             url: format!("https://localhost:{}", addr.port()),
+            addr,
         }
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
