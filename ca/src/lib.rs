@@ -30,6 +30,7 @@ mod serial;
 mod server;
 pub mod store;
 pub mod store_pg;
+mod text;
 
 pub use audit::{verify as verify_audit_log, AuditEntry, AuditReport, ChainBreak, NewAuditEntry};
 pub use authority::{
