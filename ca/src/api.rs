@@ -656,39 +656,43 @@ async fn audit_verify(
     Ok(json_response(StatusCode::OK, &report))
 }
 
-/// The HTTPS base URL for the enrollment API: configured, or the host the client asked for.
-fn api_base(state: &AppState, headers: &HeaderMap) -> String {
-    let config = state.authority.config();
+/// The HTTPS base URL endpoints use for enrollment, renewal, status and the repository: the
+/// configured `[enrollment] api_url`, else the HTTPS listener's own address when it is a
+/// specific one. Never the client's `Host` header: whoever sends the request chooses that, so
+/// a discovery document built from it could send endpoints anywhere (or poison a cache in
+/// front of the server). Without a configured address the URLs are left out, and endpoints
+/// use the server URL they were given.
+pub(crate) fn api_base(config: &crate::config::Config) -> Option<String> {
     if let Some(url) = &config.enrollment.api_url {
-        return url.trim_end_matches('/').to_owned();
+        return Some(url.trim_end_matches('/').to_owned());
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.server.listen.to_string());
-    format!("https://{host}")
+    let listen = config.server.listen;
+    (!listen.ip().is_unspecified()).then(|| format!("https://{listen}"))
 }
 
-async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn discovery(State(state): State<AppState>) -> Response {
     let pem = |der: &[u8]| {
         der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default()
     };
     let config = state.authority.config();
-    let base = api_base(&state, &headers);
+    let base = api_base(config);
     let mut repository_urls = config.enrollment.repository_urls.clone();
-    if repository_urls.is_empty() && config.repository.is_some() {
+    if let (true, true, Some(base)) = (
+        repository_urls.is_empty(),
+        config.repository.is_some(),
+        &base,
+    ) {
         repository_urls.push(format!("{base}{}/", crate::repo::REPO_PATH));
     }
+    let url = |path: &str| base.as_ref().map(|base| format!("{base}{path}"));
     json_response(
         StatusCode::OK,
         &herald_token_service::client::Discovery {
             root_pem: pem(state.authority.root_der()),
             intermediate_pem: Some(pem(state.authority.intermediate_der())),
-            enroll_url: Some(format!("{base}/api/v1/enroll")),
-            renew_url: Some(format!("{base}/api/v1/renew")),
-            status_url: Some(format!("{base}/api/v1/status")),
+            enroll_url: url("/api/v1/enroll"),
+            renew_url: url("/api/v1/renew"),
+            status_url: url("/api/v1/status"),
             ocsp_url: Some(config.ocsp_url()),
             crl_url: Some(config.crl_url(ISSUER_ID)),
             repository_urls,

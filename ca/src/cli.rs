@@ -210,6 +210,11 @@ pub struct InitArgs {
     /// (default: http://<http-listen>).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// HTTPS base URL endpoints use for enrollment, renewal and status, advertised by the
+    /// discovery document (`[enrollment] api_url`; default https://<listen> when --listen is a
+    /// specific address).
+    #[arg(long)]
+    pub api_url: Option<String>,
     /// DNS name or IP address for the server's TLS certificate (repeat; default localhost and
     /// 127.0.0.1).
     #[arg(long = "tls-name")]

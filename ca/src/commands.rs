@@ -207,6 +207,14 @@ fn cmd_init(args: &InitArgs) -> Result<(), Error> {
         args.tls_names.clone(),
     );
     let summary = init(&args.data.data_dir, &opts)?;
+    let api_url = args.api_url.clone().or_else(|| {
+        (!args.listen.ip().is_unspecified()).then(|| format!("https://{}", args.listen))
+    });
+    if let Some(api_url) = api_url {
+        update_config(&args.data.data_dir, |config| {
+            config.enrollment.api_url = Some(api_url.trim_end_matches('/').to_owned());
+        })?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     } else {
@@ -249,6 +257,18 @@ fn init_options(
         public_url: public_url.unwrap_or_else(|| format!("http://{http_listen}")),
         tls_names,
     }
+}
+
+/// Loads `config.toml` of `data_dir`, changes it, writes it back.
+fn update_config(data_dir: &Path, change: impl FnOnce(&mut crate::Config)) -> Result<(), Error> {
+    let path = DataLayout::new(data_dir).config();
+    let mut config =
+        crate::config::Config::load(&path).map_err(crate::authority::SetupError::from)?;
+    change(&mut config);
+    config
+        .save(&path)
+        .map_err(crate::authority::SetupError::from)?;
+    Ok(())
 }
 
 /// localhost, 127.0.0.1 and the listener's own address when it is a specific one.
@@ -301,16 +321,16 @@ async fn quickstart(
             Vec::new(),
         );
         init(data_dir, &opts)?;
-        // Serve the demo repository to enrolled endpoints.
-        let mut config = crate::config::Config::load(&layout.config())
-            .map_err(crate::authority::SetupError::from)?;
-        config.repository = Some(crate::config::RepositorySection {
-            dir: PathBuf::from("repository"),
-            require_client_cert: true,
-        });
-        config
-            .save(&layout.config())
-            .map_err(crate::authority::SetupError::from)?;
+        // Serve the demo repository to enrolled endpoints, and advertise the address bound.
+        update_config(data_dir, |config| {
+            config.repository = Some(crate::config::RepositorySection {
+                dir: PathBuf::from("repository"),
+                require_client_cert: true,
+            });
+            let https = bound.https_addr();
+            config.enrollment.api_url =
+                (!https.ip().is_unspecified()).then(|| format!("https://{https}"));
+        })?;
         let store = open_store(data_dir)?;
         let (_, token) =
             create_admin_token(store.as_ref(), Role::Admin, "quickstart", "quickstart")?;

@@ -134,8 +134,9 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentSection {
     /// The HTTPS base URL endpoints use for enrollment, renewal and status (for example
-    /// `https://ca.example.net:8443`). Without it, the discovery document uses the host the
-    /// client asked for over HTTPS.
+    /// `https://ca.example.net:8443`). Without it, the discovery document uses the HTTPS
+    /// listener's address when that is a specific one, else leaves the URLs out (endpoints
+    /// then use the server URL they were given); never the client's `Host` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
     /// Update repository mirrors (absolute URLs), listed in the discovery document.
