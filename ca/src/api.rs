@@ -61,13 +61,28 @@ fn sha256_hex(data: &[u8]) -> String {
     crate::authority::sha256_hex(data)
 }
 
-/// Creates an admin token; returns its id and the secret (shown once, stored as a hash).
+/// Longest lifetime of an admin token with an expiry: ten years.
+const MAX_ADMIN_TOKEN_SECS: i64 = 10 * 366 * 86_400;
+
+/// Parses an admin token's lifetime (`30d`, `12h`; one minute to ten years) into its expiry
+/// time, Unix seconds.
+pub(crate) fn admin_token_expiry(text: &str) -> Result<i64, String> {
+    herald_token_service::parse_duration(text)
+        .filter(|secs| (60..=MAX_ADMIN_TOKEN_SECS).contains(secs))
+        .map(|secs| crate::now_unix() + secs)
+        .ok_or_else(|| {
+            format!("bad expiry {text:?}: use a number with s, m, h or d, from 1m to 3660d")
+        })
+}
+
+/// Creates an admin token; returns its record and the secret (shown once, stored as a hash).
 pub(crate) fn create_admin_token(
     store: &dyn Store,
     role: Role,
     label: &str,
+    expires_at: Option<i64>,
     actor: &str,
-) -> Result<(String, String), StoreError> {
+) -> Result<(AdminTokenRecord, String), StoreError> {
     let rng = SystemRandom::new();
     let mut secret = [0u8; 32];
     let mut id = [0u8; 8];
@@ -82,17 +97,66 @@ pub(crate) fn create_admin_token(
         role: role.name().to_owned(),
         label: label.to_owned(),
         created_at: crate::now_unix(),
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
     };
     write_tx(store, |tx| {
         tx.insert_admin_token(&record)?;
         tx.append_audit(&NewAuditEntry::now(
             actor,
             "admin-token-create",
-            serde_json::json!({"id": id, "role": role.name(), "label": label}),
+            serde_json::json!({
+                "id": id, "role": role.name(), "label": label, "expires_at": expires_at
+            }),
         ))?;
         Ok::<_, StoreError>(())
     })?;
-    Ok((id, token))
+    Ok((record, token))
+}
+
+/// Revokes an admin token at once (audited); `false` if it is unknown or already revoked.
+pub(crate) fn revoke_admin_token(
+    store: &dyn Store,
+    id: &str,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    write_tx(store, |tx| {
+        let revoked = tx.revoke_admin_token(id, crate::now_unix())?;
+        if revoked {
+            tx.append_audit(&NewAuditEntry::now(
+                actor,
+                "admin-token-revoke",
+                serde_json::json!({ "id": id }),
+            ))?;
+        }
+        Ok::<_, StoreError>(revoked)
+    })
+}
+
+/// The state of an admin token at `now`: `active`, `expired` or `revoked`.
+pub(crate) fn admin_token_status(record: &AdminTokenRecord, now: i64) -> &'static str {
+    if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.is_some_and(|at| at <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+/// An admin token as `admin-token list --json` and `GET /api/v1/admin-tokens` show it.
+pub(crate) fn admin_token_json(record: &AdminTokenRecord, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": record.id,
+        "role": record.role,
+        "label": record.label,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "revoked_at": record.revoked_at,
+        "last_used_at": record.last_used_at,
+        "status": admin_token_status(record, now),
+    })
 }
 
 /// An API error: status, stable code, public message.
@@ -202,6 +266,14 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .route("/.well-known/herald", get(discovery))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
+        .route(
+            "/api/v1/admin-tokens",
+            get(list_admin_tokens).post(create_admin_token_api),
+        )
+        .route(
+            "/api/v1/admin-tokens/{id}/revoke",
+            post(revoke_admin_token_api),
+        )
         .route("/api/v1/fleet", get(crate::fleet::list_fleet))
         .route("/api/v1/fleet/{name}", get(crate::fleet::show_fleet))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -448,6 +520,7 @@ async fn ca_cert(
 /// The caller of an admin endpoint, authenticated by bearer token.
 pub(crate) struct Caller {
     id: String,
+    role: Role,
 }
 
 impl Caller {
@@ -455,6 +528,10 @@ impl Caller {
         format!("admin-token:{}", self.id)
     }
 }
+
+/// How often the last use of an admin token is written (a write per call would make every
+/// read a store write).
+const LAST_USE_RESOLUTION_SECS: i64 = 60;
 
 pub(crate) fn authenticate(
     state: &AppState,
@@ -472,8 +549,15 @@ pub(crate) fn authenticate(
         .map(str::trim)
         .ok_or_else(|| unauthenticated("use Authorization: Bearer <admin token>"))?;
     let hash = sha256_hex(token.as_bytes());
-    let record = read_tx(state.authority.store(), |tx| tx.admin_token_by_hash(&hash))?
+    let store = state.authority.store();
+    let record = read_tx(store, |tx| tx.admin_token_by_hash(&hash))?
         .ok_or_else(|| unauthenticated("unknown admin token"))?;
+    let now = crate::now_unix();
+    match admin_token_status(&record, now) {
+        "revoked" => return Err(unauthenticated("this admin token was revoked")),
+        "expired" => return Err(unauthenticated("this admin token has expired")),
+        _ => {}
+    }
     let role = Role::parse(&record.role)
         .ok_or_else(|| ApiError::internal(&format!("stored role {}", record.role)))?;
     if role < needed {
@@ -487,7 +571,16 @@ pub(crate) fn authenticate(
             ),
         ));
     }
-    Ok(Caller { id: record.id })
+    if record
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USE_RESOLUTION_SECS)
+    {
+        write_tx(store, |tx| tx.touch_admin_token(&record.id, now))?;
+    }
+    Ok(Caller {
+        id: record.id,
+        role,
+    })
 }
 
 pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -719,6 +812,25 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&state, &headers, Role::Operator)?;
     let request: NewTokenRequest = parse_json(&headers, &body)?;
+    let profile = request
+        .profile
+        .as_deref()
+        .unwrap_or(crate::policy::DEFAULT_PROFILE);
+    if !state
+        .authority
+        .config()
+        .token_policy
+        .allows(caller.role.name(), profile)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_profile",
+            format!(
+                "the {} role may not create {profile} tokens (config.toml [token_policy])",
+                caller.role.name()
+            ),
+        ));
+    }
     let service = token_service(&state);
     let created =
         tokio::task::spawn_blocking(move || service.create_token(&request, &caller.actor()))
@@ -763,6 +875,104 @@ async fn revoke_token(
             StatusCode::NOT_FOUND,
             "not_found",
             "no pending token with this id",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"revoked": true}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAdminTokenBody {
+    role: String,
+    #[serde(default)]
+    label: String,
+    /// Lifetime (`30d`); none: no expiry.
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// `GET /api/v1/admin-tokens` (admin): every admin credential with its state and last use.
+async fn list_admin_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Admin)?;
+    let authority = state.authority.clone();
+    let tokens = tokio::task::spawn_blocking(move || {
+        read_tx(authority.store(), |tx| tx.list_admin_tokens())
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let now = crate::now_unix();
+    let tokens: Vec<_> = tokens.iter().map(|t| admin_token_json(t, now)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "admin_tokens": tokens }),
+    ))
+}
+
+/// `POST /api/v1/admin-tokens` (admin): a new admin credential, its secret shown once.
+async fn create_admin_token_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, Role::Admin)?;
+    let request: NewAdminTokenBody = parse_json(&headers, &body)?;
+    let bad = |code, m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
+    let role = Role::parse(&request.role).ok_or_else(|| {
+        bad(
+            "bad_role",
+            format!(
+                "unknown role {:?}: admin, operator or auditor",
+                request.role
+            ),
+        )
+    })?;
+    let expires_at = request
+        .expires
+        .as_deref()
+        .map(admin_token_expiry)
+        .transpose()
+        .map_err(|m| bad("bad_expiry", m))?;
+    let authority = state.authority.clone();
+    let (record, token) = tokio::task::spawn_blocking(move || {
+        create_admin_token(
+            authority.store(),
+            role,
+            &request.label,
+            expires_at,
+            &caller.actor(),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let mut value = admin_token_json(&record, crate::now_unix());
+    value["token"] = serde_json::Value::String(token);
+    Ok(json_response(StatusCode::CREATED, &value))
+}
+
+/// `POST /api/v1/admin-tokens/{id}/revoke` (admin): cuts a credential off at once.
+async fn revoke_admin_token_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, Role::Admin)?;
+    let authority = state.authority.clone();
+    let revoked = tokio::task::spawn_blocking(move || {
+        revoke_admin_token(authority.store(), &id, &caller.actor())
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    if !revoked {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no active admin token with this id",
         ));
     }
     Ok(json_response(

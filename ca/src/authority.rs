@@ -403,6 +403,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
         ocsp: OcspSection::default(),
         store: Default::default(),
         enrollment: Default::default(),
+        token_policy: Default::default(),
         repository: None,
         profiles: BTreeMap::from([
             (DEFAULT_PROFILE.to_owned(), Profile::endpoint()),

@@ -132,7 +132,7 @@ pub enum Command {
     /// Replace the delegated OCSP signer or the server's TLS certificate with a new key and
     /// certificate from the issuing CA (before they expire; restart the server afterwards).
     Rotate(RotateArgs),
-    /// Create admin API tokens (stored only as SHA-256 hashes).
+    /// Create, list and revoke admin API tokens (stored only as SHA-256 hashes).
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
     /// Run a relay for a site: endpoints talk to it as to the server; it forwards enrollment
@@ -285,16 +285,38 @@ pub enum AdminTokenCommand {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
-        /// Role: admin (everything), operator (revocation, tokens, reads) or auditor
-        /// (read-only).
+        /// Role: admin (everything), operator (revocation, endpoint tokens, reads) or auditor
+        /// (read-only, audit log). Which token profiles a role may create is
+        /// `[token_policy]` in config.toml.
         #[arg(long, value_parser = ["admin", "operator", "auditor"])]
         role: String,
         /// A label to recognise the token by.
         #[arg(long, default_value = "")]
         label: String,
+        /// Lifetime, a number with s, m, h or d (e.g. 90d); default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List admin tokens: id, role, label, state (active, expired, revoked), expiry and
+    /// last use.
+    List {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an admin token at once (it is refused from the next call on).
+    Revoke {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The token's identifier (from `admin-token create` or `admin-token list`).
+        id: String,
     },
 }
 

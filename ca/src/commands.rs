@@ -84,29 +84,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::AdminToken(AdminTokenCommand::Create {
-            data,
-            role,
-            label,
-            json,
-        }) => {
-            let store = open_store(&data.data_dir)?;
-            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role {role}")))?;
-            let (id, token) = create_admin_token(store.as_ref(), role, &label, "cli")?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"id": id, "role": role.name(), "token": token})
-                );
-            } else {
-                println!("{token}");
-                eprintln!(
-                    "admin token {id} ({}) created; it is shown only once",
-                    role.name()
-                );
-            }
-            Ok(())
-        }
+        Command::AdminToken(cmd) => cmd_admin_token(cmd),
         Command::Audit(AuditCommand::Verify { data, json }) => {
             let store = open_store(&data.data_dir)?;
             let report = crate::audit::verify(store.as_ref())?;
@@ -332,8 +310,13 @@ async fn quickstart(
                 (!https.ip().is_unspecified()).then(|| format!("https://{https}"));
         })?;
         let store = open_store(data_dir)?;
-        let (_, token) =
-            create_admin_token(store.as_ref(), Role::Admin, "quickstart", "quickstart")?;
+        let (_, token) = create_admin_token(
+            store.as_ref(),
+            Role::Admin,
+            "quickstart",
+            None,
+            "quickstart",
+        )?;
         crate::fsutil::write_private(
             &layout.quickstart_admin_token(),
             format!("{token}\n").as_bytes(),
@@ -415,6 +398,81 @@ fn print_quickstart(f: &QuickstartFacts<'_>) {
     ];
     for line in lines {
         say(&line);
+    }
+}
+
+fn cmd_admin_token(cmd: AdminTokenCommand) -> Result<(), Error> {
+    match cmd {
+        AdminTokenCommand::Create {
+            data,
+            role,
+            label,
+            expires,
+            json,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role {role}")))?;
+            let expires_at = expires
+                .as_deref()
+                .map(crate::api::admin_token_expiry)
+                .transpose()
+                .map_err(Error::Usage)?;
+            let (record, token) =
+                create_admin_token(store.as_ref(), role, &label, expires_at, "cli")?;
+            if json {
+                let mut value = crate::api::admin_token_json(&record, crate::now_unix());
+                value["token"] = serde_json::Value::String(token);
+                say(&value.to_string());
+            } else {
+                say(&token);
+                let until = expires_at.map_or_else(|| "no expiry".to_owned(), format_time);
+                eprintln!(
+                    "admin token {} ({}, {until}) created; it is shown only once",
+                    record.id,
+                    role.name()
+                );
+            }
+            Ok(())
+        }
+        AdminTokenCommand::List { data, json } => {
+            let store = open_store(&data.data_dir)?;
+            let tokens = read_tx(store.as_ref(), |tx| tx.list_admin_tokens())?;
+            let now = crate::now_unix();
+            if json {
+                let all: Vec<_> = tokens
+                    .iter()
+                    .map(|t| crate::api::admin_token_json(t, now))
+                    .collect();
+                say(&serde_json::Value::Array(all).to_string());
+                return Ok(());
+            }
+            say(&format!(
+                "{:<18} {:<9} {:<8} {:<20} {:<20} LABEL",
+                "ID", "ROLE", "STATUS", "EXPIRES", "LAST USED"
+            ));
+            for t in tokens {
+                say(&format!(
+                    "{:<18} {:<9} {:<8} {:<20} {:<20} {}",
+                    t.id,
+                    t.role,
+                    crate::api::admin_token_status(&t, now),
+                    t.expires_at.map_or_else(|| "never".to_owned(), format_time),
+                    t.last_used_at
+                        .map_or_else(|| "never".to_owned(), format_time),
+                    crate::text::escape_untrusted(&t.label)
+                ));
+            }
+            Ok(())
+        }
+        AdminTokenCommand::Revoke { data, id } => {
+            let store = open_store(&data.data_dir)?;
+            if crate::api::revoke_admin_token(store.as_ref(), &id, "cli")? {
+                say(&format!("admin token {id} revoked"));
+                Ok(())
+            } else {
+                Err(Error::NotFound(format!("active admin token {id}")))
+            }
+        }
     }
 }
 

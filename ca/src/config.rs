@@ -108,6 +108,9 @@ pub struct Config {
     /// An update repository served over HTTPS under `/repo/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepositorySection>,
+    /// Which admin roles may create enrollment tokens of which profiles.
+    #[serde(default, skip_serializing_if = "TokenPolicy::is_default")]
+    pub token_policy: TokenPolicy,
     /// Issuance profiles by name; `endpoint` is the default.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -124,6 +127,55 @@ pub struct RepositorySection {
     /// needs `client_auth` `optional` or `required`). Default true.
     #[serde(default = "default_true")]
     pub require_client_cert: bool,
+}
+
+/// `[token_policy]`: the profiles each admin role may create enrollment tokens for through
+/// the API (`"*"`: every profile). A token of a profile mints that kind of identity, so this
+/// is who may create relays and TLS servers. By default only `admin` may create anything but
+/// `endpoint` tokens; `auditor` creates none. Local `herald-ca token create` (access to the
+/// data folder) is not limited.
+///
+/// ```toml
+/// [token_policy]
+/// operator = ["endpoint", "kiosk"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenPolicy {
+    /// Profiles the `admin` role may create tokens for.
+    pub admin: Vec<String>,
+    /// Profiles the `operator` role may create tokens for.
+    pub operator: Vec<String>,
+    /// Profiles the `auditor` role may create tokens for (auditors cannot call the token API).
+    pub auditor: Vec<String>,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            admin: vec!["*".to_owned()],
+            operator: vec![crate::policy::DEFAULT_PROFILE.to_owned()],
+            auditor: Vec::new(),
+        }
+    }
+}
+
+impl TokenPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether a caller of `role` (`admin`, `operator`, `auditor`) may create a token of
+    /// `profile`.
+    pub fn allows(&self, role: &str, profile: &str) -> bool {
+        let allowed = match role {
+            "admin" => &self.admin,
+            "operator" => &self.operator,
+            "auditor" => &self.auditor,
+            _ => return false,
+        };
+        allowed.iter().any(|p| p == "*" || p == profile)
+    }
 }
 
 fn default_true() -> bool {

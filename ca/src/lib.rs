@@ -41,7 +41,9 @@ pub use cli::{
     AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, DataDir, FleetCommand, InitArgs,
     KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs, RotateWhat, TokenCommand,
 };
-pub use config::{ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection};
+pub use config::{
+    ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection, TokenPolicy,
+};
 pub use csr::{parse_and_verify as verify_csr, CsrError, KeyKind, VerifiedCsr};
 pub use keys::{CaKeyType, KeyError, KeyProtection, Passphrase};
 pub use ocsp::{

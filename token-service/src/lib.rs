@@ -20,6 +20,6 @@ pub use service::{
     NewTokenRequest, RenewRequest, TokenService, RELAY_PROFILE,
 };
 pub use token::{
-    format_name, hash_secret, new_secret, parse_ttl, token_status, validate_base, CreatedToken,
-    TokenError, TokenRecord, TokenStatus, DEFAULT_TTL_SECS, MAX_TTL_SECS,
+    format_name, hash_secret, new_secret, parse_duration, parse_ttl, token_status, validate_base,
+    CreatedToken, TokenError, TokenRecord, TokenStatus, DEFAULT_TTL_SECS, MAX_TTL_SECS,
 };
