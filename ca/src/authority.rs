@@ -420,6 +420,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
     // a complete CA.
     keys::write_key(&layout.key("root"), &root_key, &opts.protection)?;
     keys::write_key(&layout.key(ISSUER_ID), &int_key, &opts.protection)?;
+    crate::audit::AuditSigner::create(&layout, &opts.protection)?;
     write_cert(&layout, "root", &pem_cert(&root.der))?;
     write_cert(&layout, ISSUER_ID, &pem_cert(&intermediate.der))?;
 

@@ -140,7 +140,7 @@ pub enum Command {
     /// and repository files. It holds no CA key. On first start it enrolls itself with a
     /// relay token (`token create --profile relay`).
     Relay(RelayArgs),
-    /// Check the hash-chained audit log.
+    /// Verify, checkpoint, show and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Show the endpoints of the fleet and their state.
@@ -443,13 +443,60 @@ pub enum CertCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the audit log's hash chain: a removed or altered entry is reported (exit 1).
+    /// With --checkpoint, also hold the log against a checkpoint kept elsewhere, so that a
+    /// cut tail or a rewritten and recomputed chain is reported too.
     Verify {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
+        /// A checkpoint written by `audit checkpoint` (kept outside the CA). Its signature
+        /// must be by this CA's audit key (`audit.pub` in the data folder).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign a checkpoint of the log's head with the CA's audit key and write it (JSON). Keep
+    /// checkpoints somewhere the CA's operators cannot rewrite (another host, a ticket, WORM
+    /// storage); `audit verify --checkpoint` detects truncation and rewriting against them.
+    /// The API serves the same at `GET /api/v1/audit/checkpoint` (auditor role).
+    Checkpoint {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Key unlocking (the audit key is encrypted like the CA keys).
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show audit entries, one per line (control characters escaped).
+    Show {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// First sequence number shown.
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Export audit entries as JSON lines (seq, time, actor, action, details, prev_hash,
+    /// hash), for archiving or a log pipeline. The API serves the same at
+    /// `GET /api/v1/audit?from=SEQ&limit=N` (auditor role).
+    Export {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// First sequence number exported.
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        /// At most this many entries (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 

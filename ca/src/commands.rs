@@ -85,25 +85,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::AdminToken(cmd) => cmd_admin_token(cmd),
-        Command::Audit(AuditCommand::Verify { data, json }) => {
-            let store = open_store(&data.data_dir)?;
-            let report = crate::audit::verify(store.as_ref())?;
-            if json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            } else if report.first_break.is_none() {
-                println!(
-                    "audit log intact: {} entries, head {}",
-                    report.entries, report.head
-                );
-            }
-            match report.first_break {
-                None => Ok(()),
-                Some(b) => Err(Error::AuditBroken {
-                    seq: b.seq,
-                    problem: b.problem,
-                }),
-            }
-        }
+        Command::Audit(cmd) => cmd_audit(cmd),
         Command::Token(cmd) => cmd_token(cmd),
         Command::Relay(args) => crate::server::run_relay(&args).await,
         Command::Fleet(cmd) => cmd_fleet(cmd),
@@ -474,6 +456,108 @@ fn cmd_admin_token(cmd: AdminTokenCommand) -> Result<(), Error> {
             }
         }
     }
+}
+
+fn cmd_audit(cmd: AuditCommand) -> Result<(), Error> {
+    match cmd {
+        AuditCommand::Verify {
+            data,
+            checkpoint,
+            json,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let report = match checkpoint {
+                None => crate::audit::verify(store.as_ref())?,
+                Some(path) => {
+                    let checkpoint = read_checkpoint(&data.data_dir, &path)?;
+                    crate::audit::verify_against(store.as_ref(), &checkpoint)?
+                }
+            };
+            if json {
+                say(&serde_json::to_string(&report).unwrap_or_default());
+            } else if report.first_break.is_none() {
+                say(&format!(
+                    "audit log intact: {} entries, head {}",
+                    report.entries, report.head
+                ));
+            }
+            match report.first_break {
+                None => Ok(()),
+                Some(b) => Err(Error::AuditBroken {
+                    seq: b.seq,
+                    problem: b.problem,
+                }),
+            }
+        }
+        AuditCommand::Checkpoint { data, keys, out } => {
+            let layout = DataLayout::new(&data.data_dir);
+            let config = crate::config::Config::load(&layout.config())
+                .map_err(crate::authority::SetupError::from)?;
+            let signer = crate::audit::AuditSigner::open(
+                &layout,
+                passphrase(&data.data_dir, &keys)?.as_ref(),
+                config.ca.insecure_unencrypted_keys,
+            )?;
+            let store = open_store(&data.data_dir)?;
+            let checkpoint = signer
+                .checkpoint(store.as_ref())?
+                .map_err(|b| Error::AuditBroken {
+                    seq: b.seq,
+                    problem: format!("{} (no checkpoint signed)", b.problem),
+                })?;
+            let text = serde_json::to_string_pretty(&checkpoint).unwrap_or_default() + "\n";
+            write_output(out.as_deref(), text.as_bytes())?;
+            eprintln!(
+                "checkpoint of {} entries signed; keep it outside the CA",
+                checkpoint.entries
+            );
+            Ok(())
+        }
+        AuditCommand::Show { data, from, limit } => {
+            let store = open_store(&data.data_dir)?;
+            crate::audit::entries(store.as_ref(), from, limit, &mut |e| {
+                let line = format!(
+                    "{:>6} {} {} {} {}",
+                    e.seq,
+                    format_time(e.entry.time),
+                    e.entry.actor,
+                    e.entry.action,
+                    e.entry.details
+                );
+                say(&crate::text::escape_untrusted(&line));
+            })?;
+            Ok(())
+        }
+        AuditCommand::Export { data, from, limit } => {
+            let store = open_store(&data.data_dir)?;
+            crate::audit::entries(store.as_ref(), from, limit.unwrap_or(usize::MAX), &mut |e| {
+                say(&serde_json::to_string(&e).unwrap_or_default());
+            })?;
+            Ok(())
+        }
+    }
+}
+
+/// Reads a checkpoint file and checks its signature against this CA's audit key.
+fn read_checkpoint(data_dir: &Path, path: &Path) -> Result<crate::Checkpoint, Error> {
+    let problem = |problem: String| Error::AuditCheckpoint {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let checkpoint: crate::Checkpoint =
+        serde_json::from_slice(&text).map_err(|e| problem(format!("not a checkpoint: {e}")))?;
+    let trusted = crate::audit::read_public_key(&DataLayout::new(data_dir)).map_err(problem)?;
+    let trusted = trusted.ok_or_else(|| {
+        problem("this CA has no audit.pub (run `herald-ca audit checkpoint` once)".to_owned())
+    })?;
+    checkpoint
+        .check_signature(Some(&trusted))
+        .map_err(problem)?;
+    Ok(checkpoint)
 }
 
 fn cmd_fleet(cmd: FleetCommand) -> Result<(), Error> {
