@@ -235,6 +235,57 @@ impl From<IssueError> for ApiError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) authority: Arc<Authority>,
+    /// The enrollment and renewal service, with its per-address limits and its count of
+    /// anonymous refusals (shared by the routes and `/metrics`).
+    enrollment: TokenService,
+    /// The audit key, for `GET /api/v1/audit/checkpoint`; `None` if it cannot be opened.
+    audit_signer: Option<Arc<crate::audit::AuditSigner>>,
+}
+
+impl AppState {
+    /// The state of a server over `authority`. Inside a Tokio runtime it also starts the task
+    /// that writes aggregated refusal audit entries when their interval is over.
+    pub(crate) fn new(authority: Arc<Authority>) -> Self {
+        let enrollment = TokenService::with_limits(
+            Arc::new(TokenAuthority::new(authority.clone())),
+            authority.config().enrollment_limits.clone(),
+        );
+        let audit_signer = match crate::audit::AuditSigner::open(
+            authority.layout(),
+            authority.key_passphrase(),
+            authority.config().ca.insecure_unencrypted_keys,
+        ) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit key cannot be opened; no checkpoints over the API");
+                None
+            }
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let service = enrollment.clone();
+            let period = std::time::Duration::from_secs(
+                authority
+                    .config()
+                    .enrollment_limits
+                    .unknown_token_audit_secs
+                    .clamp(1, 60),
+            );
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tick.tick().await;
+                    let service = service.clone();
+                    let _ = tokio::task::spawn_blocking(move || service.flush_refusal_audit(false))
+                        .await;
+                }
+            });
+        }
+        Self {
+            authority,
+            enrollment,
+            audit_signer,
+        }
+    }
 }
 
 /// The routes of the plain-HTTP listener: revocation, CA certificates, health, metrics.
@@ -242,10 +293,24 @@ pub(crate) fn public_router(state: AppState) -> Router {
     public_routes(state).layer(middleware::from_fn(json_errors))
 }
 
-fn public_routes(state: AppState) -> Router {
+/// `/metrics` alone, for the listener of `[metrics] listen`.
+pub(crate) fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(json_errors))
+}
+
+fn public_routes(state: AppState) -> Router {
+    let router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    // With a listener of its own, /metrics is served there only.
+    let router = if state.authority.config().metrics.listen.is_none() {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
@@ -263,6 +328,8 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .route("/api/v1/certificates/{serial}", get(show_cert))
         .route("/api/v1/certificates/{serial}/revoke", post(revoke_cert))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/audit", get(audit_entries))
+        .route("/api/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/.well-known/herald", get(discovery))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
@@ -283,8 +350,8 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::fleet::MAX_REPORT_BYTES))
         .with_state(state.clone());
     let repository = crate::repo::routes(&state).unwrap_or_default();
-    let enrollment =
-        herald_token_service::routes(token_service(&state)).layer(DefaultBodyLimit::max(64 * 1024));
+    let enrollment = herald_token_service::routes(state.enrollment.clone())
+        .layer(DefaultBodyLimit::max(64 * 1024));
     public_routes(state)
         .merge(admin)
         .merge(status)
@@ -321,7 +388,12 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.authority.config().metrics.require_token {
+        if let Err(e) = authenticate(&state, &headers, Role::Auditor) {
+            return e.into_response();
+        }
+    }
     let m = &state.authority.metrics;
     let crl_number = state.authority.published_crl_number();
     let mut out = String::new();
@@ -355,6 +427,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "herald_ca_ocsp_refused_total",
             "OCSP requests refused (malformed, unauthorized).",
             m.ocsp_refused.load(Ordering::Relaxed),
+        ),
+        (
+            "herald_ca_enrollments_unknown_token_total",
+            "Enrollments refused for an unknown token (audited in aggregate per source).",
+            state.enrollment.unknown_token_refusals(),
+        ),
+        (
+            "herald_ca_rate_limited_total",
+            "Enrollment and renewal requests answered 429 (per-address limits).",
+            state.enrollment.limiter().limited_total(),
         ),
     ] {
         out.push_str(&format!(
@@ -795,7 +877,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
 
 /// The token service over this authority.
 pub(crate) fn token_service(state: &AppState) -> TokenService {
-    TokenService::new(Arc::new(TokenAuthority::new(state.authority.clone())))
+    state.enrollment.clone()
 }
 
 impl From<Refusal> for ApiError {
@@ -979,4 +1061,68 @@ async fn revoke_admin_token_api(
         StatusCode::OK,
         &serde_json::json!({"revoked": true}),
     ))
+}
+
+/// `GET /api/v1/audit?from=SEQ&limit=N` (auditor): entries in order, as `audit export`.
+async fn audit_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Auditor)?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
+    let from: i64 = match query.get("from") {
+        None => 1,
+        Some(v) => v.parse().map_err(|_| bad(format!("bad from {v}")))?,
+    };
+    let limit: usize = match query.get("limit") {
+        None => 1000,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| bad(format!("limit must be 1 to 10000, not {v}")))?,
+    };
+    let authority = state.authority.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        crate::audit::entries(authority.store(), from, limit, &mut |e| out.push(e)).map(|()| out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let next = entries.last().map(|e| e.seq + 1);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "entries": entries, "next": next }),
+    ))
+}
+
+/// `GET /api/v1/audit/checkpoint` (auditor): a checkpoint of the head, signed by the audit key.
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Auditor)?;
+    let signer = state.audit_signer.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_audit_key",
+            "this server cannot open its audit key; see the server log",
+        )
+    })?;
+    let authority = state.authority.clone();
+    let checkpoint = tokio::task::spawn_blocking(move || signer.checkpoint(authority.store()))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    match checkpoint {
+        Ok(checkpoint) => Ok(json_response(StatusCode::OK, &checkpoint)),
+        Err(broken) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_broken",
+            format!(
+                "the audit log is broken at entry {}: {}",
+                broken.seq, broken.problem
+            ),
+        )),
+    }
 }

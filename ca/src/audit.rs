@@ -168,7 +168,10 @@ impl Checkpoint {
     /// Checks the format and the signature; with `trusted_key`, also that this key signed it.
     pub fn check_signature(&self, trusted_key: Option<&[u8]>) -> Result<(), String> {
         if self.format != CHECKPOINT_FORMAT {
-            return Err(format!("not a Herald audit checkpoint (format {:?})", self.format));
+            return Err(format!(
+                "not a Herald audit checkpoint (format {:?})",
+                self.format
+            ));
         }
         let key = hex::decode(&self.public_key).map_err(|_| "public_key is not hex".to_owned())?;
         let signature =
@@ -176,7 +179,7 @@ impl Checkpoint {
         if let Some(trusted) = trusted_key {
             if trusted != key.as_slice() {
                 return Err(
-                    "the checkpoint was signed by another key than this CA's audit key".to_owned()
+                    "the checkpoint was signed by another key than this CA's audit key".to_owned(),
                 );
             }
         }
@@ -271,7 +274,10 @@ impl AuditSigner {
     }
 
     /// Verifies the chain and signs a checkpoint of its head. A broken chain is not signed.
-    pub(crate) fn checkpoint(&self, store: &dyn Store) -> Result<Result<Checkpoint, ChainBreak>, StoreError> {
+    pub(crate) fn checkpoint(
+        &self,
+        store: &dyn Store,
+    ) -> Result<Result<Checkpoint, ChainBreak>, StoreError> {
         let report = verify(store)?;
         if let Some(broken) = report.first_break {
             return Ok(Err(broken));
@@ -306,7 +312,10 @@ pub(crate) fn read_public_key(layout: &DataLayout) -> Result<Option<Vec<u8>>, St
 /// Verifies the chain, then holds it against a checkpoint whose signature the caller has
 /// checked: a log with fewer entries than the checkpoint was truncated; a log whose entry at
 /// the checkpoint's position has another hash was rewritten (even if recomputed since).
-pub fn verify_against(store: &dyn Store, checkpoint: &Checkpoint) -> Result<AuditReport, StoreError> {
+pub fn verify_against(
+    store: &dyn Store,
+    checkpoint: &Checkpoint,
+) -> Result<AuditReport, StoreError> {
     let mut at_checkpoint = (checkpoint.entries == 0).then(|| GENESIS_HASH.to_owned());
     let mut report = read_tx(store, |tx| {
         tx.for_each_audit(&mut |e| {
@@ -379,17 +388,32 @@ mod tests {
         conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = ?1", [seq])
             .unwrap();
         let rows: Vec<(i64, i64, String, String, String)> = conn
-            .prepare("SELECT seq, time, actor, action, details FROM audit WHERE seq >= ?1 ORDER BY seq")
+            .prepare(
+                "SELECT seq, time, actor, action, details FROM audit WHERE seq >= ?1 ORDER BY seq",
+            )
             .unwrap()
-            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map([seq], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         let mut prev: String = conn
-            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq - 1], |r| r.get(0))
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq - 1], |r| {
+                r.get(0)
+            })
             .unwrap();
         for (seq, time, actor, action, details) in rows {
-            let hash = chain_hash(&prev, seq, &NewAuditEntry { time, actor, action, details });
+            let hash = chain_hash(
+                &prev,
+                seq,
+                &NewAuditEntry {
+                    time,
+                    actor,
+                    action,
+                    details,
+                },
+            );
             conn.execute(
                 "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
                 rusqlite::params![prev, hash, seq],
@@ -410,7 +434,11 @@ mod tests {
         conn.execute("DELETE FROM audit WHERE seq > 3", []).unwrap();
         drop(conn);
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(verify(&store).unwrap().first_break, None, "the chain alone cannot tell");
+        assert_eq!(
+            verify(&store).unwrap().first_break,
+            None,
+            "the chain alone cannot tell"
+        );
         let report = verify_against(&store, &checkpoint).unwrap();
         let broken = report.first_break.unwrap();
         assert_eq!(broken.seq, 4);
@@ -427,12 +455,22 @@ mod tests {
             tx.append_audit(&NewAuditEntry::now("cli", "later", serde_json::json!({})))
         })
         .unwrap();
-        assert_eq!(verify_against(&store, &checkpoint).unwrap().first_break, None);
+        assert_eq!(
+            verify_against(&store, &checkpoint).unwrap().first_break,
+            None
+        );
         drop(store);
         rewrite_and_recompute(&dir.path().join("db"), 2);
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(verify(&store).unwrap().first_break, None, "the chain alone cannot tell");
-        let broken = verify_against(&store, &checkpoint).unwrap().first_break.unwrap();
+        assert_eq!(
+            verify(&store).unwrap().first_break,
+            None,
+            "the chain alone cannot tell"
+        );
+        let broken = verify_against(&store, &checkpoint)
+            .unwrap()
+            .first_break
+            .unwrap();
         assert_eq!(broken.seq, 5);
         assert!(broken.problem.contains("rewritten"), "{}", broken.problem);
     }
@@ -443,12 +481,20 @@ mod tests {
         let store = store_with_entries(dir.path(), 2);
         let signer = signer(dir.path());
         let mut checkpoint = signer.checkpoint(&store).unwrap().unwrap();
-        assert_eq!(checkpoint.check_signature(Some(signer.public_key())), Ok(()));
+        assert_eq!(
+            checkpoint.check_signature(Some(signer.public_key())),
+            Ok(())
+        );
         let other = tempfile::tempdir().unwrap();
         let foreign = self::signer(other.path());
-        assert!(checkpoint.check_signature(Some(foreign.public_key())).is_err());
+        assert!(checkpoint
+            .check_signature(Some(foreign.public_key()))
+            .is_err());
         checkpoint.entries = 1;
-        assert!(checkpoint.check_signature(None).is_err(), "altered checkpoint");
+        assert!(
+            checkpoint.check_signature(None).is_err(),
+            "altered checkpoint"
+        );
     }
 
     fn store_with_entries(dir: &std::path::Path, n: usize) -> SqliteStore {

@@ -404,6 +404,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
         store: Default::default(),
         enrollment: Default::default(),
         token_policy: Default::default(),
+        enrollment_limits: Default::default(),
+        metrics: Default::default(),
         repository: None,
         profiles: BTreeMap::from([
             (DEFAULT_PROFILE.to_owned(), Profile::endpoint()),

@@ -499,12 +499,13 @@ fn cmd_audit(cmd: AuditCommand) -> Result<(), Error> {
                 config.ca.insecure_unencrypted_keys,
             )?;
             let store = open_store(&data.data_dir)?;
-            let checkpoint = signer
-                .checkpoint(store.as_ref())?
-                .map_err(|b| Error::AuditBroken {
-                    seq: b.seq,
-                    problem: format!("{} (no checkpoint signed)", b.problem),
-                })?;
+            let checkpoint =
+                signer
+                    .checkpoint(store.as_ref())?
+                    .map_err(|b| Error::AuditBroken {
+                        seq: b.seq,
+                        problem: format!("{} (no checkpoint signed)", b.problem),
+                    })?;
             let text = serde_json::to_string_pretty(&checkpoint).unwrap_or_default() + "\n";
             write_output(out.as_deref(), text.as_bytes())?;
             eprintln!(
@@ -530,9 +531,14 @@ fn cmd_audit(cmd: AuditCommand) -> Result<(), Error> {
         }
         AuditCommand::Export { data, from, limit } => {
             let store = open_store(&data.data_dir)?;
-            crate::audit::entries(store.as_ref(), from, limit.unwrap_or(usize::MAX), &mut |e| {
-                say(&serde_json::to_string(&e).unwrap_or_default());
-            })?;
+            crate::audit::entries(
+                store.as_ref(),
+                from,
+                limit.unwrap_or(usize::MAX),
+                &mut |e| {
+                    say(&serde_json::to_string(&e).unwrap_or_default());
+                },
+            )?;
             Ok(())
         }
     }

@@ -111,6 +111,12 @@ pub struct Config {
     /// Which admin roles may create enrollment tokens of which profiles.
     #[serde(default, skip_serializing_if = "TokenPolicy::is_default")]
     pub token_policy: TokenPolicy,
+    /// Per-address limits on enrollment and renewal, and aggregation of anonymous refusals.
+    #[serde(default)]
+    pub enrollment_limits: herald_token_service::EnrollmentLimits,
+    /// Where `/metrics` is served and who may read it.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Issuance profiles by name; `endpoint` is the default.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -176,6 +182,20 @@ impl TokenPolicy {
         };
         allowed.iter().any(|p| p == "*" || p == profile)
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` on this plain-HTTP address only (for example a management network
+    /// or `127.0.0.1:9100`), and no longer on the HTTPS and plain-HTTP listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <admin token>` (any role; an `auditor` token is enough)
+    /// to read `/metrics`.
+    #[serde(default)]
+    pub require_token: bool,
 }
 
 fn default_true() -> bool {

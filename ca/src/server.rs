@@ -116,9 +116,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
         ..Limits::default()
     };
     let tls = tls_config(&authority)?;
-    let state = AppState {
-        authority: authority.clone(),
-    };
+    let state = AppState::new(authority.clone());
     // Publish a CRL at start if none is current, then keep CRL and OCSP fresh.
     {
         let authority = authority.clone();
@@ -131,6 +129,15 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
         full_router(state.clone()),
         limits.clone(),
     ));
+    let metrics = match authority.config().metrics.listen {
+        Some(addr) => Some(tokio::spawn(accept_loop(
+            listen(addr).await?,
+            None,
+            crate::api::metrics_router(state.clone()),
+            limits.clone(),
+        ))),
+        None => None,
+    };
     let http = bound.http.map(|listener| {
         tokio::spawn(accept_loop(
             listener,
@@ -144,7 +151,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
     tracing::info!("shutting down");
     refresher.abort();
     https.abort();
-    if let Some(h) = http {
+    for h in [http, metrics].into_iter().flatten() {
         h.abort();
     }
     Ok(())
@@ -188,7 +195,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let router = router.clone();
+        // The client's address, for per-address limits.
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         let tls = tls.clone();
         let limits = limits.clone();
         tokio::spawn(async move {

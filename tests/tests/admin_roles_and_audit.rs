@@ -5,11 +5,65 @@
 #![allow(clippy::unwrap_used)]
 
 mod ca_support;
+mod enroll_support;
 
 use std::process::Command;
 
-use ca_support::{ca_cmd, python, run_ok, TestCa};
+use ca_support::{ca_cmd, free_addr, python, run_ok, TestCa};
 use serde_json::Value;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The audit log as `herald-ca audit export` writes it (JSON lines).
+fn audit_entries(ca: &TestCa) -> Vec<Value> {
+    let out = run_ok(
+        ca_cmd()
+            .args(["audit", "export", "--data-dir"])
+            .arg(&ca.dir),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A random enrollment token nobody issued.
+fn random_token(i: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("het_{nanos:x}{i:08x}")
+}
+
+/// Sends an enrollment with `token`; returns status, Retry-After and the error code.
+async fn enroll_raw(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    csr: &str,
+) -> (u16, Option<u64>, String) {
+    let response = client
+        .post(format!("{base}/api/v1/enroll"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "token": token, "csr": csr }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or_default();
+    (status, retry_after, error_code(&body).to_owned())
+}
 
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
@@ -70,7 +124,11 @@ fn operator_minting_relay_identity_refused() {
     }
     let (status, v) = curl(
         &ca,
-        &post(&operator, r#"{"name":"laptop","profile":"endpoint"}"#, &tokens),
+        &post(
+            &operator,
+            r#"{"name":"laptop","profile":"endpoint"}"#,
+            &tokens,
+        ),
     );
     assert_eq!(status, 201, "{v}");
     let admin = ca.admin_token("admin");
@@ -144,14 +202,22 @@ fn leaked_admin_token_cut_off_by_revocation_and_expiry() {
     // Operators cannot manage credentials.
     let (status, v) = curl(
         &ca,
-        &["-H".into(), bearer(&leaked), format!("{base}/api/v1/admin-tokens")],
+        &[
+            "-H".into(),
+            bearer(&leaked),
+            format!("{base}/api/v1/admin-tokens"),
+        ],
     );
     assert_eq!((status, error_code(&v)), (403, "forbidden"), "{v}");
 
     // The list shows its role, expiry and last use.
     let (status, list) = curl(
         &ca,
-        &["-H".into(), bearer(&admin), format!("{base}/api/v1/admin-tokens")],
+        &[
+            "-H".into(),
+            bearer(&admin),
+            format!("{base}/api/v1/admin-tokens"),
+        ],
     );
     assert_eq!(status, 200, "{list}");
     let entry = list["admin_tokens"]
@@ -196,7 +262,14 @@ fn leaked_admin_token_cut_off_by_revocation_and_expiry() {
     // Expired: a CLI-created credential past its expiry is refused.
     let out = run_ok(
         ca_cmd()
-            .args(["admin-token", "create", "--role", "auditor", "--expires", "1m"])
+            .args([
+                "admin-token",
+                "create",
+                "--role",
+                "auditor",
+                "--expires",
+                "1m",
+            ])
             .args(["--json", "--data-dir"])
             .arg(&ca.dir),
     );
@@ -215,15 +288,7 @@ fn leaked_admin_token_cut_off_by_revocation_and_expiry() {
     assert_eq!((status, error_code(&v)), (401, "unauthenticated"), "{v}");
 
     // Creation and revocation are audited with the acting credential's id.
-    let out = run_ok(
-        ca_cmd()
-            .args(["audit", "export", "--data-dir"])
-            .arg(&ca.dir),
-    );
-    let entries: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = audit_entries(&ca);
     let actor = format!("admin-token:{admin_id}");
     for action in ["admin-token-create", "admin-token-revoke"] {
         assert!(
@@ -258,4 +323,235 @@ fn discovery_never_built_from_the_host_header() {
     let want = format!("{}/api/v1/enroll", ca.https_url());
     assert_eq!(doc["enroll_url"], want.as_str(), "{doc}");
     assert!(!doc.to_string().contains("attacker"), "{doc}");
+}
+
+#[test]
+fn audit_flood_of_random_tokens_adds_few_entries() {
+    let mut ca = TestCa::init();
+    // Limits out of the way: this is about what refusals write, not how many are answered.
+    ca.set_config("failed_attempts_burst", "1000000");
+    ca.set_config("unknown_token_audit_secs", "1");
+    ca.serve();
+    let before = audit_entries(&ca).len();
+    let root = std::fs::read_to_string(ca.file("root.crt")).unwrap();
+    let base = ca.https_url();
+    let (_, csr) = enroll_support::key_and_csr("flood");
+    let codes = runtime().block_on(async {
+        let client = enroll_support::client_with(&root, None);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut codes = Vec::new();
+        for i in 0..2000 {
+            let (client, base, csr) = (client.clone(), base.clone(), csr.clone());
+            tasks.spawn(async move { enroll_raw(&client, &base, &random_token(i), &csr).await });
+            if tasks.len() >= 32 {
+                codes.push(tasks.join_next().await.unwrap().unwrap());
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            codes.push(done.unwrap());
+        }
+        codes
+    });
+    assert!(
+        codes
+            .iter()
+            .all(|(s, _, c)| *s == 401 && c == "invalid_token"),
+        "{:?}",
+        codes.iter().find(|(s, _, _)| *s != 401)
+    );
+    // The aggregated entries are written once their interval is over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let added = loop {
+        let entries = audit_entries(&ca);
+        let added: Vec<Value> = entries[before..].to_vec();
+        let counted: u64 = added
+            .iter()
+            .filter(|e| e["action"] == "enroll-refused-unknown-tokens")
+            .map(|e| {
+                let details: Value = serde_json::from_str(e["details"].as_str().unwrap()).unwrap();
+                assert_eq!(details["source"], "127.0.0.1", "{details}");
+                details["count"].as_u64().unwrap()
+            })
+            .sum();
+        if counted == 2000 || std::time::Instant::now() > deadline {
+            assert_eq!(
+                counted, 2000,
+                "every refusal counted in the aggregate: {added:?}"
+            );
+            break added;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        added.len() <= 20,
+        "2,000 anonymous refusals wrote {} audit entries",
+        added.len()
+    );
+    let (status, metrics) = ca.curl_https(&[&format!("{}/metrics", ca.https_url())]);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("herald_ca_enrollments_unknown_token_total 2000\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn enrollment_guessing_rate_limited_with_429() {
+    let mut ca = TestCa::init();
+    ca.serve();
+    let root = std::fs::read_to_string(ca.file("root.crt")).unwrap();
+    let base = ca.https_url();
+    let operator = ca.admin_token("operator");
+    let (_, csr) = enroll_support::key_and_csr("guess");
+    runtime().block_on(async {
+        let client = enroll_support::client_with(&root, None);
+        // A real token, created before the guessing starts.
+        let (status, created) = enroll_support::post(
+            client
+                .post(format!("{base}/api/v1/tokens"))
+                .bearer_auth(&operator),
+            &serde_json::json!({ "name": "guess" }),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let mut answers = Vec::new();
+        for i in 0..40 {
+            answers.push(enroll_raw(&client, &base, &random_token(i), &csr).await);
+        }
+        let refused = answers.iter().filter(|(s, _, _)| *s == 401).count();
+        assert_eq!(
+            refused, 30,
+            "the default burst of failed attempts: {answers:?}"
+        );
+        for (status, retry_after, code) in &answers[30..] {
+            assert_eq!((*status, code.as_str()), (429, "rate_limited"));
+            assert!(
+                retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                "{retry_after:?}"
+            );
+        }
+        // The address is held back for enrollment and renewal alike, even with a real token.
+        let token = created["token"].as_str().unwrap();
+        let (status, _, _) = enroll_raw(&client, &base, token, &csr).await;
+        assert_eq!(status, 429);
+        let renew = client
+            .post(format!("{base}/api/v1/renew"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "csr": csr }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(renew.status().as_u16(), 429);
+    });
+    let (_, metrics) = ca.curl_https(&[&format!("{}/metrics", ca.https_url())]);
+    assert!(
+        metrics.contains("herald_ca_rate_limited_total 12\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn audit_checkpoint_kept_elsewhere_detects_truncation() {
+    let mut ca = TestCa::init();
+    ca.issue("LAPTOP-0001");
+    ca.issue("LAPTOP-0002");
+    let kept = ca.scratch("checkpoint.json");
+    run_ok(
+        ca_cmd()
+            .args(["audit", "checkpoint", "--data-dir"])
+            .arg(&ca.dir)
+            .arg("--out")
+            .arg(&kept),
+    );
+    let verify = |checkpoint: bool| {
+        let mut cmd = ca_cmd();
+        cmd.args(["audit", "verify", "--data-dir"]).arg(&ca.dir);
+        if checkpoint {
+            cmd.arg("--checkpoint").arg(&kept);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(verify(true).status.success());
+    // Cut the tail: the chain alone still verifies; against the checkpoint it does not.
+    sqlite(
+        &ca,
+        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)",
+    );
+    assert!(verify(false).status.success());
+    let out = verify(true);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated"), "{stderr}");
+    // A checkpoint whose signature does not hold is refused.
+    let text = std::fs::read_to_string(&kept).unwrap();
+    let forged = text.replacen("\"entries\": 3", "\"entries\": 2", 1);
+    assert_ne!(forged, text);
+    std::fs::write(&kept, forged).unwrap();
+    let out = verify(true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signature"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The auditor role reads entries and checkpoints over the API.
+    ca.serve();
+    let auditor = ca.admin_token("auditor");
+    let (status, page) = curl(
+        &ca,
+        &[
+            "-H".into(),
+            bearer(&auditor),
+            format!("{}/api/v1/audit?from=2&limit=1", ca.https_url()),
+        ],
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["entries"][0]["seq"], 2);
+    assert_eq!(page["next"], 3);
+    let (status, checkpoint) = curl(
+        &ca,
+        &[
+            "-H".into(),
+            bearer(&auditor),
+            format!("{}/api/v1/audit/checkpoint", ca.https_url()),
+        ],
+    );
+    assert_eq!(status, 200, "{checkpoint}");
+    std::fs::write(&kept, checkpoint.to_string()).unwrap();
+    assert!(
+        verify(true).status.success(),
+        "a server checkpoint verifies"
+    );
+}
+
+#[test]
+fn metrics_on_own_listener_behind_a_token() {
+    let mut ca = TestCa::init();
+    let metrics_addr = free_addr();
+    ca.set_config(
+        "require_token",
+        &format!("true\nlisten = \"{metrics_addr}\""),
+    );
+    ca.serve();
+    let auditor = ca.admin_token("auditor");
+    let (status, _) = ca.curl_https(&[&format!("{}/metrics", ca.https_url())]);
+    assert_eq!(status, 404, "not on the HTTPS listener");
+    let plain = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(plain(&[&format!("{}/metrics", ca.http_url())]), "404");
+    let url = format!("http://{metrics_addr}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while plain(&[&url]) == "000" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(plain(&[&url]), "401");
+    assert_eq!(plain(&["-H", &bearer(&auditor), &url]), "200");
 }

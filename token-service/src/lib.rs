@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod guard;
 mod http;
 pub mod relay;
 mod service;
 mod token;
 
-pub use http::{routes, ClientCertificate, Refusal};
+pub use guard::{AddressLimiter, EnrollmentLimits, UnknownTokenSummary};
+pub use http::{rate_limited, routes, ClientCertificate, Refusal};
 pub use service::{
     rfc3339, Authority, AuthorityError, CurrentCertificate, EnrollRequest, IssuedCertificate,
     NewTokenRequest, RenewRequest, TokenService, RELAY_PROFILE,
