@@ -145,12 +145,13 @@ fn operator_minting_relay_identity_refused() {
             .arg(&ca.dir),
     );
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let profiles: Vec<&str> = list
+    let mut profiles: Vec<&str> = list
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["profile"].as_str().unwrap())
         .collect();
+    profiles.sort_unstable();
     assert_eq!(profiles, ["endpoint", "relay"]);
 }
 
@@ -463,9 +464,10 @@ fn audit_checkpoint_kept_elsewhere_detects_truncation() {
             .arg("--out")
             .arg(&kept),
     );
+    let dir = ca.dir.clone();
     let verify = |checkpoint: bool| {
         let mut cmd = ca_cmd();
-        cmd.args(["audit", "verify", "--data-dir"]).arg(&ca.dir);
+        cmd.args(["audit", "verify", "--data-dir"]).arg(&dir);
         if checkpoint {
             cmd.arg("--checkpoint").arg(&kept);
         }
