@@ -240,6 +240,9 @@ pub(crate) struct AppState {
     enrollment: TokenService,
     /// The audit key, for `GET /api/v1/audit/checkpoint`; `None` if it cannot be opened.
     audit_signer: Option<Arc<crate::audit::AuditSigner>>,
+    /// When this process last recorded the use of each admin token (so that a burst of calls
+    /// with one token writes its last use once, not once per call).
+    last_use_written: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 impl AppState {
@@ -284,6 +287,29 @@ impl AppState {
             authority,
             enrollment,
             audit_signer,
+            last_use_written: Arc::default(),
+        }
+    }
+
+    /// Records that admin token `id` was used at `now`, at most once a minute per token and
+    /// process (a burst of concurrent calls with one token writes once; a failure to record a
+    /// last use is logged, not fatal).
+    fn note_use(&self, id: &str, now: i64) {
+        {
+            let mut written = self
+                .last_use_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if written
+                .get(id)
+                .is_some_and(|at| now - at < LAST_USE_RESOLUTION_SECS)
+            {
+                return;
+            }
+            written.insert(id.to_owned(), now);
+        }
+        if let Err(e) = write_tx(self.authority.store(), |tx| tx.touch_admin_token(id, now)) {
+            tracing::warn!(error = %e, "cannot record the last use of an admin token");
         }
     }
 }
@@ -657,7 +683,7 @@ pub(crate) fn authenticate(
         .last_used_at
         .is_none_or(|at| now - at >= LAST_USE_RESOLUTION_SECS)
     {
-        write_tx(store, |tx| tx.touch_admin_token(&record.id, now))?;
+        state.note_use(&record.id, now);
     }
     Ok(Caller {
         id: record.id,

@@ -195,17 +195,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        // The client's address, for per-address limits.
-        let router = router
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let router = router.clone();
         let tls = tls.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
             match tls {
-                None => serve_connection(stream, router, &limits).await,
+                None => serve_connection(stream, router, &limits, peer).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
                         .await
@@ -218,7 +215,7 @@ async fn accept_loop(
                                 )),
                                 _ => router,
                             };
-                            serve_connection(tls_stream, router, &limits).await
+                            serve_connection(tls_stream, router, &limits, peer).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -229,11 +226,19 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<I>(io: I, router: axum::Router, limits: &Limits)
+async fn serve_connection<I>(io: I, router: axum::Router, limits: &Limits, peer: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router);
+    // Each request carries the client's address (per-address limits, audit of refusals).
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        router,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            req
+        },
+    ));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
