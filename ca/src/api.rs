@@ -61,13 +61,28 @@ fn sha256_hex(data: &[u8]) -> String {
     crate::authority::sha256_hex(data)
 }
 
-/// Creates an admin token; returns its id and the secret (shown once, stored as a hash).
+/// Longest lifetime of an admin token with an expiry: ten years.
+const MAX_ADMIN_TOKEN_SECS: i64 = 10 * 366 * 86_400;
+
+/// Parses an admin token's lifetime (`30d`, `12h`; one minute to ten years) into its expiry
+/// time, Unix seconds.
+pub(crate) fn admin_token_expiry(text: &str) -> Result<i64, String> {
+    herald_token_service::parse_duration(text)
+        .filter(|secs| (60..=MAX_ADMIN_TOKEN_SECS).contains(secs))
+        .map(|secs| crate::now_unix() + secs)
+        .ok_or_else(|| {
+            format!("bad expiry {text:?}: use a number with s, m, h or d, from 1m to 3660d")
+        })
+}
+
+/// Creates an admin token; returns its record and the secret (shown once, stored as a hash).
 pub(crate) fn create_admin_token(
     store: &dyn Store,
     role: Role,
     label: &str,
+    expires_at: Option<i64>,
     actor: &str,
-) -> Result<(String, String), StoreError> {
+) -> Result<(AdminTokenRecord, String), StoreError> {
     let rng = SystemRandom::new();
     let mut secret = [0u8; 32];
     let mut id = [0u8; 8];
@@ -82,17 +97,66 @@ pub(crate) fn create_admin_token(
         role: role.name().to_owned(),
         label: label.to_owned(),
         created_at: crate::now_unix(),
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
     };
     write_tx(store, |tx| {
         tx.insert_admin_token(&record)?;
         tx.append_audit(&NewAuditEntry::now(
             actor,
             "admin-token-create",
-            serde_json::json!({"id": id, "role": role.name(), "label": label}),
+            serde_json::json!({
+                "id": id, "role": role.name(), "label": label, "expires_at": expires_at
+            }),
         ))?;
         Ok::<_, StoreError>(())
     })?;
-    Ok((id, token))
+    Ok((record, token))
+}
+
+/// Revokes an admin token at once (audited); `false` if it is unknown or already revoked.
+pub(crate) fn revoke_admin_token(
+    store: &dyn Store,
+    id: &str,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    write_tx(store, |tx| {
+        let revoked = tx.revoke_admin_token(id, crate::now_unix())?;
+        if revoked {
+            tx.append_audit(&NewAuditEntry::now(
+                actor,
+                "admin-token-revoke",
+                serde_json::json!({ "id": id }),
+            ))?;
+        }
+        Ok::<_, StoreError>(revoked)
+    })
+}
+
+/// The state of an admin token at `now`: `active`, `expired` or `revoked`.
+pub(crate) fn admin_token_status(record: &AdminTokenRecord, now: i64) -> &'static str {
+    if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.is_some_and(|at| at <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+/// An admin token as `admin-token list --json` and `GET /api/v1/admin-tokens` show it.
+pub(crate) fn admin_token_json(record: &AdminTokenRecord, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": record.id,
+        "role": record.role,
+        "label": record.label,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "revoked_at": record.revoked_at,
+        "last_used_at": record.last_used_at,
+        "status": admin_token_status(record, now),
+    })
 }
 
 /// An API error: status, stable code, public message.
@@ -171,6 +235,83 @@ impl From<IssueError> for ApiError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) authority: Arc<Authority>,
+    /// The enrollment and renewal service, with its per-address limits and its count of
+    /// anonymous refusals (shared by the routes and `/metrics`).
+    enrollment: TokenService,
+    /// The audit key, for `GET /api/v1/audit/checkpoint`; `None` if it cannot be opened.
+    audit_signer: Option<Arc<crate::audit::AuditSigner>>,
+    /// When this process last recorded the use of each admin token (so that a burst of calls
+    /// with one token writes its last use once, not once per call).
+    last_use_written: Arc<std::sync::Mutex<HashMap<String, i64>>>,
+}
+
+impl AppState {
+    /// The state of a server over `authority`. Inside a Tokio runtime it also starts the task
+    /// that writes aggregated refusal audit entries when their interval is over.
+    pub(crate) fn new(authority: Arc<Authority>) -> Self {
+        let enrollment = TokenService::with_limits(
+            Arc::new(TokenAuthority::new(authority.clone())),
+            authority.config().enrollment_limits.clone(),
+        );
+        let audit_signer = match crate::audit::AuditSigner::open(
+            authority.layout(),
+            authority.key_passphrase(),
+            authority.config().ca.insecure_unencrypted_keys,
+        ) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit key cannot be opened; no checkpoints over the API");
+                None
+            }
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let service = enrollment.clone();
+            let period = std::time::Duration::from_secs(
+                authority
+                    .config()
+                    .enrollment_limits
+                    .unknown_token_audit_secs
+                    .clamp(1, 60),
+            );
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tick.tick().await;
+                    let service = service.clone();
+                    let _ = tokio::task::spawn_blocking(move || service.flush_refusal_audit(false))
+                        .await;
+                }
+            });
+        }
+        Self {
+            authority,
+            enrollment,
+            audit_signer,
+            last_use_written: Arc::default(),
+        }
+    }
+
+    /// Records that admin token `id` was used at `now`, at most once a minute per token and
+    /// process (a burst of concurrent calls with one token writes once; a failure to record a
+    /// last use is logged, not fatal).
+    fn note_use(&self, id: &str, now: i64) {
+        {
+            let mut written = self
+                .last_use_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if written
+                .get(id)
+                .is_some_and(|at| now - at < LAST_USE_RESOLUTION_SECS)
+            {
+                return;
+            }
+            written.insert(id.to_owned(), now);
+        }
+        if let Err(e) = write_tx(self.authority.store(), |tx| tx.touch_admin_token(id, now)) {
+            tracing::warn!(error = %e, "cannot record the last use of an admin token");
+        }
+    }
 }
 
 /// The routes of the plain-HTTP listener: revocation, CA certificates, health, metrics.
@@ -178,10 +319,24 @@ pub(crate) fn public_router(state: AppState) -> Router {
     public_routes(state).layer(middleware::from_fn(json_errors))
 }
 
-fn public_routes(state: AppState) -> Router {
+/// `/metrics` alone, for the listener of `[metrics] listen`.
+pub(crate) fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(json_errors))
+}
+
+fn public_routes(state: AppState) -> Router {
+    let router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    // With a listener of its own, /metrics is served there only.
+    let router = if state.authority.config().metrics.listen.is_none() {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
@@ -199,9 +354,19 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .route("/api/v1/certificates/{serial}", get(show_cert))
         .route("/api/v1/certificates/{serial}/revoke", post(revoke_cert))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/audit", get(audit_entries))
+        .route("/api/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/.well-known/herald", get(discovery))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
+        .route(
+            "/api/v1/admin-tokens",
+            get(list_admin_tokens).post(create_admin_token_api),
+        )
+        .route(
+            "/api/v1/admin-tokens/{id}/revoke",
+            post(revoke_admin_token_api),
+        )
         .route("/api/v1/fleet", get(crate::fleet::list_fleet))
         .route("/api/v1/fleet/{name}", get(crate::fleet::show_fleet))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -211,8 +376,8 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::fleet::MAX_REPORT_BYTES))
         .with_state(state.clone());
     let repository = crate::repo::routes(&state).unwrap_or_default();
-    let enrollment =
-        herald_token_service::routes(token_service(&state)).layer(DefaultBodyLimit::max(64 * 1024));
+    let enrollment = herald_token_service::routes(state.enrollment.clone())
+        .layer(DefaultBodyLimit::max(64 * 1024));
     public_routes(state)
         .merge(admin)
         .merge(status)
@@ -249,7 +414,12 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.authority.config().metrics.require_token {
+        if let Err(e) = authenticate(&state, &headers, Role::Auditor) {
+            return e.into_response();
+        }
+    }
     let m = &state.authority.metrics;
     let crl_number = state.authority.published_crl_number();
     let mut out = String::new();
@@ -283,6 +453,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "herald_ca_ocsp_refused_total",
             "OCSP requests refused (malformed, unauthorized).",
             m.ocsp_refused.load(Ordering::Relaxed),
+        ),
+        (
+            "herald_ca_enrollments_unknown_token_total",
+            "Enrollments refused for an unknown token (audited in aggregate per source).",
+            state.enrollment.unknown_token_refusals(),
+        ),
+        (
+            "herald_ca_rate_limited_total",
+            "Enrollment and renewal requests answered 429 (per-address limits).",
+            state.enrollment.limiter().limited_total(),
         ),
     ] {
         out.push_str(&format!(
@@ -448,6 +628,7 @@ async fn ca_cert(
 /// The caller of an admin endpoint, authenticated by bearer token.
 pub(crate) struct Caller {
     id: String,
+    role: Role,
 }
 
 impl Caller {
@@ -455,6 +636,10 @@ impl Caller {
         format!("admin-token:{}", self.id)
     }
 }
+
+/// How often the last use of an admin token is written (a write per call would make every
+/// read a store write).
+const LAST_USE_RESOLUTION_SECS: i64 = 60;
 
 pub(crate) fn authenticate(
     state: &AppState,
@@ -472,8 +657,15 @@ pub(crate) fn authenticate(
         .map(str::trim)
         .ok_or_else(|| unauthenticated("use Authorization: Bearer <admin token>"))?;
     let hash = sha256_hex(token.as_bytes());
-    let record = read_tx(state.authority.store(), |tx| tx.admin_token_by_hash(&hash))?
+    let store = state.authority.store();
+    let record = read_tx(store, |tx| tx.admin_token_by_hash(&hash))?
         .ok_or_else(|| unauthenticated("unknown admin token"))?;
+    let now = crate::now_unix();
+    match admin_token_status(&record, now) {
+        "revoked" => return Err(unauthenticated("this admin token was revoked")),
+        "expired" => return Err(unauthenticated("this admin token has expired")),
+        _ => {}
+    }
     let role = Role::parse(&record.role)
         .ok_or_else(|| ApiError::internal(&format!("stored role {}", record.role)))?;
     if role < needed {
@@ -487,7 +679,16 @@ pub(crate) fn authenticate(
             ),
         ));
     }
-    Ok(Caller { id: record.id })
+    if record
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USE_RESOLUTION_SECS)
+    {
+        state.note_use(&record.id, now);
+    }
+    Ok(Caller {
+        id: record.id,
+        role,
+    })
 }
 
 pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -656,39 +857,43 @@ async fn audit_verify(
     Ok(json_response(StatusCode::OK, &report))
 }
 
-/// The HTTPS base URL for the enrollment API: configured, or the host the client asked for.
-fn api_base(state: &AppState, headers: &HeaderMap) -> String {
-    let config = state.authority.config();
+/// The HTTPS base URL endpoints use for enrollment, renewal, status and the repository: the
+/// configured `[enrollment] api_url`, else the HTTPS listener's own address when it is a
+/// specific one. Never the client's `Host` header: whoever sends the request chooses that, so
+/// a discovery document built from it could send endpoints anywhere (or poison a cache in
+/// front of the server). Without a configured address the URLs are left out, and endpoints
+/// use the server URL they were given.
+pub(crate) fn api_base(config: &crate::config::Config) -> Option<String> {
     if let Some(url) = &config.enrollment.api_url {
-        return url.trim_end_matches('/').to_owned();
+        return Some(url.trim_end_matches('/').to_owned());
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.server.listen.to_string());
-    format!("https://{host}")
+    let listen = config.server.listen;
+    (!listen.ip().is_unspecified()).then(|| format!("https://{listen}"))
 }
 
-async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn discovery(State(state): State<AppState>) -> Response {
     let pem = |der: &[u8]| {
         der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default()
     };
     let config = state.authority.config();
-    let base = api_base(&state, &headers);
+    let base = api_base(config);
     let mut repository_urls = config.enrollment.repository_urls.clone();
-    if repository_urls.is_empty() && config.repository.is_some() {
+    if let (true, true, Some(base)) = (
+        repository_urls.is_empty(),
+        config.repository.is_some(),
+        &base,
+    ) {
         repository_urls.push(format!("{base}{}/", crate::repo::REPO_PATH));
     }
+    let url = |path: &str| base.as_ref().map(|base| format!("{base}{path}"));
     json_response(
         StatusCode::OK,
         &herald_token_service::client::Discovery {
             root_pem: pem(state.authority.root_der()),
             intermediate_pem: Some(pem(state.authority.intermediate_der())),
-            enroll_url: Some(format!("{base}/api/v1/enroll")),
-            renew_url: Some(format!("{base}/api/v1/renew")),
-            status_url: Some(format!("{base}/api/v1/status")),
+            enroll_url: url("/api/v1/enroll"),
+            renew_url: url("/api/v1/renew"),
+            status_url: url("/api/v1/status"),
             ocsp_url: Some(config.ocsp_url()),
             crl_url: Some(config.crl_url(ISSUER_ID)),
             repository_urls,
@@ -698,7 +903,7 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Respons
 
 /// The token service over this authority.
 pub(crate) fn token_service(state: &AppState) -> TokenService {
-    TokenService::new(Arc::new(TokenAuthority::new(state.authority.clone())))
+    state.enrollment.clone()
 }
 
 impl From<Refusal> for ApiError {
@@ -715,6 +920,25 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&state, &headers, Role::Operator)?;
     let request: NewTokenRequest = parse_json(&headers, &body)?;
+    let profile = request
+        .profile
+        .as_deref()
+        .unwrap_or(crate::policy::DEFAULT_PROFILE);
+    if !state
+        .authority
+        .config()
+        .token_policy
+        .allows(caller.role.name(), profile)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_profile",
+            format!(
+                "the {} role may not create {profile} tokens (config.toml [token_policy])",
+                caller.role.name()
+            ),
+        ));
+    }
     let service = token_service(&state);
     let created =
         tokio::task::spawn_blocking(move || service.create_token(&request, &caller.actor()))
@@ -765,4 +989,166 @@ async fn revoke_token(
         StatusCode::OK,
         &serde_json::json!({"revoked": true}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAdminTokenBody {
+    role: String,
+    #[serde(default)]
+    label: String,
+    /// Lifetime (`30d`); none: no expiry.
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// `GET /api/v1/admin-tokens` (admin): every admin credential with its state and last use.
+async fn list_admin_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Admin)?;
+    let authority = state.authority.clone();
+    let tokens = tokio::task::spawn_blocking(move || {
+        read_tx(authority.store(), |tx| tx.list_admin_tokens())
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let now = crate::now_unix();
+    let tokens: Vec<_> = tokens.iter().map(|t| admin_token_json(t, now)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "admin_tokens": tokens }),
+    ))
+}
+
+/// `POST /api/v1/admin-tokens` (admin): a new admin credential, its secret shown once.
+async fn create_admin_token_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, Role::Admin)?;
+    let request: NewAdminTokenBody = parse_json(&headers, &body)?;
+    let bad = |code, m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
+    let role = Role::parse(&request.role).ok_or_else(|| {
+        bad(
+            "bad_role",
+            format!(
+                "unknown role {:?}: admin, operator or auditor",
+                request.role
+            ),
+        )
+    })?;
+    let expires_at = request
+        .expires
+        .as_deref()
+        .map(admin_token_expiry)
+        .transpose()
+        .map_err(|m| bad("bad_expiry", m))?;
+    let authority = state.authority.clone();
+    let (record, token) = tokio::task::spawn_blocking(move || {
+        create_admin_token(
+            authority.store(),
+            role,
+            &request.label,
+            expires_at,
+            &caller.actor(),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let mut value = admin_token_json(&record, crate::now_unix());
+    value["token"] = serde_json::Value::String(token);
+    Ok(json_response(StatusCode::CREATED, &value))
+}
+
+/// `POST /api/v1/admin-tokens/{id}/revoke` (admin): cuts a credential off at once.
+async fn revoke_admin_token_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, Role::Admin)?;
+    let authority = state.authority.clone();
+    let revoked = tokio::task::spawn_blocking(move || {
+        revoke_admin_token(authority.store(), &id, &caller.actor())
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    if !revoked {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no active admin token with this id",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"revoked": true}),
+    ))
+}
+
+/// `GET /api/v1/audit?from=SEQ&limit=N` (auditor): entries in order, as `audit export`.
+async fn audit_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Auditor)?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
+    let from: i64 = match query.get("from") {
+        None => 1,
+        Some(v) => v.parse().map_err(|_| bad(format!("bad from {v}")))?,
+    };
+    let limit: usize = match query.get("limit") {
+        None => 1000,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| bad(format!("limit must be 1 to 10000, not {v}")))?,
+    };
+    let authority = state.authority.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        crate::audit::entries(authority.store(), from, limit, &mut |e| out.push(e)).map(|()| out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let next = entries.last().map(|e| e.seq + 1);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "entries": entries, "next": next }),
+    ))
+}
+
+/// `GET /api/v1/audit/checkpoint` (auditor): a checkpoint of the head, signed by the audit key.
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, Role::Auditor)?;
+    let signer = state.audit_signer.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_audit_key",
+            "this server cannot open its audit key; see the server log",
+        )
+    })?;
+    let authority = state.authority.clone();
+    let checkpoint = tokio::task::spawn_blocking(move || signer.checkpoint(authority.store()))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    match checkpoint {
+        Ok(checkpoint) => Ok(json_response(StatusCode::OK, &checkpoint)),
+        Err(broken) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_broken",
+            format!(
+                "the audit log is broken at entry {}: {}",
+                broken.seq, broken.problem
+            ),
+        )),
+    }
 }

@@ -469,6 +469,9 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
         ocsp: OcspSection::default(),
         store: Default::default(),
         enrollment: Default::default(),
+        token_policy: Default::default(),
+        enrollment_limits: Default::default(),
+        metrics: Default::default(),
         repository: None,
         profiles: BTreeMap::from([
             (DEFAULT_PROFILE.to_owned(), Profile::endpoint()),
@@ -485,6 +488,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitSummary, SetupError> {
     // a complete CA.
     keys::write_key(&layout.key("root"), &root_key, &opts.protection)?;
     keys::write_key(&layout.key(ISSUER_ID), &int_key, &opts.protection)?;
+    crate::audit::AuditSigner::create(&layout, &opts.protection)?;
     write_cert(&layout, "root", &pem_cert(&root.der))?;
     write_cert(&layout, ISSUER_ID, &pem_cert(&intermediate.der))?;
 

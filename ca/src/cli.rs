@@ -134,7 +134,7 @@ pub enum Command {
     /// Replace the delegated OCSP signer or the server's TLS certificate with a new key and
     /// certificate from the issuing CA (before they expire; restart the server afterwards).
     Rotate(RotateArgs),
-    /// Create admin API tokens (stored only as SHA-256 hashes).
+    /// Create, list and revoke admin API tokens (stored only as SHA-256 hashes).
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
     /// Run a relay for a site: endpoints talk to it as to the server; it forwards enrollment
@@ -142,7 +142,7 @@ pub enum Command {
     /// and repository files. It holds no CA key. On first start it enrolls itself with a
     /// relay token (`token create --profile relay`).
     Relay(RelayArgs),
-    /// Check the hash-chained audit log.
+    /// Verify, checkpoint, show and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Show the endpoints of the fleet and their state.
@@ -267,6 +267,11 @@ pub struct InitArgs {
     /// (default: http://<http-listen>).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// HTTPS base URL endpoints use for enrollment, renewal and status, advertised by the
+    /// discovery document (`[enrollment] api_url`; default https://<listen> when --listen is a
+    /// specific address).
+    #[arg(long)]
+    pub api_url: Option<String>,
     /// DNS name or IP address for the server's TLS certificate (repeat; default localhost and
     /// 127.0.0.1).
     #[arg(long = "tls-name")]
@@ -341,16 +346,38 @@ pub enum AdminTokenCommand {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
-        /// Role: admin (everything), operator (revocation, tokens, reads) or auditor
-        /// (read-only).
+        /// Role: admin (everything), operator (revocation, endpoint tokens, reads) or auditor
+        /// (read-only, audit log). Which token profiles a role may create is
+        /// `[token_policy]` in config.toml.
         #[arg(long, value_parser = ["admin", "operator", "auditor"])]
         role: String,
         /// A label to recognise the token by.
         #[arg(long, default_value = "")]
         label: String,
+        /// Lifetime, a number with s, m, h or d (e.g. 90d); default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List admin tokens: id, role, label, state (active, expired, revoked), expiry and
+    /// last use.
+    List {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an admin token at once (it is refused from the next call on).
+    Revoke {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The token's identifier (from `admin-token create` or `admin-token list`).
+        id: String,
     },
 }
 
@@ -480,13 +507,60 @@ pub enum CertCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the audit log's hash chain: a removed or altered entry is reported (exit 1).
+    /// With --checkpoint, also hold the log against a checkpoint kept elsewhere, so that a
+    /// cut tail or a rewritten and recomputed chain is reported too.
     Verify {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
+        /// A checkpoint written by `audit checkpoint` (kept outside the CA). Its signature
+        /// must be by this CA's audit key (`audit.pub` in the data folder).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign a checkpoint of the log's head with the CA's audit key and write it (JSON). Keep
+    /// checkpoints somewhere the CA's operators cannot rewrite (another host, a ticket, WORM
+    /// storage); `audit verify --checkpoint` detects truncation and rewriting against them.
+    /// The API serves the same at `GET /api/v1/audit/checkpoint` (auditor role).
+    Checkpoint {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Key unlocking (the audit key is encrypted like the CA keys).
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show audit entries, one per line (control characters escaped).
+    Show {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// First sequence number shown.
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Export audit entries as JSON lines (seq, time, actor, action, details, prev_hash,
+    /// hash), for archiving or a log pipeline. The API serves the same at
+    /// `GET /api/v1/audit?from=SEQ&limit=N` (auditor role).
+    Export {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// First sequence number exported.
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        /// At most this many entries (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 

@@ -84,48 +84,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::AdminToken(AdminTokenCommand::Create {
-            data,
-            role,
-            label,
-            json,
-        }) => {
-            let store = open_store(&data.data_dir)?;
-            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role {role}")))?;
-            let (id, token) = create_admin_token(store.as_ref(), role, &label, "cli")?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"id": id, "role": role.name(), "token": token})
-                );
-            } else {
-                println!("{token}");
-                eprintln!(
-                    "admin token {id} ({}) created; it is shown only once",
-                    role.name()
-                );
-            }
-            Ok(())
-        }
-        Command::Audit(AuditCommand::Verify { data, json }) => {
-            let store = open_store(&data.data_dir)?;
-            let report = crate::audit::verify(store.as_ref())?;
-            if json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            } else if report.first_break.is_none() {
-                println!(
-                    "audit log intact: {} entries, head {}",
-                    report.entries, report.head
-                );
-            }
-            match report.first_break {
-                None => Ok(()),
-                Some(b) => Err(Error::AuditBroken {
-                    seq: b.seq,
-                    problem: b.problem,
-                }),
-            }
-        }
+        Command::AdminToken(cmd) => cmd_admin_token(cmd),
+        Command::Audit(cmd) => cmd_audit(cmd),
         Command::Token(cmd) => cmd_token(cmd),
         Command::Relay(args) => crate::server::run_relay(&args).await,
         Command::Fleet(cmd) => cmd_fleet(cmd),
@@ -211,6 +171,14 @@ fn cmd_init(args: &InitArgs) -> Result<(), Error> {
         ..opts
     };
     let summary = init(&args.data.data_dir, &opts)?;
+    let api_url = args.api_url.clone().or_else(|| {
+        (!args.listen.ip().is_unspecified()).then(|| format!("https://{}", args.listen))
+    });
+    if let Some(api_url) = api_url {
+        update_config(&args.data.data_dir, |config| {
+            config.enrollment.api_url = Some(api_url.trim_end_matches('/').to_owned());
+        })?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     } else {
@@ -254,6 +222,18 @@ fn init_options(
         tls_names,
         name_domain: crate::config::DEFAULT_NAME_DOMAIN.to_owned(),
     }
+}
+
+/// Loads `config.toml` of `data_dir`, changes it, writes it back.
+fn update_config(data_dir: &Path, change: impl FnOnce(&mut crate::Config)) -> Result<(), Error> {
+    let path = DataLayout::new(data_dir).config();
+    let mut config =
+        crate::config::Config::load(&path).map_err(crate::authority::SetupError::from)?;
+    change(&mut config);
+    config
+        .save(&path)
+        .map_err(crate::authority::SetupError::from)?;
+    Ok(())
 }
 
 /// localhost, 127.0.0.1 and the listener's own address when it is a specific one.
@@ -320,18 +300,24 @@ async fn quickstart(
                     "the data folder needs a parent folder to hold the repository beside it",
                 ),
             })?;
-        let mut config = crate::config::Config::load(&layout.config())
-            .map_err(crate::authority::SetupError::from)?;
-        config.repository = Some(crate::config::RepositorySection {
-            dir: repository,
-            require_client_cert: true,
-        });
-        config
-            .save(&layout.config())
-            .map_err(crate::authority::SetupError::from)?;
+        update_config(data_dir, |config| {
+            config.repository = Some(crate::config::RepositorySection {
+                dir: repository,
+                require_client_cert: true,
+            });
+            // Advertise the address bound.
+            let https = bound.https_addr();
+            config.enrollment.api_url =
+                (!https.ip().is_unspecified()).then(|| format!("https://{https}"));
+        })?;
         let store = open_store(data_dir)?;
-        let (_, token) =
-            create_admin_token(store.as_ref(), Role::Admin, "quickstart", "quickstart")?;
+        let (_, token) = create_admin_token(
+            store.as_ref(),
+            Role::Admin,
+            "quickstart",
+            None,
+            "quickstart",
+        )?;
         crate::fsutil::write_private(
             &layout.quickstart_admin_token(),
             format!("{token}\n").as_bytes(),
@@ -427,6 +413,189 @@ fn print_quickstart(f: &QuickstartFacts<'_>) {
     for line in lines {
         say(&line);
     }
+}
+
+fn cmd_admin_token(cmd: AdminTokenCommand) -> Result<(), Error> {
+    match cmd {
+        AdminTokenCommand::Create {
+            data,
+            role,
+            label,
+            expires,
+            json,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role {role}")))?;
+            let expires_at = expires
+                .as_deref()
+                .map(crate::api::admin_token_expiry)
+                .transpose()
+                .map_err(Error::Usage)?;
+            let (record, token) =
+                create_admin_token(store.as_ref(), role, &label, expires_at, "cli")?;
+            if json {
+                let mut value = crate::api::admin_token_json(&record, crate::now_unix());
+                value["token"] = serde_json::Value::String(token);
+                say(&value.to_string());
+            } else {
+                say(&token);
+                let until = expires_at.map_or_else(|| "no expiry".to_owned(), format_time);
+                eprintln!(
+                    "admin token {} ({}, {until}) created; it is shown only once",
+                    record.id,
+                    role.name()
+                );
+            }
+            Ok(())
+        }
+        AdminTokenCommand::List { data, json } => {
+            let store = open_store(&data.data_dir)?;
+            let tokens = read_tx(store.as_ref(), |tx| tx.list_admin_tokens())?;
+            let now = crate::now_unix();
+            if json {
+                let all: Vec<_> = tokens
+                    .iter()
+                    .map(|t| crate::api::admin_token_json(t, now))
+                    .collect();
+                say(&serde_json::Value::Array(all).to_string());
+                return Ok(());
+            }
+            say(&format!(
+                "{:<18} {:<9} {:<8} {:<20} {:<20} LABEL",
+                "ID", "ROLE", "STATUS", "EXPIRES", "LAST USED"
+            ));
+            for t in tokens {
+                say(&format!(
+                    "{:<18} {:<9} {:<8} {:<20} {:<20} {}",
+                    t.id,
+                    t.role,
+                    crate::api::admin_token_status(&t, now),
+                    t.expires_at.map_or_else(|| "never".to_owned(), format_time),
+                    t.last_used_at
+                        .map_or_else(|| "never".to_owned(), format_time),
+                    crate::text::escape_untrusted(&t.label)
+                ));
+            }
+            Ok(())
+        }
+        AdminTokenCommand::Revoke { data, id } => {
+            let store = open_store(&data.data_dir)?;
+            if crate::api::revoke_admin_token(store.as_ref(), &id, "cli")? {
+                say(&format!("admin token {id} revoked"));
+                Ok(())
+            } else {
+                Err(Error::NotFound(format!("active admin token {id}")))
+            }
+        }
+    }
+}
+
+fn cmd_audit(cmd: AuditCommand) -> Result<(), Error> {
+    match cmd {
+        AuditCommand::Verify {
+            data,
+            checkpoint,
+            json,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let report = match checkpoint {
+                None => crate::audit::verify(store.as_ref())?,
+                Some(path) => {
+                    let checkpoint = read_checkpoint(&data.data_dir, &path)?;
+                    crate::audit::verify_against(store.as_ref(), &checkpoint)?
+                }
+            };
+            if json {
+                say(&serde_json::to_string(&report).unwrap_or_default());
+            } else if report.first_break.is_none() {
+                say(&format!(
+                    "audit log intact: {} entries, head {}",
+                    report.entries, report.head
+                ));
+            }
+            match report.first_break {
+                None => Ok(()),
+                Some(b) => Err(Error::AuditBroken {
+                    seq: b.seq,
+                    problem: b.problem,
+                }),
+            }
+        }
+        AuditCommand::Checkpoint { data, keys, out } => {
+            let layout = DataLayout::new(&data.data_dir);
+            let config = crate::config::Config::load(&layout.config())
+                .map_err(crate::authority::SetupError::from)?;
+            let signer = crate::audit::AuditSigner::open(
+                &layout,
+                passphrase(&data.data_dir, &keys)?.as_ref(),
+                config.ca.insecure_unencrypted_keys,
+            )?;
+            let store = open_store(&data.data_dir)?;
+            let checkpoint =
+                signer
+                    .checkpoint(store.as_ref())?
+                    .map_err(|b| Error::AuditBroken {
+                        seq: b.seq,
+                        problem: format!("{} (no checkpoint signed)", b.problem),
+                    })?;
+            let text = serde_json::to_string_pretty(&checkpoint).unwrap_or_default() + "\n";
+            write_output(out.as_deref(), text.as_bytes())?;
+            eprintln!(
+                "checkpoint of {} entries signed; keep it outside the CA",
+                checkpoint.entries
+            );
+            Ok(())
+        }
+        AuditCommand::Show { data, from, limit } => {
+            let store = open_store(&data.data_dir)?;
+            crate::audit::entries(store.as_ref(), from, limit, &mut |e| {
+                let line = format!(
+                    "{:>6} {} {} {} {}",
+                    e.seq,
+                    format_time(e.entry.time),
+                    e.entry.actor,
+                    e.entry.action,
+                    e.entry.details
+                );
+                say(&crate::text::escape_untrusted(&line));
+            })?;
+            Ok(())
+        }
+        AuditCommand::Export { data, from, limit } => {
+            let store = open_store(&data.data_dir)?;
+            crate::audit::entries(
+                store.as_ref(),
+                from,
+                limit.unwrap_or(usize::MAX),
+                &mut |e| {
+                    say(&serde_json::to_string(&e).unwrap_or_default());
+                },
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Reads a checkpoint file and checks its signature against this CA's audit key.
+fn read_checkpoint(data_dir: &Path, path: &Path) -> Result<crate::Checkpoint, Error> {
+    let problem = |problem: String| Error::AuditCheckpoint {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let checkpoint: crate::Checkpoint =
+        serde_json::from_slice(&text).map_err(|e| problem(format!("not a checkpoint: {e}")))?;
+    let trusted = crate::audit::read_public_key(&DataLayout::new(data_dir)).map_err(problem)?;
+    let trusted = trusted.ok_or_else(|| {
+        problem("this CA has no audit.pub (run `herald-ca audit checkpoint` once)".to_owned())
+    })?;
+    checkpoint
+        .check_signature(Some(&trusted))
+        .map_err(problem)?;
+    Ok(checkpoint)
 }
 
 fn cmd_fleet(cmd: FleetCommand) -> Result<(), Error> {

@@ -117,6 +117,15 @@ pub struct Config {
     /// An update repository served over HTTPS under `/repo/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepositorySection>,
+    /// Which admin roles may create enrollment tokens of which profiles.
+    #[serde(default, skip_serializing_if = "TokenPolicy::is_default")]
+    pub token_policy: TokenPolicy,
+    /// Per-address limits on enrollment and renewal, and aggregation of anonymous refusals.
+    #[serde(default)]
+    pub enrollment_limits: herald_token_service::EnrollmentLimits,
+    /// Where `/metrics` is served and who may read it.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Issuance profiles by name; `endpoint` is the default.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -135,6 +144,69 @@ pub struct RepositorySection {
     pub require_client_cert: bool,
 }
 
+/// `[token_policy]`: the profiles each admin role may create enrollment tokens for through
+/// the API (`"*"`: every profile). A token of a profile mints that kind of identity, so this
+/// is who may create relays and TLS servers. By default only `admin` may create anything but
+/// `endpoint` tokens; `auditor` creates none. Local `herald-ca token create` (access to the
+/// data folder) is not limited.
+///
+/// ```toml
+/// [token_policy]
+/// operator = ["endpoint", "kiosk"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenPolicy {
+    /// Profiles the `admin` role may create tokens for.
+    pub admin: Vec<String>,
+    /// Profiles the `operator` role may create tokens for.
+    pub operator: Vec<String>,
+    /// Profiles the `auditor` role may create tokens for (auditors cannot call the token API).
+    pub auditor: Vec<String>,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            admin: vec!["*".to_owned()],
+            operator: vec![crate::policy::DEFAULT_PROFILE.to_owned()],
+            auditor: Vec::new(),
+        }
+    }
+}
+
+impl TokenPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether a caller of `role` (`admin`, `operator`, `auditor`) may create a token of
+    /// `profile`.
+    pub fn allows(&self, role: &str, profile: &str) -> bool {
+        let allowed = match role {
+            "admin" => &self.admin,
+            "operator" => &self.operator,
+            "auditor" => &self.auditor,
+            _ => return false,
+        };
+        allowed.iter().any(|p| p == "*" || p == profile)
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` on this plain-HTTP address only (for example a management network
+    /// or `127.0.0.1:9100`), and no longer on the HTTPS and plain-HTTP listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <admin token>` (any role; an `auditor` token is enough)
+    /// to read `/metrics`.
+    #[serde(default)]
+    pub require_token: bool,
+}
+
 fn default_true() -> bool {
     true
 }
@@ -143,8 +215,9 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentSection {
     /// The HTTPS base URL endpoints use for enrollment, renewal and status (for example
-    /// `https://ca.example.net:8443`). Without it, the discovery document uses the host the
-    /// client asked for over HTTPS.
+    /// `https://ca.example.net:8443`). Without it, the discovery document uses the HTTPS
+    /// listener's address when that is a specific one, else leaves the URLs out (endpoints
+    /// then use the server URL they were given); never the client's `Host` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
     /// Update repository mirrors (absolute URLs), listed in the discovery document.

@@ -149,7 +149,13 @@ fn entry(
     }
 }
 
-/// Renders the fleet as a table for `fleet list`.
+/// Endpoint-supplied text as it may be printed on a terminal (see [`crate::text`]).
+fn shown(text: Option<&str>, none: &str) -> String {
+    crate::text::escape_untrusted(text.unwrap_or(none)).into_owned()
+}
+
+/// Renders the fleet as a table for `fleet list`. Every field an endpoint supplied is
+/// escaped: a report cannot move the cursor, clear the screen or hide text.
 pub(crate) fn table(entries: &[FleetEntry]) -> String {
     let mut out = format!(
         "{:<24} {:<8} {:>8} {:<20} {:<12} {}\n",
@@ -164,22 +170,22 @@ pub(crate) fn table(entries: &[FleetEntry]) -> String {
             .map_or_else(|| "never".to_owned(), crate::commands::format_time);
         out.push_str(&format!(
             "{:<24} {:<8} {:>8} {:<20} {:<12} {}\n",
-            e.name,
+            shown(Some(&e.name), "-"),
             e.certificate.name(),
             release,
             seen,
-            e.last_result.as_deref().unwrap_or("-"),
-            e.last_error.as_deref().unwrap_or("-"),
+            shown(e.last_result.as_deref(), "-"),
+            shown(e.last_error.as_deref(), "-"),
         ));
     }
     out
 }
 
-/// Renders one endpoint for `fleet show`.
+/// Renders one endpoint for `fleet show`, endpoint-supplied text escaped as in [`table`].
 pub(crate) fn details(e: &FleetEntry) -> String {
     let or = |v: Option<String>, none: &str| v.unwrap_or_else(|| none.to_owned());
     let mut lines = vec![
-        format!("name:              {}", e.name),
+        format!("name:              {}", shown(Some(&e.name), "-")),
         format!("certificate:       {}", e.certificate.name()),
         format!("serial:            {}", or(e.serial.clone(), "-")),
         format!(
@@ -194,12 +200,15 @@ pub(crate) fn details(e: &FleetEntry) -> String {
             "last seen:         {}",
             or(e.last_seen.map(crate::commands::format_time), "never")
         ),
-        format!("last check:        {}", or(e.last_check.clone(), "-")),
-        format!("last result:       {}", or(e.last_result.clone(), "-")),
-        format!("last error:        {}", or(e.last_error.clone(), "-")),
+        format!("last check:        {}", shown(e.last_check.as_deref(), "-")),
+        format!(
+            "last result:       {}",
+            shown(e.last_result.as_deref(), "-")
+        ),
+        format!("last error:        {}", shown(e.last_error.as_deref(), "-")),
     ];
     for file in &e.unlisted {
-        lines.push(format!("unlisted file:     {file}"));
+        lines.push(format!("unlisted file:     {}", shown(Some(file), "-")));
     }
     lines.join("\n") + "\n"
 }
@@ -435,6 +444,40 @@ mod tests {
         assert_eq!(one[0].certificate, CertState::Revoked);
         assert!(table(&fleet).contains("pos-0003"));
         assert!(details(&one[0]).contains("certificate:       revoked"));
+    }
+
+    #[test]
+    fn terminal_escapes_in_report_are_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let mut report = seen("pos-0001", 3);
+        report.last_error = Some("disk full\x1b[2J\x1b]0;owned\x07\rok\u{9b}1A".to_owned());
+        report.last_result = Some("failed\x1b[8m".to_owned());
+        report.unlisted = vec!["evil\u{202e}txt.exe\n/fake line".to_owned()];
+        write_tx(&store, |tx| {
+            tx.insert_certificate(&cert(1, "pos-0001", "endpoint", 900))?;
+            tx.put_fleet_report(&report)
+        })
+        .unwrap();
+        let fleet = fleet(&store, None, 1_000).unwrap();
+        let printed = [table(&fleet), details(&fleet[0])];
+        for text in &printed {
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines {
+                assert!(
+                    !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                    "raw control character printed: {line:?}"
+                );
+            }
+            assert!(text.contains("disk full\\x1b[2J\\x1b]0;owned\\x07\\rok\\u{9b}1A"));
+        }
+        assert!(printed[1].contains("unlisted file:     evil\\u{202e}txt.exe\\n/fake line\n"));
+        assert_eq!(
+            printed[1].lines().count(),
+            10,
+            "one line per field: {}",
+            printed[1]
+        );
     }
 
     #[test]

@@ -32,8 +32,12 @@ mod serial;
 mod server;
 pub mod store;
 pub mod store_pg;
+mod text;
 
-pub use audit::{verify as verify_audit_log, AuditEntry, AuditReport, ChainBreak, NewAuditEntry};
+pub use audit::{
+    verify as verify_audit_log, verify_against as verify_audit_log_against, AuditEntry,
+    AuditReport, ChainBreak, Checkpoint, NewAuditEntry,
+};
 pub use authority::{
     init, Authority, CrlError, InitOptions, InitSummary, IssueError, Issued, KeyAccess, Metrics,
     PublishedCrl, RevokeError, RevokeTarget, ServiceKind, SetupError, ISSUER_ID,
@@ -43,7 +47,9 @@ pub use cli::{
     FleetCommand, InitArgs, KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs, RotateWhat,
     TokenCommand,
 };
-pub use config::{ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection};
+pub use config::{
+    ClientAuth, Config, ConfigError, DataLayout, RepositorySection, StoreSection, TokenPolicy,
+};
 pub use csr::{parse_and_verify as verify_csr, CsrError, KeyKind, VerifiedCsr};
 pub use governor::Limits;
 pub use keys::{CaKeyType, KeyError, KeyProtection, Passphrase};
@@ -105,6 +111,14 @@ pub enum Error {
     /// No endpoint of the fleet has this name (no endpoint certificate, no status report).
     #[error("no endpoint named {0} (see `herald-ca fleet list`)")]
     NoEndpoint(String),
+    /// An audit checkpoint cannot be used (malformed, bad signature, another CA's key).
+    #[error("audit checkpoint {path}: {problem}")]
+    AuditCheckpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The audit log's chain is broken.
     #[error("audit log broken at entry {seq}: {problem}")]
     AuditBroken {

@@ -85,9 +85,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
     let authority = Arc::new(authority);
     let limits = authority.config().server.limits();
     let tls = tls_config(&authority)?;
-    let state = AppState {
-        authority: authority.clone(),
-    };
+    let state = AppState::new(authority.clone());
     // Publish a CRL at start if none is current, then keep CRL and OCSP fresh.
     {
         let authority = authority.clone();
@@ -100,6 +98,15 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
         full_router(state.clone()),
         limits.clone(),
     ));
+    let metrics = match authority.config().metrics.listen {
+        Some(addr) => Some(tokio::spawn(accept_loop(
+            listen(addr).await?,
+            None,
+            crate::api::metrics_router(state.clone()),
+            limits.clone(),
+        ))),
+        None => None,
+    };
     let http = bound.http.map(|listener| {
         tokio::spawn(accept_loop(
             listener,
@@ -113,7 +120,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
     tracing::info!("shutting down");
     refresher.abort();
     https.abort();
-    if let Some(h) = http {
+    for h in [http, metrics].into_iter().flatten() {
         h.abort();
     }
     Ok(())
@@ -152,6 +159,8 @@ async fn accept_loop(
             let _slot = admitted.slot;
             let peer = admitted.peer;
             let activity = admitted.stream.activity();
+            // Each request carries the client's address (per-address limits, audit of refusals).
+            let router = router.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let Some(acceptor) = tls else {
                 return governor::serve_http(admitted.stream, activity, router, &limits).await;
             };

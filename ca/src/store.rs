@@ -126,6 +126,12 @@ pub struct AdminTokenRecord {
     pub label: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// After this time (Unix seconds) the token is refused; `None`: no expiry.
+    pub expires_at: Option<i64>,
+    /// When the token was revoked (Unix seconds); a revoked token is refused.
+    pub revoked_at: Option<i64>,
+    /// When the token last authenticated a call (Unix seconds, to the minute).
+    pub last_used_at: Option<i64>,
 }
 
 /// A one-time enrollment token as stored: only the SHA-256 hash of the secret.
@@ -239,6 +245,12 @@ pub trait StoreTx {
     fn insert_admin_token(&self, record: &AdminTokenRecord) -> Result<(), StoreError>;
     /// The admin token with this SHA-256 hash (hex).
     fn admin_token_by_hash(&self, hash: &str) -> Result<Option<AdminTokenRecord>, StoreError>;
+    /// Every admin token, oldest first.
+    fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError>;
+    /// Revokes an admin token; `false` if it is unknown or already revoked.
+    fn revoke_admin_token(&self, id: &str, revoked_at: i64) -> Result<bool, StoreError>;
+    /// Records that an admin token authenticated a call at `at`.
+    fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError>;
 
     /// Allocates the next number for names derived from `base` and returns it: 1 for the
     /// first call with a base, then 2, 3, ... A number allocated by a committed transaction is
@@ -465,7 +477,10 @@ CREATE TABLE IF NOT EXISTS admin_tokens (
     hash TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
     label TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    last_used_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS name_counters (
     base TEXT PRIMARY KEY,
@@ -501,6 +516,33 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// Columns added after a table was first released: `(table, column, type)`. A store created
+/// by an older version gets them at open (`ALTER TABLE ... ADD COLUMN`); new stores have them
+/// from [`SCHEMA`].
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("admin_tokens", "expires_at", "INTEGER"),
+    ("admin_tokens", "revoked_at", "INTEGER"),
+    ("admin_tokens", "last_used_at", "INTEGER"),
+];
+
+fn migrate_sqlite(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            params![column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns of an admin token row, in [`AdminTokenRecord`] order.
+pub(crate) const ADMIN_TOKEN_COLUMNS: &str =
+    "id, hash, role, label, created_at, expires_at, revoked_at, last_used_at";
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -519,6 +561,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        migrate_sqlite(&conn).map_err(open_err)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
@@ -820,9 +863,20 @@ impl StoreTx for SqliteTx<'_> {
 
     fn insert_admin_token(&self, r: &AdminTokenRecord) -> Result<(), StoreError> {
         self.tx.execute(
-            "INSERT INTO admin_tokens (id, hash, role, label, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![r.id, r.hash, r.role, r.label, r.created_at],
+            &format!(
+                "INSERT INTO admin_tokens ({ADMIN_TOKEN_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                r.id,
+                r.hash,
+                r.role,
+                r.label,
+                r.created_at,
+                r.expires_at,
+                r.revoked_at,
+                r.last_used_at
+            ],
         )?;
         Ok(())
     }
@@ -831,19 +885,34 @@ impl StoreTx for SqliteTx<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT id, hash, role, label, created_at FROM admin_tokens WHERE hash = ?1",
+                &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = ?1"),
                 params![hash],
-                |row| {
-                    Ok(AdminTokenRecord {
-                        id: row.get(0)?,
-                        hash: row.get(1)?,
-                        role: row.get(2)?,
-                        label: row.get(3)?,
-                        created_at: row.get(4)?,
-                    })
-                },
+                admin_token_from_row,
             )
             .optional()?)
+    }
+
+    fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([], admin_token_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn revoke_admin_token(&self, id: &str, revoked_at: i64) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE admin_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, revoked_at],
+        )? == 1)
+    }
+
+    fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE admin_tokens SET last_used_at = ?2 WHERE id = ?1",
+            params![id, at],
+        )?;
+        Ok(())
     }
 
     fn allocate_name_number(&self, base: &str) -> Result<u64, StoreError> {
@@ -1038,6 +1107,19 @@ pub(crate) fn unlisted_to_db(unlisted: &[String]) -> Result<String, StoreError> 
 
 const TOKEN_COLUMNS: &str = "id, hash, name, base, profile, created_at, expires_at, created_by,
     used_at, serial, spki_sha256, revoked_at";
+
+fn admin_token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AdminTokenRecord> {
+    Ok(AdminTokenRecord {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        role: row.get(2)?,
+        label: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+        last_used_at: row.get(7)?,
+    })
+}
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnrollmentTokenRecord> {
     Ok(EnrollmentTokenRecord {

@@ -38,11 +38,11 @@ use crate::serial::Serial;
 use crate::store::{
     unlisted_to_db, version_to_db, AdminTokenRecord, CertRecord, EnrollmentTokenRecord,
     FleetReport, ListFilter, RawFleetReport, Revocation, RevokeOutcome, RevokedEntry, Store,
-    StoreError, StoreTx, StoredCrl, FLEET_COLUMNS,
+    StoreError, StoreTx, StoredCrl, ADMIN_TOKEN_COLUMNS, FLEET_COLUMNS,
 };
 
 /// The schema version this build writes; a database at a higher version is refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migrations, applied in order: entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -119,6 +119,12 @@ CREATE TABLE fleet_reports (
     last_error TEXT,
     unlisted TEXT NOT NULL
 );
+",
+    "
+ALTER TABLE admin_tokens
+    ADD COLUMN expires_at BIGINT,
+    ADD COLUMN revoked_at BIGINT,
+    ADD COLUMN last_used_at BIGINT;
 ",
 ];
 
@@ -597,6 +603,19 @@ fn cert_from_row(row: &Row) -> Result<CertRecord, StoreError> {
 const TOKEN_COLUMNS: &str = "id, hash, name, base, profile, created_at, expires_at, created_by,
     used_at, serial, spki_sha256, revoked_at";
 
+fn admin_token_from_row(row: &Row) -> Result<AdminTokenRecord, StoreError> {
+    Ok(AdminTokenRecord {
+        id: get(row, 0)?,
+        hash: get(row, 1)?,
+        role: get(row, 2)?,
+        label: get(row, 3)?,
+        created_at: get(row, 4)?,
+        expires_at: get(row, 5)?,
+        revoked_at: get(row, 6)?,
+        last_used_at: get(row, 7)?,
+    })
+}
+
 fn token_from_row(row: &Row) -> Result<EnrollmentTokenRecord, StoreError> {
     Ok(EnrollmentTokenRecord {
         id: get(row, 0)?,
@@ -842,14 +861,19 @@ impl StoreTx for PgTx<'_> {
 
     fn insert_admin_token(&self, r: &AdminTokenRecord) -> Result<(), StoreError> {
         let inserted = self.affected(
-            "INSERT INTO admin_tokens (id, hash, role, label, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+            &format!(
+                "INSERT INTO admin_tokens ({ADMIN_TOKEN_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1"
+            ),
             vec![
                 p(r.id.clone()),
                 p(r.hash.clone()),
                 p(r.role.clone()),
                 p(r.label.clone()),
                 p(r.created_at),
+                p(r.expires_at),
+                p(r.revoked_at),
+                p(r.last_used_at),
             ],
         )?;
         if inserted {
@@ -864,19 +888,37 @@ impl StoreTx for PgTx<'_> {
 
     fn admin_token_by_hash(&self, hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
         self.query_opt(
-            "SELECT id, hash, role, label, created_at FROM admin_tokens WHERE hash = $1",
+            &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = $1"),
             vec![p(hash.to_owned())],
         )?
-        .map(|row| {
-            Ok(AdminTokenRecord {
-                id: get(&row, 0)?,
-                hash: get(&row, 1)?,
-                role: get(&row, 2)?,
-                label: get(&row, 3)?,
-                created_at: get(&row, 4)?,
-            })
-        })
+        .map(|row| admin_token_from_row(&row))
         .transpose()
+    }
+
+    fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        self.query(
+            &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"),
+            Vec::new(),
+        )?
+        .iter()
+        .map(admin_token_from_row)
+        .collect()
+    }
+
+    fn revoke_admin_token(&self, id: &str, revoked_at: i64) -> Result<bool, StoreError> {
+        self.affected(
+            "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+             RETURNING 1",
+            vec![p(id.to_owned()), p(revoked_at)],
+        )
+    }
+
+    fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE admin_tokens SET last_used_at = $2 WHERE id = $1",
+            vec![p(id.to_owned()), p(at)],
+        )?;
+        Ok(())
     }
 
     fn allocate_name_number(&self, base: &str) -> Result<u64, StoreError> {

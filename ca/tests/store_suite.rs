@@ -284,6 +284,9 @@ fn admin_token_found_by_hash_only() {
             role: "admin".into(),
             label: "ops".into(),
             created_at: 3,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
         };
         write_tx(a, |tx| tx.insert_admin_token(&record)).unwrap();
         let found = read_tx(b, |tx| tx.admin_token_by_hash(&"ab".repeat(32))).unwrap();
@@ -292,6 +295,84 @@ fn admin_token_found_by_hash_only() {
             .unwrap()
             .is_none());
     });
+}
+
+#[test]
+fn admin_token_lifecycle_listed_revoked_once_and_last_use_kept() {
+    both(|a, b| {
+        let token = |id: &str, hash: &str, expires_at| AdminTokenRecord {
+            id: id.into(),
+            hash: hash.repeat(32),
+            role: "operator".into(),
+            label: id.into(),
+            created_at: 5,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        write_tx(a, |tx| {
+            tx.insert_admin_token(&token("t1", "01", Some(1_000)))?;
+            tx.insert_admin_token(&token("t2", "02", None))
+        })
+        .unwrap();
+        write_tx(b, |tx| tx.touch_admin_token("t1", 700)).unwrap();
+        assert!(write_tx(a, |tx| tx.revoke_admin_token("t2", 800)).unwrap());
+        assert!(
+            !write_tx(b, |tx| tx.revoke_admin_token("t2", 900)).unwrap(),
+            "revoked once"
+        );
+        assert!(!write_tx(b, |tx| tx.revoke_admin_token("nope", 900)).unwrap());
+        let all = read_tx(b, |tx| tx.list_admin_tokens()).unwrap();
+        let view: Vec<_> = all
+            .iter()
+            .map(|t| (t.id.as_str(), t.expires_at, t.revoked_at, t.last_used_at))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("t1", Some(1_000), None, Some(700)),
+                ("t2", None, Some(800), None)
+            ]
+        );
+    });
+}
+
+#[test]
+fn admin_tokens_of_an_older_store_migrated() {
+    // SQLite: the admin_tokens table as released before expiry, revocation and last use.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE admin_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
+             role TEXT NOT NULL, label TEXT NOT NULL, created_at INTEGER NOT NULL);
+         INSERT INTO admin_tokens VALUES ('old', 'hash-old', 'admin', 'before', 1);",
+    )
+    .unwrap();
+    drop(conn);
+    let sqlite = SqliteStore::open(&path).unwrap();
+    // PostgreSQL: a schema at version 2.
+    let schema = PgSchema::new();
+    drop(schema.open());
+    admin_sql(&format!(
+        "SET search_path TO {0};
+         ALTER TABLE admin_tokens DROP COLUMN expires_at, DROP COLUMN revoked_at,
+             DROP COLUMN last_used_at;
+         UPDATE herald_schema SET version = 2;
+         INSERT INTO admin_tokens VALUES ('old', 'hash-old', 'admin', 'before', 1);",
+        schema.name
+    ));
+    let pg = schema.open();
+    for store in [&sqlite as &dyn Store, &pg] {
+        let old = read_tx(store, |tx| tx.admin_token_by_hash("hash-old"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (old.label.as_str(), old.expires_at, old.revoked_at),
+            ("before", None, None)
+        );
+        assert!(write_tx(store, |tx| tx.revoke_admin_token("old", 9)).unwrap());
+    }
 }
 
 #[test]

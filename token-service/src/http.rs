@@ -1,16 +1,19 @@
 //! The HTTP side: the enrollment and renewal routes and the JSON error shape
 //! `{"error":{"code":"...","message":"..."}}` shared with the authority's API.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
 use base64::Engine;
 
+use crate::guard::AddressLimiter;
 use crate::service::{EnrollRequest, RenewRequest, TokenService};
 
 /// The DER certificate a client presented over mutual TLS; the server puts it in each
@@ -121,21 +124,72 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Refusal::internal(&e))?
 }
 
-/// `POST /api/v1/enroll` and `POST /api/v1/renew`.
+/// `POST /api/v1/enroll` and `POST /api/v1/renew`, rate-limited per client address by the
+/// service's limiter (see [`rate_limited`]).
 pub fn routes(service: TokenService) -> Router {
-    Router::new()
+    let limiter = service.limiter().clone();
+    let router = Router::new()
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/renew", post(renew))
-        .with_state(service)
+        .with_state(service);
+    rate_limited(router, limiter)
+}
+
+/// The client address the server put in the request's extensions
+/// (`Extension(ConnectInfo(peer))`), if any.
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Applies `limiter` to every route of `router`: a client address whose failure (or request)
+/// bucket is empty gets `429 Too Many Requests` with `Retry-After` before any work is done,
+/// and every failed authentication (401: unknown token, no client certificate; 403: expired
+/// or revoked token or certificate) counts as a failed attempt of its address. Conflicts
+/// (409, a token already used, e.g. by a concurrent retry) and malformed requests do not:
+/// they need a real token, and are audited one by one. Requests without a known client
+/// address pass unlimited.
+pub fn rate_limited(router: Router, limiter: Arc<AddressLimiter>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(limiter, limit))
+}
+
+async fn limit(State(limiter): State<Arc<AddressLimiter>>, req: Request, next: Next) -> Response {
+    let Some(ip) = client_ip(&req) else {
+        return next.run(req).await;
+    };
+    if let Err(wait) = limiter.admit(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = Refusal::new(
+            429,
+            "rate_limited",
+            format!("too many requests from this address; retry in {secs} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return response;
+    }
+    let response = next.run(req).await;
+    if matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        limiter.record_failure(ip);
+    }
+    response
 }
 
 async fn enroll(
     State(service): State<TokenService>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let request: EnrollRequest = parse_json(&headers, &body)?;
-    let issued = blocking(move || service.enroll(&request)).await?;
+    let source = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let issued = blocking(move || service.enroll_from(&request, source)).await?;
     Ok(json_ok(&issued))
 }
 

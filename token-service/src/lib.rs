@@ -9,17 +9,19 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod guard;
 mod http;
 pub mod relay;
 mod service;
 mod token;
 
-pub use http::{routes, ClientCertificate, Refusal};
+pub use guard::{AddressLimiter, EnrollmentLimits, UnknownTokenSummary};
+pub use http::{rate_limited, routes, ClientCertificate, Refusal};
 pub use service::{
     rfc3339, Authority, AuthorityError, CurrentCertificate, EnrollRequest, IssuedCertificate,
     NewTokenRequest, RenewRequest, TokenService, RELAY_PROFILE,
 };
 pub use token::{
-    format_name, hash_secret, new_secret, parse_ttl, token_status, validate_base, CreatedToken,
-    TokenError, TokenRecord, TokenStatus, DEFAULT_TTL_SECS, MAX_TTL_SECS,
+    format_name, hash_secret, new_secret, parse_duration, parse_ttl, token_status, validate_base,
+    CreatedToken, TokenError, TokenRecord, TokenStatus, DEFAULT_TTL_SECS, MAX_TTL_SECS,
 };

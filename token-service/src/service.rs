@@ -1,9 +1,11 @@
 //! The enrollment rules, on top of the narrow [`Authority`] interface.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::guard::{AddressLimiter, EnrollmentLimits, UnknownTokenLog};
 use crate::http::Refusal;
 use crate::token::{
     hash_secret, new_secret, parse_ttl, sha256_hex, token_status, validate_base, CreatedToken,
@@ -144,6 +146,14 @@ pub struct RenewRequest {
 #[derive(Clone)]
 pub struct TokenService {
     authority: Arc<dyn Authority>,
+    guard: Arc<Guard>,
+}
+
+/// What protects the service from anonymous clients (see [`crate::guard`]).
+#[derive(Debug)]
+struct Guard {
+    limiter: Arc<AddressLimiter>,
+    unknown_tokens: UnknownTokenLog,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -179,9 +189,44 @@ impl From<AuthorityError> for Refusal {
 }
 
 impl TokenService {
-    /// A service over `authority`.
+    /// A service over `authority`, with the default [`EnrollmentLimits`].
     pub fn new(authority: Arc<dyn Authority>) -> Self {
-        Self { authority }
+        Self::with_limits(authority, EnrollmentLimits::default())
+    }
+
+    /// A service over `authority` with these per-address limits.
+    pub fn with_limits(authority: Arc<dyn Authority>, limits: EnrollmentLimits) -> Self {
+        let unknown_tokens = UnknownTokenLog::new(limits.unknown_token_audit_secs);
+        Self {
+            authority,
+            guard: Arc::new(Guard {
+                limiter: Arc::new(AddressLimiter::new(limits)),
+                unknown_tokens,
+            }),
+        }
+    }
+
+    /// The per-address rate limiter of enrollment and renewal.
+    pub fn limiter(&self) -> &Arc<AddressLimiter> {
+        &self.guard.limiter
+    }
+
+    /// Enrollments refused for an unknown token since start.
+    pub fn unknown_token_refusals(&self) -> u64 {
+        self.guard.unknown_tokens.total()
+    }
+
+    /// Writes one audit entry per source whose interval of unknown-token refusals is over
+    /// (every pending one with `all`, e.g. at shutdown). Call it periodically; enrollments
+    /// call it too.
+    pub fn flush_refusal_audit(&self, all: bool) {
+        for summary in self.guard.unknown_tokens.take_due(now(), all) {
+            self.authority.audit(
+                "endpoint",
+                "enroll-refused-unknown-tokens",
+                serde_json::to_value(&summary).unwrap_or_default(),
+            );
+        }
     }
 
     /// The authority.
@@ -255,15 +300,25 @@ impl TokenService {
 
     /// Trades a token and a certificate request for a certificate (see the crate docs).
     pub fn enroll(&self, request: &EnrollRequest) -> Result<IssuedCertificate, Refusal> {
+        self.enroll_from(request, None)
+    }
+
+    /// [`TokenService::enroll`] for a client at `source`. A refusal for an unknown token is
+    /// not audited one by one (anyone can send those, as fast as they like): it is counted and
+    /// gathered into one audit entry per source and interval.
+    pub fn enroll_from(
+        &self,
+        request: &EnrollRequest,
+        source: Option<IpAddr>,
+    ) -> Result<IssuedCertificate, Refusal> {
+        self.flush_refusal_audit(false);
         let token = self
             .authority
             .token_by_hash(&hash_secret(&request.token))?
             .ok_or_else(|| {
-                self.refuse(
-                    "enroll-refused",
-                    Refusal::new(401, "invalid_token", "unknown enrollment token"),
-                    serde_json::json!({}),
-                )
+                let source = source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                self.guard.unknown_tokens.record(&source, now());
+                Refusal::new(401, "invalid_token", "unknown enrollment token")
             })?;
         let audit = serde_json::json!({"token": token.id, "name": token.name});
         let spki = self
@@ -625,8 +680,19 @@ mod tests {
         );
         assert_eq!(
             fake.audits.lock().unwrap().len(),
-            3,
-            "every refusal audited"
+            2,
+            "every refusal with a real token audited"
+        );
+        assert_eq!(
+            service.unknown_token_refusals(),
+            1,
+            "the unknown one counted"
+        );
+        service.flush_refusal_audit(true);
+        assert_eq!(
+            fake.audits.lock().unwrap().last().unwrap(),
+            "enroll-refused-unknown-tokens:",
+            "and audited in aggregate"
         );
     }
 

@@ -152,24 +152,26 @@ pub fn format_name(base: &str, number: u64) -> String {
 
 /// Parses a time-to-live such as `90m`, `24h`, `7d` or `3600s` into seconds.
 pub fn parse_ttl(text: &str) -> Result<i64, TokenError> {
-    let bad = || TokenError::BadTtl(text.to_owned());
+    parse_duration(text)
+        .filter(|secs| (60..=MAX_TTL_SECS).contains(secs))
+        .ok_or_else(|| TokenError::BadTtl(text.to_owned()))
+}
+
+/// A duration written as a number with `s`, `m`, `h` or `d` (`90m`, `30d`), in seconds;
+/// `None` when it is not of that form or overflows (callers check the range).
+pub fn parse_duration(text: &str) -> Option<i64> {
     let text = text.trim();
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (digits, unit) = text.split_at(split);
-    let value: i64 = digits.parse().map_err(|_| bad())?;
+    let split = text.len().checked_sub(1)?;
+    let (digits, unit) = text.split_at_checked(split)?;
+    let value: i64 = digits.parse().ok()?;
     let factor = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let secs = value.checked_mul(factor).ok_or_else(bad)?;
-    if (60..=MAX_TTL_SECS).contains(&secs) {
-        Ok(secs)
-    } else {
-        Err(bad())
-    }
+    value.checked_mul(factor)
 }
 
 #[cfg(test)]
