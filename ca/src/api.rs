@@ -171,6 +171,8 @@ impl From<IssueError> for ApiError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) authority: Arc<Authority>,
+    /// The proofs of renewals and status reports seen recently (shared by every handler).
+    pub(crate) proofs: herald_token_service::ReplayGuard,
 }
 
 /// The routes of the plain-HTTP listener: revocation, CA certificates, health, metrics.
@@ -698,7 +700,10 @@ async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Respons
 
 /// The token service over this authority.
 pub(crate) fn token_service(state: &AppState) -> TokenService {
-    TokenService::new(Arc::new(TokenAuthority::new(state.authority.clone())))
+    TokenService::with_replay_guard(
+        Arc::new(TokenAuthority::new(state.authority.clone())),
+        state.proofs.clone(),
+    )
 }
 
 impl From<Refusal> for ApiError {

@@ -118,6 +118,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
     let tls = tls_config(&authority)?;
     let state = AppState {
         authority: authority.clone(),
+        proofs: herald_token_service::ReplayGuard::default(),
     };
     // Publish a CRL at start if none is current, then keep CRL and OCSP fresh.
     {
