@@ -34,8 +34,7 @@ async fn enrolled(site: &Site, base: &str, profile: &str) -> (Vec<u8>, serde_jso
 /// The DER of the first certificate of a PEM text, base64.
 fn der_base64(pem: &str) -> String {
     let at = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
-    let end = pem[at..].find("-----END CERTIFICATE-----").unwrap() + at + 25;
-    let (_, der) = der::pem::decode_vec(pem[at..end].as_bytes()).unwrap();
+    let der = herald_token_service::client::first_certificate_der(&pem[at..]).unwrap();
     base64::engine::general_purpose::STANDARD.encode(der)
 }
 
