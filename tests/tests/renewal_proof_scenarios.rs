@@ -328,3 +328,39 @@ fn relay_forging_the_endpoint_name_of_a_status_report_refused() {
         "nothing recorded for the endpoint"
     );
 }
+
+#[test]
+fn endpoint_renews_through_a_relay_with_its_own_proof() {
+    let site = Site::start();
+    let fingerprint = site.fingerprint();
+    let relay = RelayProcess::start(
+        &site.ca,
+        "site",
+        &site.ca.https_url(),
+        &site.cli_token("relay", "relay"),
+        &fingerprint,
+    );
+    let state = site.ca.scratch("endpoint");
+    let out = herald_e2e::herald_bin("herald-update")
+        .args(["enroll", "--server", &relay.url])
+        .args(["--token", &site.cli_token("shop", "endpoint")])
+        .args(["--root-fingerprint", &fingerprint, "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The agent's renewal (as `herald-update run` does it when due), through the relay.
+    let files = herald_updater::enroll::IdentityFiles::in_state_dir(&state);
+    let renewed = runtime()
+        .block_on(herald_updater::enroll::renew_if_due(&files, true))
+        .unwrap();
+    assert_eq!(renewed.as_deref(), Some("shop-0001"));
+    assert_eq!(site.certificates_named("shop-0001"), 2);
+    let audited = site.audit_details("renew");
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["relays"][0]["name"], "relay-0001");
+}
