@@ -1,5 +1,6 @@
-//! Fleet status: endpoints report the outcome of their update checks over mutual TLS
-//! (`POST /api/v1/status`, the name taken from the client certificate, never from the body),
+//! Fleet status: endpoints report the outcome of their update checks over mutual TLS, directly
+//! or through relays (`POST /api/v1/status`, the name taken from the endpoint's end-to-end
+//! proof or its client certificate, never from the body or a relay),
 //! and operators see, per endpoint, its certificate state, installed release, last seen and
 //! last error (`GET /api/v1/fleet`, `herald-ca fleet list|show`).
 
