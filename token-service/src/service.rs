@@ -398,6 +398,24 @@ impl TokenService {
         let Some(chain) = &carrier.relay_chain else {
             return Ok(Vec::new());
         };
+        let not_a_relay = |what: &str| {
+            Refusal::new(
+                403,
+                "not_a_relay",
+                format!("{what} is not a valid relay certificate of this CA"),
+            )
+        };
+        // Refusals are audited only for clients this CA knows: anonymous ones write nothing.
+        let sender = match &carrier.peer {
+            Some(der) => self.authority.client_certificate(der)?,
+            None => None,
+        }
+        .ok_or_else(|| not_a_relay("the client that sent a relay chain"))?;
+        let audit = serde_json::json!({
+            "relay_chain": chain,
+            "sender": sender.issued.serial,
+            "sender_name": sender.issued.name,
+        });
         let serials: Vec<&str> = chain.split(',').map(str::trim).collect();
         let well_formed = serials.len() <= MAX_RELAY_HOPS
             && serials.iter().all(|s| {
@@ -412,29 +430,19 @@ impl TokenService {
                         "the relay chain must list 1 to {MAX_RELAY_HOPS} certificate serials (hex)"
                     ),
                 ),
-                serde_json::json!({}),
+                serde_json::json!({"sender": sender.issued.serial}),
             ));
         }
-        let not_a_relay = |what: &str| {
-            self.refuse(
-                refused,
-                Refusal::new(
-                    403,
-                    "not_a_relay",
-                    format!("{what} is not a valid relay certificate of this CA"),
-                ),
-                serde_json::json!({"relay_chain": chain}),
-            )
-        };
         let valid_relay = |c: &CurrentCertificate| {
             c.profile == RELAY_PROFILE && !c.revoked && now() < c.not_after
         };
-        let last = match &carrier.peer {
-            Some(der) => self.authority.client_certificate(der)?,
-            None => None,
-        }
-        .filter(valid_relay)
-        .ok_or_else(|| not_a_relay("the client that sent a relay chain"))?;
+        let last = Some(sender).filter(valid_relay).ok_or_else(|| {
+            self.refuse(
+                refused,
+                not_a_relay("the client that sent a relay chain"),
+                audit.clone(),
+            )
+        })?;
         let mut hops = Vec::with_capacity(serials.len());
         for (i, serial) in serials.iter().enumerate() {
             let is_last = i + 1 == serials.len();
@@ -443,7 +451,10 @@ impl TokenService {
                 .certificate(serial)?
                 .filter(valid_relay)
                 .filter(|c| !is_last || c.issued.serial == last.issued.serial)
-                .ok_or_else(|| not_a_relay(&format!("relay chain entry {serial}")))?;
+                .ok_or_else(|| {
+                    let refusal = not_a_relay(&format!("relay chain entry {serial}"));
+                    self.refuse(refused, refusal, audit.clone())
+                })?;
             hops.push(Hop {
                 name: hop.issued.name,
                 serial: hop.issued.serial,
