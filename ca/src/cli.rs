@@ -137,10 +137,11 @@ pub enum Command {
     /// Create, list and revoke admin API tokens (stored only as SHA-256 hashes).
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
-    /// Run a relay for a site: endpoints talk to it as to the server; it forwards enrollment
-    /// and renewal upstream over its own mutual-TLS identity and caches CRLs, OCSP responses
-    /// and repository files. It holds no CA key. On first start it enrolls itself with a
-    /// relay token (`token create --profile relay`).
+    /// Run a relay for a site: endpoints talk to it as to the server; it forwards enrollment,
+    /// renewal and status reports upstream unchanged (endpoints sign their own) over its own
+    /// mutual-TLS identity and caches CRLs, OCSP responses and repository files. It holds no
+    /// CA key. On first start it enrolls itself with a relay token (`token create --profile
+    /// relay`).
     Relay(RelayArgs),
     /// Verify, checkpoint, show and export the hash-chained audit log.
     #[command(subcommand)]

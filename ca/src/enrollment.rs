@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use der::Decode;
 use herald_token_service::{
-    rfc3339, AuthorityError, CurrentCertificate, IssuedCertificate, TokenRecord,
+    rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, TokenRecord,
 };
 
 use crate::audit::NewAuditEntry;
@@ -236,6 +236,7 @@ impl herald_token_service::Authority for TokenAuthority {
         csr: &[u8],
         token: &TokenRecord,
         spki_sha256: &str,
+        relays: &[Hop],
     ) -> Result<IssuedCertificate, AuthorityError> {
         let actor = format!("enrollment-token:{}", token.id);
         self.issue(
@@ -250,14 +251,20 @@ impl herald_token_service::Authority for TokenAuthority {
                     &record.serial.to_hex(),
                     spki_sha256,
                 )?;
-                if burnt {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict(format!(
+                if !burnt {
+                    return Err(StoreError::Conflict(format!(
                         "token {} already used",
                         token.id
-                    )))
+                    )));
                 }
+                if !relays.is_empty() {
+                    tx.append_audit(&NewAuditEntry::now(
+                        &actor,
+                        "enroll-relayed",
+                        serde_json::json!({"serial": record.serial.to_hex(), "relays": relays}),
+                    ))?;
+                }
+                Ok(())
             },
         )
     }
@@ -288,6 +295,7 @@ impl herald_token_service::Authority for TokenAuthority {
         &self,
         csr: &[u8],
         current: &CurrentCertificate,
+        relays: &[Hop],
     ) -> Result<IssuedCertificate, AuthorityError> {
         let actor = format!("renewal:{}", current.issued.serial);
         let previous = current.issued.serial.clone();
@@ -300,7 +308,11 @@ impl herald_token_service::Authority for TokenAuthority {
                 tx.append_audit(&NewAuditEntry::now(
                     &actor,
                     "renew",
-                    serde_json::json!({"previous": previous, "serial": record.serial.to_hex()}),
+                    serde_json::json!({
+                        "previous": previous,
+                        "serial": record.serial.to_hex(),
+                        "relays": relays,
+                    }),
                 ))?;
                 Ok(())
             },
@@ -321,6 +333,17 @@ impl herald_token_service::Authority for TokenAuthority {
         match &self.backing {
             Backing::Full(a) => a.config().profiles.contains_key(profile),
             Backing::StoreOnly { profiles, .. } => profiles.contains(profile),
+        }
+    }
+
+    fn renewable(&self, profile: &str) -> bool {
+        match &self.backing {
+            Backing::Full(a) => a
+                .config()
+                .profiles
+                .get(profile)
+                .is_some_and(crate::policy::Profile::renews),
+            Backing::StoreOnly { .. } => false,
         }
     }
 }

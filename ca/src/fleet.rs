@@ -1,5 +1,6 @@
-//! Fleet status: endpoints report the outcome of their update checks over mutual TLS
-//! (`POST /api/v1/status`, the name taken from the client certificate, never from the body),
+//! Fleet status: endpoints report the outcome of their update checks over mutual TLS, directly
+//! or through relays (`POST /api/v1/status`, the name taken from the endpoint's end-to-end
+//! proof or its client certificate, never from the body or a relay),
 //! and operators see, per endpoint, its certificate state, installed release, last seen and
 //! last error (`GET /api/v1/fleet`, `herald-ca fleet list|show`).
 
@@ -12,9 +13,10 @@ use axum::response::Response;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 
-use herald_token_service::ClientCertificate;
+use herald_token_service::{ClientCertificate, Purpose};
 
 use crate::api::{authenticate, json_response, ApiError, AppState, Role};
+use crate::audit::NewAuditEntry;
 use crate::authority::Authority;
 use crate::serial::Serial;
 use crate::store::{read_tx, write_tx, CertRecord, FleetReport, ListFilter, Store, StoreError};
@@ -269,10 +271,14 @@ pub(crate) fn client_record(
     Ok(record)
 }
 
-/// `POST /api/v1/status`: stores the report of the endpoint named by the client certificate.
+/// `POST /api/v1/status`: stores the report of the endpoint that proved it. With an
+/// end-to-end proof (required when relays carried the report) the endpoint is the one whose
+/// key signed the proof over this body; without one, the mutual-TLS client itself. Never a
+/// name from the body or from a relay. Reports carried by relays are audited with the chain.
 pub(crate) async fn post_status(
     State(state): State<AppState>,
     client: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
@@ -283,16 +289,28 @@ pub(crate) async fn post_status(
             format!("the status report is not valid JSON of the expected shape: {e}"),
         )
     })?;
+    let carrier = herald_token_service::carrier(client.as_deref(), &headers)?;
+    let proof = headers
+        .get(herald_token_service::PROOF_HEADER)
+        .map(|v| v.as_bytes().to_vec());
+    let service = crate::api::token_service(&state);
     let stored = tokio::task::spawn_blocking(move || {
-        let record = client_record(&authority, client.as_deref())?;
+        let (name, serial, relays) = if proof.is_some() || carrier.relay_chain.is_some() {
+            let proved = service.prove(Purpose::Status, &carrier, proof.as_deref(), &body)?;
+            let issued = proved.certificate.issued;
+            (issued.name, issued.serial, proved.relays)
+        } else {
+            let record = client_record(&authority, client.as_deref())?;
+            (record.name, record.serial.to_hex(), Vec::new())
+        };
         let mut unlisted = report.unlisted;
         unlisted.truncate(MAX_UNLISTED);
         for file in &mut unlisted {
             *file = file.chars().take(MAX_ERROR_CHARS).collect();
         }
         let stored = FleetReport {
-            name: record.name,
-            serial: record.serial.to_hex(),
+            name,
+            serial,
             received_at: crate::now_unix(),
             installed_version: report.installed_version,
             last_check: cut(report.last_check, MAX_SHORT_CHARS),
@@ -300,7 +318,21 @@ pub(crate) async fn post_status(
             last_error: cut(report.last_error, MAX_ERROR_CHARS),
             unlisted,
         };
-        write_tx(authority.store(), |tx| tx.put_fleet_report(&stored))?;
+        write_tx(authority.store(), |tx| {
+            tx.put_fleet_report(&stored)?;
+            if !relays.is_empty() {
+                tx.append_audit(&NewAuditEntry::now(
+                    "endpoint",
+                    "status-relayed",
+                    serde_json::json!({
+                        "name": stored.name,
+                        "serial": stored.serial,
+                        "relays": relays,
+                    }),
+                ))?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
         Ok::<_, ApiError>(stored)
     })
     .await

@@ -30,6 +30,10 @@ pub struct Profile {
     pub min_rsa_bits: u32,
     /// Extended key usage.
     pub usage: Usage,
+    /// Whether its certificates may renew through `POST /api/v1/renew`. Absent: client
+    /// profiles (endpoints, relays) renew, server profiles do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewable: Option<bool>,
 }
 
 fn default_min_rsa_bits() -> u32 {
@@ -52,7 +56,13 @@ impl Profile {
                 .to_vec(),
             min_rsa_bits: default_min_rsa_bits(),
             usage: Usage::Client,
+            renewable: None,
         }
+    }
+
+    /// Whether certificates of this profile renew through the API (see `renewable`).
+    pub fn renews(&self) -> bool {
+        self.renewable.unwrap_or(self.usage == Usage::Client)
     }
 
     /// The profile of the server's own TLS certificate.
@@ -161,5 +171,16 @@ mod tests {
             ..Profile::endpoint()
         };
         assert!(only_p256.check_key(KeyKind::Ed25519).is_err());
+    }
+
+    #[test]
+    fn client_profiles_renew_server_profiles_do_not_unless_configured() {
+        assert!(Profile::endpoint().renews());
+        assert!(!Profile::server().renews());
+        let pinned = Profile {
+            renewable: Some(false),
+            ..Profile::endpoint()
+        };
+        assert!(!pinned.renews());
     }
 }

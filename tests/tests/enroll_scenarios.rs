@@ -232,12 +232,14 @@ fn renewal_keeps_the_name_and_a_revoked_certificate_is_refused() {
         let identity_pem = identity(&key, &issued);
         let mtls = client_with(&site.root_pem, Some(&identity_pem));
         let (_, new_csr) = key_and_csr("renew");
-        let (status, renewed) = renew(&mtls, &base, &new_csr).await.unwrap();
+        let (status, renewed) = renew(&mtls, &base, &identity_pem, &new_csr).await.unwrap();
         assert_eq!(status, 200, "{renewed}");
         assert_eq!(renewed["name"], "renew-0001");
         assert_ne!(renewed["serial"], issued["serial"]);
         // Without a client certificate, no renewal.
-        let (status, body) = renew(&client, &base, &new_csr).await.unwrap();
+        let (status, body) = renew(&client, &base, &identity_pem, &new_csr)
+            .await
+            .unwrap();
         assert_eq!((status, code(&body)), (401, "client_certificate_required"));
         (identity_pem, issued["serial"].as_str().unwrap().to_owned())
     });
@@ -250,7 +252,7 @@ fn renewal_keeps_the_name_and_a_revoked_certificate_is_refused() {
     let outcome = runtime().block_on(async {
         let mtls = client_with(&site.root_pem, Some(&identity_pem));
         let (_, csr) = key_and_csr("renew");
-        renew(&mtls, &base, &csr).await
+        renew(&mtls, &base, &identity_pem, &csr).await
     });
     // Refused during the TLS handshake, or by the renewal rules if a connection got through.
     match outcome {

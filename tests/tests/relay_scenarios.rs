@@ -11,26 +11,11 @@ use std::process::{Command, Stdio};
 
 use ca_support::{ca_cmd, python, run_ok};
 use enroll_support::{
-    client_with, code, identity, key_and_csr, renew, runtime, wait_listening, RelayProcess, Site,
+    client_with, code, identity, key_and_csr, post_with, proof, renew, renewal_body, runtime,
+    wait_listening, RelayProcess, Site,
 };
-
-/// Creates a token for `base` with `profile` with the CLI; returns the secret.
-fn cli_token(site: &Site, base: &str, profile: &str) -> String {
-    let out = run_ok(
-        ca_cmd()
-            .args([
-                "token",
-                "create",
-                "--name",
-                base,
-                "--profile",
-                profile,
-                "--data-dir",
-            ])
-            .arg(&site.ca.dir),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use herald_token_service::relay::RELAY_CHAIN;
+use herald_token_service::{Purpose, PROOF_HEADER};
 
 fn endpoint_enroll(
     server: &str,
@@ -55,21 +40,21 @@ fn enrollment_through_a_chain_of_two_relays() {
         &site.ca,
         "near",
         &site.ca.https_url(),
-        &cli_token(&site, "relay", "relay"),
+        &site.cli_token("relay", "relay"),
         &fingerprint,
     );
     let far = RelayProcess::start(
         &site.ca,
         "far",
         &near.url,
-        &cli_token(&site, "relay", "relay"),
+        &site.cli_token("relay", "relay"),
         &fingerprint,
     );
     // The endpoint knows only the far relay's URL and the root fingerprint.
     let state = site.ca.scratch("endpoint");
     let out = endpoint_enroll(
         &far.url,
-        &cli_token(&site, "shop", "endpoint"),
+        &site.cli_token("shop", "endpoint"),
         &fingerprint,
         &state,
     );
@@ -121,26 +106,26 @@ fn enrollment_through_a_chain_of_two_relays() {
         let (_, issued) =
             enroll_support::enroll(&client, &far.url, token["token"].as_str().unwrap(), &csr).await;
         assert_eq!(issued["name"], "till-0001", "{issued}");
-        let mtls = client_with(&site.root_pem, Some(&identity(&key, &issued)));
+        let identity_pem = identity(&key, &issued);
+        let mtls = client_with(&site.root_pem, Some(&identity_pem));
         let (_, new_csr) = key_and_csr("till");
-        let (status, renewed) = renew(&mtls, &far.url, &new_csr).await.unwrap();
+        let (status, renewed) = renew(&mtls, &far.url, &identity_pem, &new_csr)
+            .await
+            .unwrap();
         assert_eq!(status, 200, "{renewed}");
         assert_eq!(renewed["name"], "till-0001");
         assert_ne!(renewed["serial"], issued["serial"]);
-        // An endpoint that claims, through a relay, to forward another endpoint's certificate
-        // is named in the relay chain and refused.
-        let forged = mtls
-            .post(format!("{}/api/v1/renew", near.url))
-            .header("content-type", "application/json")
-            .header("x-herald-client-certificate", "MIIBAA==")
-            .body(serde_json::json!({ "csr": new_csr }).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(forged.status(), 403);
-        let body: serde_json::Value =
-            serde_json::from_slice(&forged.bytes().await.unwrap()).unwrap();
-        assert_eq!(code(&body), "not_a_relay");
+        // An endpoint that claims, through a relay, to be a relay itself is named in the relay
+        // chain and refused.
+        let (status, body) = renew_claiming_relay(
+            &mtls,
+            &near.url,
+            &identity_pem,
+            &new_csr,
+            issued["serial"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!((status, code(&body)), (403, "not_a_relay"), "{body}");
     });
 }
 
@@ -158,22 +143,40 @@ fn forwarded_certificate_from_a_non_relay_refused() {
             &csr,
         )
         .await;
-        // An endpoint (not a relay) claims to forward someone else's certificate.
-        let mtls = client_with(&site.root_pem, Some(&identity(&key, &issued)));
+        // An endpoint (not a relay) claims to forward a request as a relay.
+        let identity_pem = identity(&key, &issued);
+        let mtls = client_with(&site.root_pem, Some(&identity_pem));
         let (_, new_csr) = key_and_csr("sly");
-        let response = mtls
-            .post(format!("{}/api/v1/renew", site.ca.https_url()))
-            .header("content-type", "application/json")
-            .header("x-herald-client-certificate", "AAAA")
-            .body(serde_json::json!({"csr": new_csr}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 403);
-        let body: serde_json::Value =
-            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-        assert_eq!(code(&body), "not_a_relay");
+        let (status, body) = renew_claiming_relay(
+            &mtls,
+            &site.ca.https_url(),
+            &identity_pem,
+            &new_csr,
+            issued["serial"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!((status, code(&body)), (403, "not_a_relay"), "{body}");
     });
+}
+
+/// A renewal signed by `identity_pem` whose sender claims to be the relay `serial`.
+async fn renew_claiming_relay(
+    client: &reqwest::Client,
+    base: &str,
+    identity_pem: &[u8],
+    csr: &str,
+    serial: &str,
+) -> (u16, serde_json::Value) {
+    let body = renewal_body(csr);
+    let proof = proof(identity_pem, Purpose::Renew, body.as_bytes(), 0);
+    post_with(
+        client,
+        &format!("{base}/api/v1/renew"),
+        &body,
+        &[(PROOF_HEADER, &proof), (RELAY_CHAIN, serial)],
+    )
+    .await
+    .unwrap()
 }
 
 /// A static file server (the update repository), stopped when dropped.
@@ -209,7 +212,7 @@ fn relay_serves_cached_revocation_data_and_repository_files() {
         &site.ca,
         "cache",
         &site.ca.https_url(),
-        &cli_token(&site, "relay", "relay"),
+        &site.cli_token("relay", "relay"),
         &site.fingerprint(),
     );
     let (_, cert) = site.ca.issue("watched");
@@ -394,7 +397,7 @@ fn relay_that_alters_a_request_is_detected() {
     // Changing what the endpoint asked for breaks the request's signature: refused upstream,
     // nothing issued, the token stays usable.
     let (_relay, url) = tampering_relay(&site, "subject");
-    let token = cli_token(&site, "pos", "endpoint");
+    let token = site.cli_token("pos", "endpoint");
     let out = endpoint_enroll(&url, &token, &fingerprint, &site.ca.scratch("e1"));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -418,7 +421,7 @@ fn relay_that_alters_a_request_is_detected() {
     let state = site.ca.scratch("e2");
     let out = endpoint_enroll(
         &url,
-        &cli_token(&site, "pos", "endpoint"),
+        &site.cli_token("pos", "endpoint"),
         &fingerprint,
         &state,
     );

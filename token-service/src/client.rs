@@ -178,6 +178,16 @@ pub fn first_certificate_der(text: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// The serial of a certificate (DER) as lowercase hex without leading zero bytes, as the
+/// authority names certificates.
+pub fn certificate_serial(der: &[u8]) -> Option<String> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let bytes = cert.tbs_certificate.serial_number.as_bytes();
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    Some(crate::token::hex(&bytes[start..]))
+}
+
 /// True when the first certificate of `cert_pem` certifies the public key `spki_der`.
 pub fn certifies(cert_pem: &str, spki_der: &[u8]) -> bool {
     use der::{Decode, Encode};

@@ -11,10 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use base64::Engine;
 
 use crate::guard::AddressLimiter;
-use crate::service::{EnrollRequest, RenewRequest, TokenService};
+use crate::service::{Carrier, EnrollRequest, RenewRequest, TokenService};
 
 /// The DER certificate a client presented over mutual TLS; the server puts it in each
 /// request's extensions.
@@ -181,15 +180,39 @@ async fn limit(State(limiter): State<Arc<AddressLimiter>>, req: Request, next: N
     response
 }
 
+/// Who handed this request over: the TLS client certificate and the relay chain header.
+pub fn carrier(
+    client: Option<&ClientCertificate>,
+    headers: &HeaderMap,
+) -> Result<Carrier, Refusal> {
+    let relay_chain = match headers.get(crate::relay::RELAY_CHAIN) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    Refusal::bad_request("bad_relay_chain", "the relay chain is not text")
+                })?
+                .to_owned(),
+        ),
+    };
+    Ok(Carrier {
+        peer: client.map(|c| c.0.clone()),
+        relay_chain,
+    })
+}
+
 async fn enroll(
     State(service): State<TokenService>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let request: EnrollRequest = parse_json(&headers, &body)?;
-    let source = client.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let issued = blocking(move || service.enroll_from(&request, source)).await?;
+    let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let carrier = carrier(client.as_deref(), &headers)?;
+    let issued = blocking(move || service.enroll_from(&carrier, &request, source)).await?;
     Ok(json_ok(&issued))
 }
 
@@ -199,34 +222,12 @@ async fn renew(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let request: RenewRequest = parse_json(&headers, &body)?;
-    let der = client.map(|Extension(ClientCertificate(der))| der);
-    let bad = || Refusal::bad_request("bad_forwarded_certificate", "not base64 DER");
-    let decode = |text: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .ok()
-    };
-    let header = |name: &str| headers.get(name).map(|v| v.to_str().ok());
-    let forwarded = match header(crate::relay::FORWARDED_CLIENT_CERT) {
-        None => None,
-        Some(value) => Some(value.and_then(decode).ok_or_else(bad)?),
-    };
-    let chain: Vec<Vec<u8>> = match header(crate::relay::RELAY_CHAIN) {
-        None => Vec::new(),
-        Some(value) => value
-            .ok_or_else(bad)?
-            .split(',')
-            .map(|c| decode(c).ok_or_else(bad))
-            .collect::<Result<_, _>>()?,
-    };
-    let issued = blocking(move || {
-        let peer = der.as_deref().map(Vec::as_slice);
-        match &forwarded {
-            Some(endpoint) => service.renew_relayed(peer, &chain, endpoint, &request),
-            None => service.renew(peer, &request),
-        }
-    })
-    .await?;
+    // Checks the content type and the shape before any signature is verified.
+    let _: RenewRequest = parse_json(&headers, &body)?;
+    let carrier = carrier(client.as_deref(), &headers)?;
+    let proof = headers
+        .get(crate::proof::PROOF_HEADER)
+        .map(|v| v.as_bytes().to_vec());
+    let issued = blocking(move || service.renew(&carrier, proof.as_deref(), &body)).await?;
     Ok(json_ok(&issued))
 }

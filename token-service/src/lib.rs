@@ -11,15 +11,18 @@
 pub mod client;
 mod guard;
 mod http;
+pub mod proof;
 pub mod relay;
 mod service;
 mod token;
 
 pub use guard::{AddressLimiter, EnrollmentLimits, UnknownTokenSummary};
-pub use http::{rate_limited, routes, ClientCertificate, Refusal};
+pub use http::{carrier, rate_limited, routes, ClientCertificate, Refusal};
+pub use proof::{Proof, ProofError, Purpose, ReplayGuard, Signer, PROOF_HEADER};
 pub use service::{
-    rfc3339, Authority, AuthorityError, CurrentCertificate, EnrollRequest, IssuedCertificate,
-    NewTokenRequest, RenewRequest, TokenService, RELAY_PROFILE,
+    rfc3339, Authority, AuthorityError, Carrier, CurrentCertificate, EnrollRequest, Hop,
+    IssuedCertificate, NewTokenRequest, Proved, RenewRequest, TokenService, MAX_RELAY_HOPS,
+    RELAY_PROFILE,
 };
 pub use token::{
     format_name, hash_secret, new_secret, parse_duration, parse_ttl, token_status, validate_base,

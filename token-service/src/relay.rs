@@ -7,12 +7,14 @@
 //! proof of possession (the request's signature) and token binding are checked by the
 //! authority, and the endpoint checks that the certificate it gets back is for its own key.
 //!
-//! Renewal: the relay forwards the endpoint's client certificate (verified here against the
-//! root) in the [`FORWARDED_CLIENT_CERT`] header. A relay that receives such a header from
-//! another relay passes it on and appends the sender's certificate to [`RELAY_CHAIN`]. The
-//! authority honours the header only if its own client and every certificate of the chain
-//! have the `relay` profile and are valid: whoever first claimed the endpoint's certificate
-//! was a relay that saw it in a TLS handshake.
+//! Renewal and status reports carry the endpoint's end-to-end proof (a signature of its current
+//! key over the request, [`crate::proof`]) in a header the relay passes on unchanged: the
+//! authority takes the endpoint's identity from the proof, never from a relay.
+//!
+//! Every forwarded request carries the [`RELAY_CHAIN`] header: the relay checks that the last
+//! entry it received names its own TLS client (the relay before it), then appends its own
+//! certificate serial. The authority checks that its TLS client is the relay named last and
+//! that every relay named holds a valid relay certificate, and audits the chain.
 //!
 //! Paths with dot segments are refused before routing ([`paths`]); repository files are
 //! served only to unrevoked clients of this CA ([`access`]); the cache is bounded in bytes and
@@ -32,20 +34,19 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use base64::Engine;
 
-use crate::client::{certifies, first_pem_block, pinned_root, BootstrapError};
+use crate::client::{
+    certificate_serial, certifies, first_certificate_der, first_pem_block, pinned_root,
+    BootstrapError,
+};
 use crate::{EnrollRequest, IssuedCertificate};
 
 use crate::http::{ClientCertificate, Refusal};
 
 pub use cache::DEFAULT_CACHE_MAX_BYTES;
 
-/// The header carrying a relayed endpoint's client certificate (base64 DER).
-pub const FORWARDED_CLIENT_CERT: &str = "x-herald-client-certificate";
-
-/// The header listing (comma-separated base64 DER) the certificates of the relays a forwarded
-/// renewal passed through before the last one, each added by the relay that received it.
+/// The header listing (comma-separated, hex) the certificate serials of the relays a request
+/// passed through, nearest the endpoint first, each appended by the relay itself.
 pub const RELAY_CHAIN: &str = "x-herald-relay-chain";
 
 /// The content type of forwarded enrollment and renewal requests.
@@ -295,6 +296,8 @@ pub struct Relay {
     client: reqwest::Client,
     files_client: reqwest::Client,
     root_pem: String,
+    /// The serial of the relay's own certificate, hex (its entry in relay chains).
+    serial: String,
     repository_ttl: Duration,
     discovery: Mutex<Option<(serde_json::Value, Instant)>>,
     cache: cache::ResponseCache,
@@ -322,12 +325,24 @@ impl Relay {
             std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
         let root_pem =
             std::fs::read_to_string(state.root_pem()).map_err(io_err(&state.root_pem()))?;
+        let text = String::from_utf8_lossy(&identity);
+        let serial = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .and_then(|at| first_certificate_der(&text[at..]))
+            .and_then(|der| certificate_serial(&der))
+            .ok_or_else(|| {
+                RelayError::Identity(format!(
+                    "{}: no certificate after the key",
+                    state.identity_pem().display()
+                ))
+            })?;
         Ok(Self {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: http_client(Some(root_pem.as_bytes()), Some(&identity))?,
             files_client: files_client(root_pem.as_bytes(), &identity)?,
             clients: access::ClientCheck::new(&root_pem)?,
             root_pem,
+            serial,
             repository_ttl: options.repository_ttl,
             discovery: Mutex::new(None),
             cache: cache::ResponseCache::new(options.cache_max_bytes),
@@ -496,6 +511,10 @@ pub fn relay_routes(relay: Arc<Relay>) -> Router {
         .route("/.well-known/herald", get(discovery))
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/renew", post(renew))
+        .route(
+            "/api/v1/status",
+            post(status).layer(axum::extract::DefaultBodyLimit::max(MAX_REPORT_BYTES)),
+        )
         .route("/ocsp", post(revocation))
         .route("/ocsp/", post(revocation))
         .route("/ocsp/{*request}", get(revocation))
@@ -544,11 +563,82 @@ async fn discovery(
         .into_response())
 }
 
-async fn enroll(State(relay): State<Arc<Relay>>, body: Bytes) -> Response {
-    let url = format!("{}/api/v1/enroll", relay.upstream);
+/// Largest status report forwarded (the authority's own bound).
+const MAX_REPORT_BYTES: usize = 256 * 1024;
+
+impl Relay {
+    /// The relay chain to send upstream: the one received (whose last entry must name the
+    /// TLS client, a relay before this one) plus this relay's own serial.
+    fn relay_chain(
+        &self,
+        client: Option<&ClientCertificate>,
+        headers: &HeaderMap,
+    ) -> Result<String, Refusal> {
+        let Some(received) = headers.get(RELAY_CHAIN) else {
+            return Ok(self.serial.clone());
+        };
+        let bad = |m: &str| Refusal::new(403, "bad_relay_chain", m.to_owned());
+        let received = received
+            .to_str()
+            .map_err(|_| bad("the relay chain is not text"))?;
+        let sender = client
+            .and_then(|c| certificate_serial(&c.0))
+            .ok_or_else(|| bad("a relay chain needs the sending relay's client certificate"))?;
+        let last = received.rsplit(',').next().map(str::trim).unwrap_or("");
+        if !last.eq_ignore_ascii_case(&sender) {
+            return Err(bad(
+                "the last entry of the relay chain does not name the sending client",
+            ));
+        }
+        Ok(format!("{received},{}", self.serial))
+    }
+
+    /// Forwards a POST upstream as a pipe: the body unchanged, the endpoint's proof (if any)
+    /// unchanged, and the relay chain with this relay appended.
+    async fn pipe(
+        &self,
+        path: &str,
+        client: Option<&ClientCertificate>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let chain = match self.relay_chain(client, headers) {
+            Ok(chain) => chain,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let mut extra = vec![json_type(), (RELAY_CHAIN, chain)];
+        if let Some(proof) = headers
+            .get(crate::proof::PROOF_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            extra.push((crate::proof::PROOF_HEADER, proof.to_owned()));
+        }
+        let url = format!("{}{path}", self.upstream);
+        self.forward(Method::POST, url, body, extra, None).await
+    }
+}
+
+async fn enroll(
+    State(relay): State<Arc<Relay>>,
+    client: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     relay
-        .forward(Method::POST, url, body, vec![json_type()], None)
+        .pipe("/api/v1/enroll", client.as_deref(), &headers, body)
         .await
+}
+
+/// Renewal and status reports come over mutual TLS, as at the authority.
+fn require_client(client: Option<&ClientCertificate>) -> Result<(), Refusal> {
+    match client {
+        Some(_) => Ok(()),
+        None => Err(Refusal::new(
+            401,
+            "client_certificate_required",
+            "this needs mutual TLS with the current certificate",
+        )),
+    }
 }
 
 async fn renew(
@@ -557,39 +647,26 @@ async fn renew(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(Extension(ClientCertificate(der))) = client else {
-        return Refusal::new(
-            401,
-            "client_certificate_required",
-            "renewal needs mutual TLS with the current certificate",
-        )
-        .into_response();
-    };
-    let url = format!("{}/api/v1/renew", relay.upstream);
-    let peer = base64::engine::general_purpose::STANDARD.encode(der.as_slice());
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let extra = match text(FORWARDED_CLIENT_CERT) {
-        // From an endpoint: its own certificate is the one to renew.
-        None => vec![(FORWARDED_CLIENT_CERT, peer)],
-        // From another relay: pass the endpoint's certificate on, and add the certificate of
-        // the client that claimed it, for the server to check that it is a relay.
-        Some(endpoint) => {
-            let mut chain = text(RELAY_CHAIN).unwrap_or_default();
-            if !chain.is_empty() {
-                chain.push(',');
-            }
-            chain.push_str(&peer);
-            vec![(FORWARDED_CLIENT_CERT, endpoint), (RELAY_CHAIN, chain)]
-        }
-    };
-    let mut extra = extra;
-    extra.push(json_type());
-    relay.forward(Method::POST, url, body, extra, None).await
+    if let Err(refusal) = require_client(client.as_deref()) {
+        return refusal.into_response();
+    }
+    relay
+        .pipe("/api/v1/renew", client.as_deref(), &headers, body)
+        .await
+}
+
+async fn status(
+    State(relay): State<Arc<Relay>>,
+    client: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = require_client(client.as_deref()) {
+        return refusal.into_response();
+    }
+    relay
+        .pipe("/api/v1/status", client.as_deref(), &headers, body)
+        .await
 }
 
 /// OCSP, CRL and CA certificates: forwarded to the upstream's revocation URLs and cached

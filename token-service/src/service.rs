@@ -7,14 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::guard::{AddressLimiter, EnrollmentLimits, UnknownTokenLog};
 use crate::http::Refusal;
+use crate::proof::{Proof, ProofError, Purpose, ReplayGuard};
 use crate::token::{
     hash_secret, new_secret, parse_ttl, sha256_hex, token_status, validate_base, CreatedToken,
     TokenRecord, TokenStatus, DEFAULT_TTL_SECS,
 };
 
-/// The profile of relay certificates: only their holders may forward an endpoint's
-/// certificate for renewal.
+/// The profile of relay certificates: only their holders may carry requests for others (and
+/// name themselves in the relay chain).
 pub const RELAY_PROFILE: &str = "relay";
+
+/// Most relays one request may pass through.
+pub const MAX_RELAY_HOPS: usize = 8;
 
 /// What the authority reports when it cannot do what the token service asked.
 #[derive(Debug, thiserror::Error)]
@@ -88,26 +92,60 @@ pub trait Authority: Send + Sync + 'static {
     /// Issues a certificate for `token.name` under `token.profile` from `csr`, and burns the
     /// token in the same transaction that records the certificate. If the token was used or
     /// revoked meanwhile, returns [`AuthorityError::Conflict`] and records nothing.
+    /// `relays` (nearest the endpoint first) carried the request; they are audited.
     fn issue_for_token(
         &self,
         csr: &[u8],
         token: &TokenRecord,
         spki_sha256: &str,
+        relays: &[Hop],
     ) -> Result<IssuedCertificate, AuthorityError>;
     /// The certificate with this serial (hex).
     fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError>;
     /// The issued certificate matching a client certificate (DER) presented over TLS.
     fn client_certificate(&self, der: &[u8]) -> Result<Option<CurrentCertificate>, AuthorityError>;
-    /// Issues a new certificate with the name and profile of `current`.
+    /// Issues a new certificate with the name and profile of `current`; `relays` carried the
+    /// request and are audited.
     fn issue_renewal(
         &self,
         csr: &[u8],
         current: &CurrentCertificate,
+        relays: &[Hop],
     ) -> Result<IssuedCertificate, AuthorityError>;
     /// Appends an audit entry (refusals); a failure is logged, not returned.
     fn audit(&self, actor: &str, action: &str, details: serde_json::Value);
     /// Whether `profile` exists.
     fn has_profile(&self, profile: &str) -> bool;
+    /// Whether certificates of `profile` may renew through the API.
+    fn renewable(&self, profile: &str) -> bool;
+}
+
+/// A relay that carried a request, as the authority verified it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    /// The relay's certificate name.
+    pub name: String,
+    /// Its certificate serial, hex.
+    pub serial: String,
+}
+
+/// Who handed a request to this server: the client certificate of the TLS connection (DER)
+/// and the relay chain it claims (the [`crate::relay::RELAY_CHAIN`] header).
+#[derive(Debug, Clone, Default)]
+pub struct Carrier {
+    /// The TLS client certificate, DER.
+    pub peer: Option<Arc<Vec<u8>>>,
+    /// The relay chain header, as received.
+    pub relay_chain: Option<String>,
+}
+
+/// The certificate a request was proved for, and the relays that carried it.
+#[derive(Debug, Clone)]
+pub struct Proved {
+    /// The certificate whose key signed the proof (issued here, valid, unrevoked).
+    pub certificate: CurrentCertificate,
+    /// The relays that carried the request, nearest the endpoint first.
+    pub relays: Vec<Hop>,
 }
 
 /// `POST /api/v1/tokens` body.
@@ -134,7 +172,8 @@ pub struct EnrollRequest {
     pub csr: String,
 }
 
-/// `POST /api/v1/renew` body.
+/// `POST /api/v1/renew` body; the request carries a [`crate::Proof`] over this body in the
+/// [`crate::PROOF_HEADER`] header.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
@@ -147,6 +186,7 @@ pub struct RenewRequest {
 pub struct TokenService {
     authority: Arc<dyn Authority>,
     guard: Arc<Guard>,
+    replay: ReplayGuard,
 }
 
 /// What protects the service from anonymous clients (see [`crate::guard`]).
@@ -194,7 +234,8 @@ impl TokenService {
         Self::with_limits(authority, EnrollmentLimits::default())
     }
 
-    /// A service over `authority` with these per-address limits.
+    /// A service over `authority` with these per-address limits, and its own memory of used
+    /// proofs (clones of the service share both).
     pub fn with_limits(authority: Arc<dyn Authority>, limits: EnrollmentLimits) -> Self {
         let unknown_tokens = UnknownTokenLog::new(limits.unknown_token_audit_secs);
         Self {
@@ -203,6 +244,7 @@ impl TokenService {
                 limiter: Arc::new(AddressLimiter::new(limits)),
                 unknown_tokens,
             }),
+            replay: ReplayGuard::default(),
         }
     }
 
@@ -298,9 +340,14 @@ impl TokenService {
         refusal
     }
 
-    /// Trades a token and a certificate request for a certificate (see the crate docs).
-    pub fn enroll(&self, request: &EnrollRequest) -> Result<IssuedCertificate, Refusal> {
-        self.enroll_from(request, None)
+    /// Trades a token and a certificate request for a certificate (see the crate docs);
+    /// `carrier` handed it over (relays are audited).
+    pub fn enroll(
+        &self,
+        carrier: &Carrier,
+        request: &EnrollRequest,
+    ) -> Result<IssuedCertificate, Refusal> {
+        self.enroll_from(carrier, request, None)
     }
 
     /// [`TokenService::enroll`] for a client at `source`. A refusal for an unknown token is
@@ -308,10 +355,12 @@ impl TokenService {
     /// gathered into one audit entry per source and interval.
     pub fn enroll_from(
         &self,
+        carrier: &Carrier,
         request: &EnrollRequest,
         source: Option<IpAddr>,
     ) -> Result<IssuedCertificate, Refusal> {
         self.flush_refusal_audit(false);
+        let relays = self.relays(carrier, "enroll-refused")?;
         let token = self
             .authority
             .token_by_hash(&hash_secret(&request.token))?
@@ -320,7 +369,10 @@ impl TokenService {
                 self.guard.unknown_tokens.record(&source, now());
                 Refusal::new(401, "invalid_token", "unknown enrollment token")
             })?;
-        let audit = serde_json::json!({"token": token.id, "name": token.name});
+        let mut audit = serde_json::json!({"token": token.id, "name": token.name});
+        if !relays.is_empty() {
+            audit["relays"] = serde_json::json!(relays);
+        }
         let spki = self
             .authority
             .verify_request(request.csr.as_bytes())
@@ -346,7 +398,7 @@ impl TokenService {
         }
         match self
             .authority
-            .issue_for_token(request.csr.as_bytes(), &token, &spki_sha256)
+            .issue_for_token(request.csr.as_bytes(), &token, &spki_sha256, &relays)
         {
             Ok(issued) => Ok(issued),
             Err(AuthorityError::Conflict) => {
@@ -389,72 +441,144 @@ impl TokenService {
         ))
     }
 
-    /// A renewal forwarded by relays: `peer` (the last relay's own client certificate) and
-    /// every certificate of `chain` (the relays before it) must be valid certificates of the
-    /// `relay` profile; the endpoint's certificate is `endpoint`.
-    pub fn renew_relayed(
-        &self,
-        peer: Option<&[u8]>,
-        chain: &[Vec<u8>],
-        endpoint: &[u8],
-        request: &RenewRequest,
-    ) -> Result<IssuedCertificate, Refusal> {
-        let is_relay = |der: &[u8]| -> Result<bool, Refusal> {
-            Ok(self
-                .authority
-                .client_certificate(der)?
-                .is_some_and(|r| r.profile == RELAY_PROFILE && !r.revoked && now() < r.not_after))
+    /// The relays that carried a request, checked: with a relay chain, the TLS client must
+    /// hold a valid `relay` certificate named last in the chain, and every relay named before
+    /// it must hold one too. The chain is what the last relay claims (each relay checks the
+    /// entry of the one before it against its TLS client); it grants nothing but an audit
+    /// record.
+    fn relays(&self, carrier: &Carrier, refused: &str) -> Result<Vec<Hop>, Refusal> {
+        let Some(chain) = &carrier.relay_chain else {
+            return Ok(Vec::new());
         };
-        let mut trusted = match peer {
-            Some(der) => is_relay(der)?,
-            None => false,
+        let not_a_relay = |what: &str| {
+            Refusal::new(
+                403,
+                "not_a_relay",
+                format!("{what} is not a valid relay certificate of this CA"),
+            )
         };
-        for der in chain {
-            trusted = trusted && is_relay(der)?;
+        // Refusals are audited only for clients this CA knows: anonymous ones write nothing.
+        let sender = match &carrier.peer {
+            Some(der) => self.authority.client_certificate(der)?,
+            None => None,
         }
-        if !trusted {
+        .ok_or_else(|| not_a_relay("the client that sent a relay chain"))?;
+        let audit = serde_json::json!({
+            "relay_chain": chain,
+            "sender": sender.issued.serial,
+            "sender_name": sender.issued.name,
+        });
+        let serials: Vec<&str> = chain.split(',').map(str::trim).collect();
+        let well_formed = serials.len() <= MAX_RELAY_HOPS
+            && serials.iter().all(|s| {
+                !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+        if !well_formed {
             return Err(self.refuse(
-                "renew-refused",
-                Refusal::new(
-                    403,
-                    "not_a_relay",
-                    "only a relay may forward another client's certificate",
+                refused,
+                Refusal::bad_request(
+                    "bad_relay_chain",
+                    format!(
+                        "the relay chain must list 1 to {MAX_RELAY_HOPS} certificate serials (hex)"
+                    ),
                 ),
-                serde_json::json!({}),
+                serde_json::json!({"sender": sender.issued.serial}),
             ));
         }
-        self.renew(Some(endpoint), request)
+        let valid_relay = |c: &CurrentCertificate| {
+            c.profile == RELAY_PROFILE && !c.revoked && now() < c.not_after
+        };
+        let last = Some(sender).filter(valid_relay).ok_or_else(|| {
+            self.refuse(
+                refused,
+                not_a_relay("the client that sent a relay chain"),
+                audit.clone(),
+            )
+        })?;
+        let mut hops = Vec::with_capacity(serials.len());
+        for (i, serial) in serials.iter().enumerate() {
+            let is_last = i + 1 == serials.len();
+            let hop = self
+                .authority
+                .certificate(serial)?
+                .filter(valid_relay)
+                .filter(|c| !is_last || c.issued.serial == last.issued.serial)
+                .ok_or_else(|| {
+                    let refusal = not_a_relay(&format!("relay chain entry {serial}"));
+                    self.refuse(refused, refusal, audit.clone())
+                })?;
+            hops.push(Hop {
+                name: hop.issued.name,
+                serial: hop.issued.serial,
+            });
+        }
+        Ok(hops)
     }
 
-    /// A new certificate for the name of the client certificate `client_der`.
-    pub fn renew(
+    /// Checks the end-to-end proof of a request (renewal or status report): the proof in
+    /// `proof_header` must cover `purpose` and `body`, be fresh and unused, and be signed with
+    /// the key of a certificate this CA issued that is neither revoked nor expired. Without
+    /// relays, the TLS client must be that certificate itself.
+    pub fn prove(
         &self,
-        client_der: Option<&[u8]>,
-        request: &RenewRequest,
-    ) -> Result<IssuedCertificate, Refusal> {
-        let der = client_der.ok_or_else(|| {
-            Refusal::new(
+        purpose: Purpose,
+        carrier: &Carrier,
+        proof_header: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<Proved, Refusal> {
+        let refused = match purpose {
+            Purpose::Renew => "renew-refused",
+            Purpose::Status => "status-refused",
+        };
+        let relays = self.relays(carrier, refused)?;
+        if relays.is_empty() && carrier.peer.is_none() {
+            return Err(Refusal::new(
                 401,
                 "client_certificate_required",
-                "renewal needs mutual TLS with the current certificate",
-            )
-        })?;
-        let current = self.authority.client_certificate(der)?.ok_or_else(|| {
+                "this needs mutual TLS with the current certificate, or a relay",
+            ));
+        }
+        let mut audit = serde_json::json!({});
+        if !relays.is_empty() {
+            audit["relays"] = serde_json::json!(relays);
+        }
+        let header = proof_header.ok_or_else(|| {
             self.refuse(
-                "renew-refused",
+                refused,
                 Refusal::new(
-                    403,
-                    "unknown_certificate",
-                    "this CA did not issue that certificate",
+                    401,
+                    "proof_required",
+                    format!(
+                        "sign the request with the current key ({} header)",
+                        crate::proof::PROOF_HEADER
+                    ),
                 ),
-                serde_json::json!({}),
+                audit.clone(),
             )
         })?;
-        let audit =
-            serde_json::json!({"serial": current.issued.serial, "name": current.issued.name});
+        let at = now();
+        let verified = Proof::from_header(header)
+            .and_then(|p| p.verify(purpose, body, at))
+            .map_err(|e| self.refuse(refused, proof_refusal(&e), audit.clone()))?;
+        let current = self
+            .authority
+            .client_certificate(&verified.certificate_der)?
+            .ok_or_else(|| {
+                self.refuse(
+                    refused,
+                    Refusal::new(
+                        403,
+                        "unknown_certificate",
+                        "this CA did not issue the certificate of the proof",
+                    ),
+                    audit.clone(),
+                )
+            })?;
+        audit["serial"] = current.issued.serial.clone().into();
+        audit["name"] = current.issued.name.clone().into();
         if current.revoked {
             return Err(self.refuse(
-                "renew-refused",
+                refused,
                 Refusal::new(
                     403,
                     "certificate_revoked",
@@ -463,9 +587,9 @@ impl TokenService {
                 audit,
             ));
         }
-        if now() >= current.not_after {
+        if at >= current.not_after {
             return Err(self.refuse(
-                "renew-refused",
+                refused,
                 Refusal::new(
                     403,
                     "certificate_expired",
@@ -474,12 +598,81 @@ impl TokenService {
                 audit,
             ));
         }
+        if relays.is_empty() && carrier.peer.as_deref() != Some(&verified.certificate_der) {
+            return Err(self.refuse(
+                refused,
+                Refusal::new(
+                    403,
+                    "not_a_relay",
+                    "the client certificate is neither the one of the proof nor a relay's",
+                ),
+                audit,
+            ));
+        }
+        self.replay
+            .admit(&verified, at)
+            .map_err(|e| self.refuse(refused, proof_refusal(&e), audit.clone()))?;
+        Ok(Proved {
+            certificate: current,
+            relays,
+        })
+    }
+
+    /// A new certificate for the name of the certificate whose key signed the proof: `body`
+    /// is the [`RenewRequest`] exactly as received, `proof_header` the proof over it.
+    pub fn renew(
+        &self,
+        carrier: &Carrier,
+        proof_header: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<IssuedCertificate, Refusal> {
+        let request: RenewRequest = serde_json::from_slice(body)
+            .map_err(|e| Refusal::bad_request("bad_json", e.to_string()))?;
+        let Proved {
+            certificate: current,
+            relays,
+        } = self.prove(Purpose::Renew, carrier, proof_header, body)?;
+        let mut audit =
+            serde_json::json!({"serial": current.issued.serial, "name": current.issued.name});
+        if !relays.is_empty() {
+            audit["relays"] = serde_json::json!(relays);
+        }
+        if !self.authority.renewable(&current.profile) {
+            return Err(self.refuse(
+                "renew-refused",
+                Refusal::new(
+                    403,
+                    "not_renewable",
+                    format!(
+                        "certificates of the {} profile do not renew through this API",
+                        current.profile
+                    ),
+                ),
+                audit,
+            ));
+        }
         self.authority
             .verify_request(request.csr.as_bytes())
             .map_err(|e| self.refuse("renew-refused", e.into(), audit.clone()))?;
         self.authority
-            .issue_renewal(request.csr.as_bytes(), &current)
+            .issue_renewal(request.csr.as_bytes(), &current, &relays)
             .map_err(|e| self.refuse("renew-refused", e.into(), audit))
+    }
+}
+
+/// The answer to a refused proof.
+fn proof_refusal(e: &ProofError) -> Refusal {
+    match e {
+        ProofError::Malformed(_) | ProofError::Mismatch(_) => {
+            Refusal::bad_request("bad_proof", e.to_string())
+        }
+        ProofError::Stale { .. } => Refusal::new(403, "stale_proof", e.to_string()),
+        ProofError::Replayed => Refusal::new(403, "replayed_proof", e.to_string()),
+        ProofError::UnsupportedKey(_) | ProofError::BadSignature => {
+            Refusal::new(403, "bad_proof", e.to_string())
+        }
+        ProofError::Busy => Refusal::new(503, "busy", e.to_string()),
+        ProofError::Sign(_) => Refusal::internal(e),
     }
 }
 
@@ -499,6 +692,8 @@ mod tests {
         audits: Mutex<Vec<String>>,
         /// Burn the token behind the caller's back before issuing (a concurrent winner).
         race: Mutex<Option<String>>,
+        /// Real certificates (DER) standing for the serials of `certs`.
+        ders: Mutex<std::collections::HashMap<Vec<u8>, String>>,
     }
 
     impl Authority for Fake {
@@ -561,6 +756,7 @@ mod tests {
             csr: &[u8],
             token: &TokenRecord,
             spki_sha256: &str,
+            _relays: &[Hop],
         ) -> Result<IssuedCertificate, AuthorityError> {
             if let Some(other) = self.race.lock().unwrap().take() {
                 let mut tokens = self.tokens.lock().unwrap();
@@ -600,12 +796,17 @@ mod tests {
             &self,
             der: &[u8],
         ) -> Result<Option<CurrentCertificate>, AuthorityError> {
-            self.certificate(std::str::from_utf8(der).unwrap())
+            let serial = self.ders.lock().unwrap().get(der).cloned();
+            match serial {
+                Some(serial) => self.certificate(&serial),
+                None => Ok(None),
+            }
         }
         fn issue_renewal(
             &self,
             _csr: &[u8],
             current: &CurrentCertificate,
+            _relays: &[Hop],
         ) -> Result<IssuedCertificate, AuthorityError> {
             Ok(current.issued.clone())
         }
@@ -617,6 +818,9 @@ mod tests {
         }
         fn has_profile(&self, profile: &str) -> bool {
             profile == "endpoint" || profile == RELAY_PROFILE
+        }
+        fn renewable(&self, profile: &str) -> bool {
+            self.has_profile(profile)
         }
     }
 
@@ -642,10 +846,13 @@ mod tests {
         token: &str,
         key: &str,
     ) -> Result<IssuedCertificate, Refusal> {
-        service.enroll(&EnrollRequest {
-            token: token.into(),
-            csr: format!("csr:{key}"),
-        })
+        service.enroll(
+            &Carrier::default(),
+            &EnrollRequest {
+                token: token.into(),
+                csr: format!("csr:{key}"),
+            },
+        )
     }
 
     #[test]
@@ -722,26 +929,114 @@ mod tests {
         assert_eq!(code(request("web", None, Some("root"))), "unknown_profile");
     }
 
-    #[test]
-    fn renewal_of_revoked_certificate_and_relaying_by_non_relay_refused() {
-        let (fake, service, token) = setup();
-        let issued = enroll(&service, &token, "k1").unwrap();
-        let renew = RenewRequest {
-            csr: "csr:k2".into(),
+    /// Enrolls `key` and gives the certificate a real DER and private key, for proofs.
+    fn enrolled_with_key(
+        fake: &Fake,
+        service: &TokenService,
+        token: &str,
+    ) -> (Vec<u8>, rcgen::KeyPair) {
+        let issued = enroll(service, token, "k1").unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = rcgen::CertificateParams::new(vec!["web-0001".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        fake.ders.lock().unwrap().insert(der.clone(), issued.serial);
+        (der, key)
+    }
+
+    fn renew_with(
+        service: &TokenService,
+        peer: Option<&[u8]>,
+        chain: Option<&str>,
+        proof: Option<&str>,
+    ) -> Result<IssuedCertificate, Refusal> {
+        let carrier = Carrier {
+            peer: peer.map(|d| Arc::new(d.to_vec())),
+            relay_chain: chain.map(str::to_owned),
         };
-        let der = issued.serial.as_bytes();
-        assert_eq!(service.renew(Some(der), &renew).unwrap().name, "web-0001");
-        let refused = service
-            .renew_relayed(Some(der), &[], der, &renew)
-            .unwrap_err();
-        assert_eq!(refused.code(), "not_a_relay");
-        fake.certs.lock().unwrap()[0].revoked = true;
-        let refused = service.renew(Some(der), &renew).unwrap_err();
+        service.renew(&carrier, proof.map(str::as_bytes), RENEW_BODY)
+    }
+
+    const RENEW_BODY: &[u8] = br#"{"csr":"csr:k2"}"#;
+
+    fn proof(der: &[u8], key: &rcgen::KeyPair, at: i64) -> String {
+        Proof::sign(Purpose::Renew, der, RENEW_BODY, key, at)
+            .unwrap()
+            .to_header()
+    }
+
+    #[test]
+    fn renewal_needs_a_fresh_unused_proof_of_the_current_key() {
+        let (fake, service, token) = setup();
+        let (der, key) = enrolled_with_key(&fake, &service, &token);
+        let fresh = proof(&der, &key, now());
         assert_eq!(
-            (refused.status(), refused.code()),
-            (403, "certificate_revoked")
+            renew_with(&service, Some(&der), None, Some(&fresh))
+                .unwrap()
+                .name,
+            "web-0001"
         );
-        let refused = service.renew(None, &renew).unwrap_err();
-        assert_eq!(refused.code(), "client_certificate_required");
+        let code = |r: Result<IssuedCertificate, Refusal>| r.unwrap_err().code();
+        assert_eq!(
+            code(renew_with(&service, Some(&der), None, Some(&fresh))),
+            "replayed_proof"
+        );
+        assert_eq!(
+            code(renew_with(&service, Some(&der), None, None)),
+            "proof_required"
+        );
+        let stale = proof(&der, &key, now() - 3600);
+        assert_eq!(
+            code(renew_with(&service, Some(&der), None, Some(&stale))),
+            "stale_proof"
+        );
+        assert_eq!(
+            code(renew_with(
+                &service,
+                None,
+                None,
+                Some(&proof(&der, &key, now()))
+            )),
+            "client_certificate_required"
+        );
+        fake.certs.lock().unwrap()[0].revoked = true;
+        assert_eq!(
+            code(renew_with(
+                &service,
+                Some(&der),
+                None,
+                Some(&proof(&der, &key, now()))
+            )),
+            "certificate_revoked"
+        );
+        assert!(fake
+            .audits
+            .lock()
+            .unwrap()
+            .contains(&"renew-refused:replayed_proof".to_owned()));
+    }
+
+    #[test]
+    fn relay_chain_from_a_non_relay_and_unrenewable_profiles_refused() {
+        let (fake, service, token) = setup();
+        let (der, key) = enrolled_with_key(&fake, &service, &token);
+        // The endpoint claims to be a relay carrying its own request.
+        let refused = renew_with(
+            &service,
+            Some(&der),
+            Some("01"),
+            Some(&proof(&der, &key, now())),
+        )
+        .unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (403, "not_a_relay"));
+        let refused = renew_with(&service, Some(&der), Some("zz"), None).unwrap_err();
+        assert_eq!(refused.code(), "bad_relay_chain");
+        fake.certs.lock().unwrap()[0].profile = "server".into();
+        let refused =
+            renew_with(&service, Some(&der), None, Some(&proof(&der, &key, now()))).unwrap_err();
+        assert_eq!(refused.code(), "not_renewable");
     }
 }

@@ -63,6 +63,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// A status report could not be signed.
+    #[error("signing a status report: {0}")]
+    Proof(String),
 }
 
 /// What an update cycle would change, or changed.
@@ -113,6 +116,8 @@ pub struct Agent {
     transport: Arc<HttpsTransport>,
     install: InstallRoot,
     state_dir: PathBuf,
+    /// The mutual-TLS identity (key then certificates, PEM), which also signs status reports.
+    identity_pem: Option<Vec<u8>>,
 }
 
 impl Agent {
@@ -140,7 +145,8 @@ impl Agent {
                 .ok_or(ConfigError::Missing("trusted_root"))?;
             init_trusted_root(&metadata_dir, &read(trusted)?)?;
         }
-        let transport = Arc::new(HttpsTransport::new(&https_config(&config)?)?);
+        let https = https_config(&config)?;
+        let transport = Arc::new(HttpsTransport::new(&https)?);
         let (mut install, recovery) = InstallRoot::open(config.install_root()?)?;
         tracing::debug!(?recovery, "install root opened");
         if let Some(step) = std::env::var(CRASH_AT_STEP_VAR)
@@ -155,6 +161,7 @@ impl Agent {
             transport,
             install,
             state_dir,
+            identity_pem: https.client_identity_pem,
         })
     }
 
@@ -425,9 +432,26 @@ impl Agent {
         files.retain(|p| p.extension().is_some_and(|e| e == "json"));
         files.sort();
         let mut sent = 0;
+        // Each report is signed with the identity's key, so that it can cross relays and the
+        // server attributes it to this endpoint alone.
+        // An identity that cannot sign (a key that is not PKCS#8) still reports over mutual
+        // TLS directly; relays refuse such reports.
+        let signer = self.identity_pem.as_deref().and_then(|pem| {
+            herald_token_service::Signer::from_identity_pem(&String::from_utf8_lossy(pem))
+                .map_err(|e| tracing::warn!(error = %e, "status reports go unsigned"))
+                .ok()
+        });
         for file in files {
             let body = read(&file)?;
-            if let Err(err) = self.transport.post_json(&url, body).await {
+            let mut headers = Vec::new();
+            if let Some(signer) = &signer {
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                let proof = signer
+                    .header(herald_token_service::Purpose::Status, &body, now)
+                    .map_err(|e| AgentError::Proof(e.to_string()))?;
+                headers.push((herald_token_service::PROOF_HEADER, proof));
+            }
+            if let Err(err) = self.transport.post_json(&url, body, &headers).await {
                 tracing::warn!(error = %err, "status report not sent; kept for later");
                 break;
             }

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use der::Decode;
 pub use herald_token_service::client::Discovery;
 use herald_token_service::client::{certifies, first_pem_block, pinned_root, BootstrapError};
-use herald_token_service::{EnrollRequest, IssuedCertificate, RenewRequest};
+use herald_token_service::{
+    EnrollRequest, IssuedCertificate, Purpose, RenewRequest, Signer, PROOF_HEADER,
+};
 use rcgen::PublicKeyData;
 use serde::Serialize;
 use url::Url;
@@ -55,6 +57,9 @@ pub enum EnrollError {
     /// Key or request generation failed.
     #[error("key generation failed: {0}")]
     Key(#[from] rcgen::Error),
+    /// The renewal could not be signed with the current key.
+    #[error("signing the renewal with the current key: {0}")]
+    Proof(String),
     /// No identity is stored.
     #[error("no identity in {0}: run `herald-update enroll` first")]
     NotEnrolled(PathBuf),
@@ -258,8 +263,21 @@ pub async fn renew_if_due(
         })?;
     let client = client(Some(&ca), Some(&identity))?;
     let (key, csr) = new_key_and_request()?;
-    let body = RenewRequest { csr };
-    let answer = send(json_post(&client, &renew_url, &body)?, &renew_url).await?;
+    // The current key signs the exact body: relays cannot change it or renew another
+    // certificate with it.
+    let body = serde_json::to_vec(&RenewRequest { csr }).map_err(|e| EnrollError::Protocol {
+        url: renew_url.clone(),
+        message: e.to_string(),
+    })?;
+    let proof = Signer::from_identity_pem(&String::from_utf8_lossy(&identity))
+        .and_then(|signer| signer.header(Purpose::Renew, &body, unix_now()))
+        .map_err(|e| EnrollError::Proof(e.to_string()))?;
+    let request = client
+        .post(&renew_url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(PROOF_HEADER, proof)
+        .body(body);
+    let answer = send(request, &renew_url).await?;
     let issued = parse_issued(&answer, &renew_url)?;
     let root_pem = String::from_utf8_lossy(&ca).into_owned();
     store_identity(files, &key, &issued, &root_pem, &discovery)?;
@@ -283,6 +301,11 @@ fn renewal_due(cert_pem: &str) -> Result<bool, EnrollError> {
         .map(|d| d.as_secs())
         .unwrap_or_default();
     Ok(now + (end.saturating_sub(start)) / 3 >= end)
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn join(server: &Url, path: &str) -> Result<String, EnrollError> {

@@ -329,16 +329,22 @@ impl HttpsTransport {
         })
     }
 
-    /// Posts a JSON body and succeeds only on an HTTP 2xx answer (an acknowledgement).
-    pub async fn post_json(&self, url: &Url, body: Vec<u8>) -> Result<(), FetchError> {
-        let response = self
+    /// Posts a JSON body with the extra `headers` and succeeds only on an HTTP 2xx answer (an
+    /// acknowledgement).
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Result<(), FetchError> {
+        let mut request = self
             .client
             .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(unreachable(url))?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(body).send().await.map_err(unreachable(url))?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status {

@@ -134,7 +134,7 @@ async fn status_report_is_not_redirected_to_another_origin() {
     let status = redirecting_to(Some(other)).await;
     let url = status.join("api/v1/status").unwrap();
     let err = transport(false)
-        .post_json(&url, br#"{"installed_version":1}"#.to_vec())
+        .post_json(&url, br#"{"installed_version":1}"#.to_vec(), &[])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("redirect"), "{err}");

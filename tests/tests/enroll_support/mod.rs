@@ -80,6 +80,28 @@ impl Site {
         )
     }
 
+    /// The details (JSON) of the audit entries with `action`, in order.
+    pub fn audit_details(&self, action: &str) -> Vec<serde_json::Value> {
+        sql_lines(
+            &self.ca.file("herald.db"),
+            &format!("SELECT details FROM audit WHERE action = '{action}' ORDER BY seq"),
+        )
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("audit details are JSON"))
+        .collect()
+    }
+
+    /// Creates a token for `base` with `profile` with the CLI; returns the secret.
+    pub fn cli_token(&self, base: &str, profile: &str) -> String {
+        let out = run_ok(
+            ca_cmd()
+                .args(["token", "create", "--name", base, "--profile", profile])
+                .arg("--data-dir")
+                .arg(&self.ca.dir),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Runs SQL against the CA's store (simulating the passage of time, for instance).
     pub fn sql(&self, statement: &str) {
         sql_lines(&self.ca.file("herald.db"), statement);
@@ -189,24 +211,73 @@ pub async fn enroll(
     .await
 }
 
-/// Sends `POST /api/v1/renew` to `base` (the client carries the identity).
-pub async fn renew(
+/// A proof (header value) for `body` signed with the key of `identity_pem` (key then chain),
+/// made `age_secs` seconds ago.
+pub fn proof(
+    identity_pem: &[u8],
+    purpose: herald_token_service::Purpose,
+    body: &[u8],
+    age_secs: i64,
+) -> String {
+    let signer =
+        herald_token_service::Signer::from_identity_pem(&String::from_utf8_lossy(identity_pem))
+            .expect("identity signs");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    signer
+        .header(purpose, body, now - age_secs)
+        .expect("proof signed")
+}
+
+/// The body of a renewal request for `csr`.
+pub fn renewal_body(csr: &str) -> String {
+    serde_json::json!({ "csr": csr }).to_string()
+}
+
+/// Sends a JSON `body` to `url` with extra `headers`; returns the status and the JSON answer.
+pub async fn post_with(
     client: &reqwest::Client,
-    base: &str,
-    csr: &str,
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
 ) -> Result<(u16, serde_json::Value), reqwest::Error> {
-    let response = client
-        .post(format!("{base}/api/v1/renew"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "csr": csr }).to_string())
-        .send()
-        .await?;
+    let mut request = client.post(url).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.body(body.to_owned()).send().await?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await?;
     Ok((
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     ))
+}
+
+/// Sends `POST /api/v1/renew` to `base` with a fresh proof signed by `identity_pem` (the
+/// current key and certificate); `client` may or may not present that identity over TLS.
+pub async fn renew(
+    client: &reqwest::Client,
+    base: &str,
+    identity_pem: &[u8],
+    csr: &str,
+) -> Result<(u16, serde_json::Value), reqwest::Error> {
+    let body = renewal_body(csr);
+    let proof = proof(
+        identity_pem,
+        herald_token_service::Purpose::Renew,
+        body.as_bytes(),
+        0,
+    );
+    post_with(
+        client,
+        &format!("{base}/api/v1/renew"),
+        &body,
+        &[(herald_token_service::PROOF_HEADER, &proof)],
+    )
+    .await
 }
 
 /// The identity file an endpoint keeps: key then certificate chain.
