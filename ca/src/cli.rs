@@ -175,6 +175,11 @@ pub struct RelayArgs {
     /// endpoints use (e.g. `herald-ca cert issue --profile server --name relay.site.example`).
     #[arg(long)]
     pub tls_cert: PathBuf,
+    /// The HTTPS base URL endpoints reach the relay at (its discovery document points
+    /// there). Default: the first DNS name of --tls-cert with the port of --listen. Never
+    /// taken from a request's Host header.
+    #[arg(long, env = "HERALD_RELAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// The private key of the TLS server certificate (PEM, PKCS#8).
     #[arg(long)]
     pub tls_key: PathBuf,

@@ -319,6 +319,7 @@ pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate:
         eprintln!("relay enrolled as {name}");
     }
     let options = RelayOptions {
+        public_url: relay_public_url(args)?,
         repository_ttl: Duration::from_secs(args.repository_ttl_secs),
         cache_max_bytes: args.cache_max_bytes,
     };
@@ -343,6 +344,42 @@ pub(crate) async fn run_relay(args: &crate::cli::RelayArgs) -> Result<(), crate:
     serving.abort();
     crl_refresher.abort();
     Ok(())
+}
+
+/// The relay's public HTTPS base URL: `--public-url`, else the first DNS name of its TLS
+/// certificate with the port it listens on.
+fn relay_public_url(args: &crate::cli::RelayArgs) -> Result<String, crate::Error> {
+    if let Some(url) = &args.public_url {
+        return Ok(url.clone());
+    }
+    let usage = |why: String| {
+        crate::Error::Usage(format!(
+            "{}: {why}; give --public-url https://NAME:PORT",
+            args.tls_cert.display()
+        ))
+    };
+    let pem = std::fs::read(&args.tls_cert).map_err(|e| usage(e.to_string()))?;
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .ok_or_else(|| usage("no certificate".into()))?
+        .map_err(|e| usage(e.to_string()))?;
+    let name =
+        first_dns_name(&der).ok_or_else(|| usage("no DNS name in the certificate".into()))?;
+    Ok(format!("https://{name}:{}", args.listen.port()))
+}
+
+/// The first dNSName of a certificate's subjectAltName extension.
+fn first_dns_name(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let (_, san) = cert
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::SubjectAltName>()
+        .ok()??;
+    san.0.into_iter().find_map(|name| match name {
+        x509_cert::ext::pkix::name::GeneralName::DnsName(dns) => Some(dns.to_string()),
+        _ => None,
+    })
 }
 
 fn relay_tls_config(

@@ -557,3 +557,36 @@ fn metrics_on_own_listener_behind_a_token() {
     assert_eq!(plain(&[&url]), "401");
     assert_eq!(plain(&["-H", &bearer(&auditor), &url]), "200");
 }
+
+#[test]
+fn enrollment_guessing_through_a_relay_rate_limited_by_the_relay() {
+    // The server's own limit out of the way: the 429s can only come from the relay.
+    let site =
+        enroll_support::Site::start_with(|ca| ca.set_config("failed_attempts_burst", "1000000"));
+    let relay = enroll_support::RelayProcess::start(
+        &site.ca,
+        "guarded",
+        &site.ca.https_url(),
+        &site.cli_token("guarded", "relay"),
+        &site.fingerprint(),
+    );
+    let root = std::fs::read_to_string(site.ca.file("root.crt")).unwrap();
+    let (_, csr) = enroll_support::key_and_csr("guess");
+    let answers = runtime().block_on(async {
+        let client = enroll_support::client_with(&root, None);
+        let mut answers = Vec::new();
+        for i in 0..40 {
+            answers.push(enroll_raw(&client, &relay.url, &random_token(i), &csr).await);
+        }
+        answers
+    });
+    let refused = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    assert_eq!(
+        refused, 30,
+        "the default burst of failed attempts: {answers:?}"
+    );
+    for (status, retry_after, code) in &answers[30..] {
+        assert_eq!((*status, code.as_str()), (429, "rate_limited"));
+        assert!(retry_after.is_some(), "{answers:?}");
+    }
+}

@@ -383,3 +383,35 @@ fn large_file_streams_through_relay() {
     }
     assert_eq!(mirror.fetches("small.json"), 1);
 }
+
+#[test]
+fn relay_discovery_never_built_from_the_host_header() {
+    let mirror = Mirror::serve(&[("1.root.json", b"version one")]);
+    let (site, relay) = site_and_relay(&mirror, &[]);
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: attacker.example",
+            "--cacert",
+        ])
+        .arg(site.ca.file("root.crt"))
+        .arg("-o")
+        .arg(body.path())
+        .arg(format!("{}/.well-known/herald", relay.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(body.path()).unwrap()).unwrap();
+    // The relay's own address: the DNS name of its TLS certificate and its listening port.
+    assert_eq!(
+        doc["enroll_url"],
+        format!("{}/api/v1/enroll", relay.url).as_str(),
+        "{doc}"
+    );
+    assert!(!doc.to_string().contains("attacker"), "{doc}");
+}

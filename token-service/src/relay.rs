@@ -93,6 +93,9 @@ pub enum RelayError {
     /// Key, request or certificate handling failed.
     #[error("identity: {0}")]
     Identity(String),
+    /// The relay's public URL is not an `https://` URL with a host.
+    #[error("public URL {0}: only https:// with a host is accepted")]
+    PublicUrl(String),
 }
 
 /// The relay's identity files in its state folder.
@@ -272,22 +275,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
 /// How long an upstream answer may be cached, decided from its headers.
 type CachePolicy<'a> = &'a (dyn Fn(&reqwest::header::HeaderMap) -> Option<Duration> + Sync);
 
-/// What a relay keeps and for how long.
+/// Where a relay is reached, and what it keeps for how long.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
+    /// The HTTPS base URL endpoints reach this relay at: its discovery document points there.
+    /// Configured, never taken from a request's `Host` header.
+    pub public_url: String,
     /// How long repository files stay cached.
     pub repository_ttl: Duration,
     /// Most bytes of upstream answers held in the cache; larger answers are streamed.
     pub cache_max_bytes: usize,
-}
-
-impl Default for RelayOptions {
-    fn default() -> Self {
-        Self {
-            repository_ttl: Duration::from_secs(60),
-            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
-        }
-    }
 }
 
 /// The relay's forwarding state.
@@ -298,6 +295,8 @@ pub struct Relay {
     root_pem: String,
     /// The serial of the relay's own certificate, hex (its entry in relay chains).
     serial: String,
+    /// The relay's own HTTPS base URL (no trailing slash).
+    public_url: String,
     repository_ttl: Duration,
     discovery: Mutex<Option<(serde_json::Value, Instant)>>,
     cache: cache::ResponseCache,
@@ -321,6 +320,8 @@ impl Relay {
         options: &RelayOptions,
     ) -> Result<Self, RelayError> {
         crate::client::require_https(upstream).map_err(|e| upstream_err(upstream, e))?;
+        crate::client::require_https(&options.public_url)
+            .map_err(|_| RelayError::PublicUrl(options.public_url.clone()))?;
         let identity =
             std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
         let root_pem =
@@ -343,6 +344,7 @@ impl Relay {
             clients: access::ClientCheck::new(&root_pem)?,
             root_pem,
             serial,
+            public_url: options.public_url.trim_end_matches('/').to_owned(),
             repository_ttl: options.repository_ttl,
             discovery: Mutex::new(None),
             cache: cache::ResponseCache::new(options.cache_max_bytes),
@@ -505,12 +507,23 @@ fn bad_gateway(e: RelayError) -> Refusal {
 
 /// The relay's routes: discovery, enrollment, renewal, OCSP, CRL, CA certificates and
 /// repository files.
+///
+/// Enrollment and renewal are rate-limited per client address as on the server
+/// ([`crate::http::rate_limited`]): a client guessing tokens through the relay is refused with
+/// `429` here, before the server sees it.
 pub fn relay_routes(relay: Arc<Relay>) -> Router {
+    let forwarded = crate::http::rate_limited(
+        Router::new()
+            .route("/api/v1/enroll", post(enroll))
+            .route("/api/v1/renew", post(renew))
+            .with_state(relay.clone()),
+        Arc::new(crate::AddressLimiter::new(
+            crate::EnrollmentLimits::default(),
+        )),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/.well-known/herald", get(discovery))
-        .route("/api/v1/enroll", post(enroll))
-        .route("/api/v1/renew", post(renew))
         .route(
             "/api/v1/status",
             post(status).layer(axum::extract::DefaultBodyLimit::max(MAX_REPORT_BYTES)),
@@ -521,26 +534,17 @@ pub fn relay_routes(relay: Arc<Relay>) -> Router {
         .route("/crl/{file}", get(revocation))
         .route("/ca/{file}", get(revocation))
         .route("/repo/{index}/{*path}", get(repository))
+        .with_state(relay)
+        .merge(forwarded)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(paths::refuse_dot_segments))
-        .with_state(relay)
 }
 
-fn own_base(headers: &HeaderMap) -> Result<String, Refusal> {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .map(|h| format!("https://{h}"))
-        .ok_or_else(|| Refusal::bad_request("bad_host", "a Host header is required"))
-}
-
-async fn discovery(
-    State(relay): State<Arc<Relay>>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
+/// The upstream's discovery document with every URL pointing at this relay's configured
+/// public address (never at whatever `Host` the client sent).
+async fn discovery(State(relay): State<Arc<Relay>>) -> Result<Response, Refusal> {
     let mut doc = relay.upstream_discovery().await?;
-    let base = own_base(&headers)?;
+    let base = &relay.public_url;
     doc["enroll_url"] = format!("{base}/api/v1/enroll").into();
     doc["renew_url"] = format!("{base}/api/v1/renew").into();
     doc["status_url"] = format!("{base}/api/v1/status").into();
