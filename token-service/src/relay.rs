@@ -651,12 +651,7 @@ async fn renew(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = require_client(client.as_deref()) {
-        return refusal.into_response();
-    }
-    relay
-        .pipe("/api/v1/renew", client.as_deref(), &headers, body)
-        .await
+    pipe_from_client(&relay, "/api/v1/renew", client.as_deref(), &headers, body).await
 }
 
 async fn status(
@@ -665,12 +660,21 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = require_client(client.as_deref()) {
+    pipe_from_client(&relay, "/api/v1/status", client.as_deref(), &headers, body).await
+}
+
+/// Forwards a request that needs mutual TLS (renewal, status report) to `path` upstream.
+async fn pipe_from_client(
+    relay: &Relay,
+    path: &str,
+    client: Option<&ClientCertificate>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = require_client(client) {
         return refusal.into_response();
     }
-    relay
-        .pipe("/api/v1/status", client.as_deref(), &headers, body)
-        .await
+    relay.pipe(path, client, headers, body).await
 }
 
 /// OCSP, CRL and CA certificates: forwarded to the upstream's revocation URLs and cached

@@ -50,7 +50,7 @@ impl Endpoint {
             state = dir.path().join("state"),
             mirror = mirror.as_str(),
             root = repo.path().join("metadata/1.root.json"),
-            ca = herald_keys_example::pki::root_ca_cert(),
+            ca = support::write_pki(dir.path()).root,
         );
         std::fs::write(&config, text).unwrap();
         std::fs::create_dir(dir.path().join("install")).unwrap();
