@@ -925,3 +925,87 @@ impl Verified<Targets> {
         )
     }
 }
+
+impl TargetFile {
+    /// The digests listed for the algorithms Herald supports, decoded, in algorithm order
+    /// (SHA-256 first). Algorithms Herald does not know are skipped; when none is left the
+    /// target cannot be verified ([`VerifyError::NoSupportedHash`]). A supported hash that is
+    /// not hex of the algorithm's length is an error ([`VerifyError::BadHashValue`]).
+    pub fn expected_digests(
+        &self,
+        path: &TargetPath,
+    ) -> Result<BTreeMap<HashAlgorithm, Vec<u8>>, VerifyError> {
+        let what = || format!("target {path}");
+        let mut expected = BTreeMap::new();
+        for (name, value) in &self.hashes {
+            let Some(algorithm) = HashAlgorithm::from_name(name) else {
+                continue;
+            };
+            let digest = hex::decode(value)
+                .ok()
+                .filter(|d| d.len() == algorithm.output_len())
+                .ok_or_else(|| VerifyError::BadHashValue {
+                    what: what(),
+                    algorithm: name.clone(),
+                })?;
+            expected.insert(algorithm, digest);
+        }
+        if expected.is_empty() {
+            return Err(VerifyError::NoSupportedHash {
+                what: what(),
+                listed: self.hashes.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(expected)
+    }
+}
+
+#[cfg(test)]
+mod expected_digests_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry(hashes: &[(&str, String)]) -> TargetFile {
+        TargetFile {
+            length: 1,
+            hashes: hashes
+                .iter()
+                .map(|(a, h)| ((*a).to_owned(), h.clone()))
+                .collect(),
+            custom: None,
+        }
+    }
+
+    fn path() -> TargetPath {
+        TargetPath::new("f").unwrap()
+    }
+
+    #[test]
+    fn unsupported_only_hashes_are_refused_naming_them() {
+        let err = entry(&[("md5", "00".into()), ("blake2b", "11".into())])
+            .expected_digests(&path())
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::NoSupportedHash { .. }), "{err}");
+        assert!(err.to_string().contains("blake2b, md5"), "{err}");
+    }
+
+    #[test]
+    fn malformed_supported_hash_is_refused() {
+        let err = entry(&[("sha512", "abcd".into())])
+            .expected_digests(&path())
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::BadHashValue { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_algorithms_are_skipped_beside_supported_ones() {
+        let sha384 = hex::encode(HashAlgorithm::Sha384.digest(b"x"));
+        let expected = entry(&[("md5", "00".into()), ("sha384", sha384)])
+            .expected_digests(&path())
+            .unwrap();
+        assert_eq!(
+            expected.keys().copied().collect::<Vec<_>>(),
+            [HashAlgorithm::Sha384]
+        );
+    }
+}

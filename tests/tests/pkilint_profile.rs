@@ -68,28 +68,7 @@ fn first_cert(ca: &TestCa, pem: &Path, label: &str) -> PathBuf {
 /// Issues a certificate for `name` under `profile` from a new key made by `newkey` (openssl
 /// `req -newkey` arguments).
 fn issue(ca: &TestCa, name: &str, profile: &str, newkey: &[&str]) -> PathBuf {
-    let key = ca.scratch(&format!("{name}.key"));
-    let csr = ca.scratch(&format!("{name}.csr"));
-    let cert = ca.scratch(&format!("{name}.crt"));
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new"])
-            .args(newkey)
-            .args(["-nodes", "-subj", "/CN=chosen-by-requester", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&csr),
-    );
-    run_ok(
-        ca_cmd()
-            .args(["cert", "issue", "--data-dir"])
-            .arg(&ca.dir)
-            .arg("--csr")
-            .arg(&csr)
-            .args(["--name", name, "--profile", profile, "--out"])
-            .arg(&cert),
-    );
-    cert
+    ca.issue_with(name, profile, newkey).1
 }
 
 const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];

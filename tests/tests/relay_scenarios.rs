@@ -35,27 +35,13 @@ fn endpoint_enroll(
 #[test]
 fn enrollment_through_a_chain_of_two_relays() {
     let site = Site::start();
-    let fingerprint = site.fingerprint();
-    let near = RelayProcess::start(
-        &site.ca,
-        "near",
-        &site.ca.https_url(),
-        &site.cli_token("relay", "relay"),
-        &fingerprint,
-    );
-    let far = RelayProcess::start(
-        &site.ca,
-        "far",
-        &near.url,
-        &site.cli_token("relay", "relay"),
-        &fingerprint,
-    );
+    let (near, far) = site.two_relays();
     // The endpoint knows only the far relay's URL and the root fingerprint.
     let state = site.ca.scratch("endpoint");
     let out = endpoint_enroll(
         &far.url,
         &site.cli_token("shop", "endpoint"),
-        &fingerprint,
+        &site.fingerprint(),
         &state,
     );
     let said = String::from_utf8_lossy(&out.stdout);

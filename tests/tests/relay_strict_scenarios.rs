@@ -69,19 +69,8 @@ impl Drop for Mirror {
     }
 }
 
-/// Creates a token for `base` with `profile` with the CLI; returns the secret.
-fn cli_token(site: &Site, base: &str, profile: &str) -> String {
-    let out = run_ok(
-        ca_cmd()
-            .args(["token", "create", "--name", base, "--profile", profile])
-            .arg("--data-dir")
-            .arg(&site.ca.dir),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A CA whose discovery document lists `mirror`, and a relay in front of it started with the
-/// environment `env`.
+/// extra `relay` arguments `extra`.
 fn site_and_relay(mirror: &Mirror, extra: &[&str]) -> (Site, RelayProcess) {
     let site = Site::start_with(|ca| {
         ca.set_config("repository_urls", &format!("[\"http://{}/\"]", mirror.addr));
@@ -90,7 +79,7 @@ fn site_and_relay(mirror: &Mirror, extra: &[&str]) -> (Site, RelayProcess) {
         &site.ca,
         "relay",
         &site.ca.https_url(),
-        &cli_token(&site, "relay", "relay"),
+        &site.cli_token("relay", "relay"),
         &site.fingerprint(),
         extra,
     );
@@ -228,7 +217,7 @@ fn repository_through_a_chain_of_two_relays_needs_a_client_certificate() {
         &site.ca,
         "far",
         &near.url,
-        &cli_token(&site, "relay", "relay"),
+        &site.cli_token("relay", "relay"),
         &site.fingerprint(),
     );
     let url = format!("{}/repo/0/1.root.json", far.url);

@@ -185,21 +185,7 @@ fn stale_renewal_proof_refused() {
 #[test]
 fn status_report_through_two_relays_attributed_to_the_endpoint() {
     let site = Site::start();
-    let fingerprint = site.fingerprint();
-    let near = RelayProcess::start(
-        &site.ca,
-        "near",
-        &site.ca.https_url(),
-        &site.cli_token("relay", "relay"),
-        &fingerprint,
-    );
-    let far = RelayProcess::start(
-        &site.ca,
-        "far",
-        &near.url,
-        &site.cli_token("relay", "relay"),
-        &fingerprint,
-    );
+    let (_near, far) = site.two_relays();
     runtime().block_on(async {
         let (identity_pem, issued) = enrolled(&site, "till", "endpoint").await;
         let endpoint = client_with(&site.root_pem, Some(&identity_pem));

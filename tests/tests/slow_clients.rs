@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use ca_support::{ca_cmd, run_ok, TestCa};
+use ca_support::{run_ok, TestCa};
 use enroll_support::{client_builder, enroll, key_and_csr, runtime, RelayProcess, Site};
 
 /// Slow connections the greedy client opens on each listener.
@@ -248,17 +248,6 @@ fn ocsp_request(ca: &TestCa) -> Vec<u8> {
     std::fs::read(&request).unwrap()
 }
 
-/// Creates an enrollment token for `base` with `profile`; returns the secret.
-fn cli_token(ca: &TestCa, base: &str, profile: &str) -> String {
-    let out = run_ok(
-        ca_cmd()
-            .args(["token", "create", "--name", base, "--profile", profile])
-            .arg("--data-dir")
-            .arg(&ca.dir),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Enrolls a new key with `token` at `base`, expecting a certificate.
 async fn enroll_ok(client: &reqwest::Client, base: &str, token: &str) {
     let (_, csr) = key_and_csr("polite");
@@ -279,7 +268,7 @@ fn slow_clients_do_not_starve_ocsp() {
     });
     let ca = &site.ca;
     let request = ocsp_request(ca);
-    let token = cli_token(ca, "polite", "endpoint");
+    let token = ca.cli_token("polite", "endpoint");
 
     // The greedy client: requests whose body never comes on the plain-HTTP listener,
     // handshakes that never finish on the HTTPS listener.
@@ -353,7 +342,7 @@ fn slow_clients_do_not_starve_the_relay() {
         ca,
         "fair",
         &ca.https_url(),
-        &cli_token(ca, "relay", "relay"),
+        &ca.cli_token("relay", "relay"),
         &site.fingerprint(),
         &[
             "--request-timeout-secs",
@@ -364,7 +353,7 @@ fn slow_clients_do_not_starve_the_relay() {
             &RELAY_CAP.to_string(),
         ],
     );
-    let token = cli_token(ca, "polite", "endpoint");
+    let token = ca.cli_token("polite", "endpoint");
 
     let rt = runtime();
     rt.block_on(async {

@@ -149,27 +149,41 @@ impl TestCa {
         self.dir.join(name)
     }
 
+    /// Creates an enrollment token for `base` with `profile` with the CLI; returns the secret.
+    pub fn cli_token(&self, base: &str, profile: &str) -> String {
+        let out = run_ok(
+            ca_cmd()
+                .args(["token", "create", "--name", base, "--profile", profile])
+                .arg("--data-dir")
+                .arg(&self.dir),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// A path inside the temporary folder (outside the data folder).
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
 
-    /// Creates a key and CSR with openssl (asking for a subject the policy must ignore) and
-    /// issues a certificate for `name` with the CLI. Returns (key, cert) paths.
+    /// Creates a P-256 key and CSR with openssl (asking for a subject the policy must ignore)
+    /// and issues a certificate for `name` with the CLI. Returns (key, cert) paths.
     pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue_with(
+            name,
+            "endpoint",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        )
+    }
+
+    /// [`TestCa::issue`] with the certificate profile and openssl's key options (`newkey`).
+    pub fn issue_with(&self, name: &str, profile: &str, newkey: &[&str]) -> (PathBuf, PathBuf) {
         let key = self.scratch(&format!("{name}.key"));
         let csr = self.scratch(&format!("{name}.csr"));
         let cert = self.scratch(&format!("{name}.crt"));
         run_ok(
             Command::new("openssl")
-                .args([
-                    "req",
-                    "-new",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                ])
+                .args(["req", "-new"])
+                .args(newkey)
                 .args(["-nodes", "-subj", "/CN=chosen-by-requester", "-keyout"])
                 .arg(&key)
                 .arg("-out")
@@ -181,7 +195,7 @@ impl TestCa {
                 .arg(&self.dir)
                 .arg("--csr")
                 .arg(&csr)
-                .args(["--name", name, "--out"])
+                .args(["--name", name, "--profile", profile, "--out"])
                 .arg(&cert),
         );
         (key, cert)

@@ -91,15 +91,29 @@ impl Site {
         .collect()
     }
 
+    /// Two relays in a chain: `near` forwards to the CA, `far` forwards to `near`.
+    pub fn two_relays(&self) -> (RelayProcess, RelayProcess) {
+        let fingerprint = self.fingerprint();
+        let near = RelayProcess::start(
+            &self.ca,
+            "near",
+            &self.ca.https_url(),
+            &self.cli_token("relay", "relay"),
+            &fingerprint,
+        );
+        let far = RelayProcess::start(
+            &self.ca,
+            "far",
+            &near.url,
+            &self.cli_token("relay", "relay"),
+            &fingerprint,
+        );
+        (near, far)
+    }
+
     /// Creates a token for `base` with `profile` with the CLI; returns the secret.
     pub fn cli_token(&self, base: &str, profile: &str) -> String {
-        let out = run_ok(
-            ca_cmd()
-                .args(["token", "create", "--name", base, "--profile", profile])
-                .arg("--data-dir")
-                .arg(&self.ca.dir),
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.ca.cli_token(base, profile)
     }
 
     /// Runs SQL against the CA's store (simulating the passage of time, for instance).
