@@ -24,7 +24,7 @@
 //! jitter_secs = 60
 //! # Refuse repositories whose root declares no release (per-file) keys.
 //! require_release_signatures = true
-//! # Move files the release does not list into state_dir/quarantine.
+//! # Move files the release does not list into INSTALL_ROOT/.herald/quarantine/.
 //! quarantine_unlisted = false
 //! # Where status reports are sent (queued on disk until acknowledged).
 //! status_url = "https://ca.example.com/api/v1/status"
