@@ -509,7 +509,12 @@ fn main() {
 
 /// One OCSP response from herald-ca's own responder, for nginx to serve as a static file.
 fn herald_ca_response(dir: &Path, b64_request: &str) -> Vec<u8> {
-    let ca = Authority::open(dir, &KeyAccess { passphrase: None }).unwrap();
+    let ca = Authority::open(
+        dir,
+        &KeyAccess { passphrase: None },
+        herald_ca::open_store(dir).unwrap(),
+    )
+    .unwrap();
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64_request)
         .unwrap();

@@ -39,6 +39,7 @@ fn new_ca(key_type: CaKeyType) -> (tempfile::TempDir, Authority) {
             tls_names: vec!["localhost".into()],
             name_domain: "endpoints.herald.internal".into(),
         },
+        &herald_ca::open_configured_store,
     )
     .unwrap();
     let authority = Authority::open(
@@ -46,6 +47,7 @@ fn new_ca(key_type: CaKeyType) -> (tempfile::TempDir, Authority) {
         &KeyAccess {
             passphrase: Some(Passphrase::new(PASS).unwrap()),
         },
+        herald_ca::open_store(&dir).unwrap(),
     )
     .unwrap();
     (tmp, authority)
@@ -138,6 +140,7 @@ fn lifetime_capped_by_the_issuer() {
         &KeyAccess {
             passphrase: Some(Passphrase::new(PASS).unwrap()),
         },
+        herald_ca::open_store(&dir).unwrap(),
     )
     .unwrap();
     let issued = ca

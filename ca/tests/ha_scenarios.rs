@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_ca::store::{read_tx, CertRecord, ListFilter, Store};
-use herald_ca::store_pg::{PgOptions, PgStore};
+use herald_ca::store::{PgOptions, PgStore};
 
 const PASSPHRASE: &str = "ha test passphrase";
 

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_ca::store::{
-    read_tx, write_tx, AdminTokenRecord, CertRecord, EnrollmentTokenRecord, ListFilter, Revocation,
-    RevokeOutcome, SqliteStore, Store, StoreError, StoredCrl,
+    read_tx, write_tx, AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport,
+    ListFilter, PgOptions, PgStore, Revocation, RevokeOutcome, SqliteStore, Store, StoreError,
+    StoredCrl, SCHEMA_VERSION,
 };
-use herald_ca::store_pg::{PgOptions, PgStore, SCHEMA_VERSION};
 use herald_ca::{verify_audit_log, NewAuditEntry, Reason, Serial};
 
 mod pg_support;
-use pg_support::{pg_url, run_sql as admin_sql};
+use pg_support::{pg_url, query_text, run_sql as admin_sql};
 
 /// A PostgreSQL schema for one test, dropped when this goes out of scope.
 struct PgSchema {
@@ -447,6 +447,66 @@ fn postgres_schema_newer_than_this_build_refused() {
 }
 
 #[test]
+fn sqlite_schema_newer_than_this_build_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert!(err.to_string().contains("upgrade herald-ca"), "{err}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        version,
+        SCHEMA_VERSION + 1,
+        "the newer database is not touched"
+    );
+}
+
+#[test]
+fn both_stores_record_the_schema_version_they_migrated_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let sqlite: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(sqlite, SCHEMA_VERSION);
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'certificates_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let schema = PgSchema::new();
+    drop(schema.open());
+    let pg_version = query_text(&format!(
+        "SELECT version::text FROM {}.herald_schema",
+        schema.name
+    ));
+    assert_eq!(pg_version.trim(), SCHEMA_VERSION.to_string());
+    let pg_indexes = query_text(&format!(
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes \
+         WHERE schemaname = '{}' AND indexname LIKE 'certificates\\_%' \
+         AND indexname <> 'certificates_pkey'",
+        schema.name
+    ));
+    assert_eq!(
+        pg_indexes.trim(),
+        indexes.join(","),
+        "the two dialects define the same certificate indexes"
+    );
+}
+
+#[test]
 fn postgres_migrations_applied_once_by_concurrent_servers() {
     let schema = PgSchema::new();
     let stores: Vec<PgStore> = std::thread::scope(|scope| {
@@ -585,4 +645,85 @@ fn postgres_crl_and_audit_longer_than_a_page_read_whole_in_order() {
     })
     .unwrap();
     assert_eq!(seqs, (1..=i64::try_from(n).unwrap()).collect::<Vec<i64>>());
+}
+
+fn report(name: &str, version: u64, error: Option<&str>, at: i64) -> FleetReport {
+    FleetReport {
+        name: name.to_owned(),
+        serial: format!("{at:032x}"),
+        received_at: at,
+        installed_version: Some(version),
+        last_check: Some("2026-11-21T10:00:00Z".to_owned()),
+        last_result: Some(
+            if error.is_some() {
+                "error"
+            } else {
+                "installed"
+            }
+            .to_owned(),
+        ),
+        last_error: error.map(str::to_owned),
+        unlisted: vec!["a.tmp".to_owned(), "b/c.log".to_owned()],
+    }
+}
+
+#[test]
+fn newest_report_per_endpoint_kept_in_both_stores() {
+    both(|store, _| {
+        write_tx(store, |tx| {
+            tx.put_fleet_report(&report("pos-0002", 4, None, 10))
+        })
+        .unwrap();
+        write_tx(store, |tx| {
+            tx.put_fleet_report(&report("pos-0001", 3, None, 11))
+        })
+        .unwrap();
+        let newer = report("pos-0002", 4, Some("mirror unreachable"), 12);
+        write_tx(store, |tx| tx.put_fleet_report(&newer)).unwrap();
+
+        let all = read_tx(store, |tx| tx.fleet_reports(None)).unwrap();
+        assert_eq!(all, vec![report("pos-0001", 3, None, 11), newer.clone()]);
+        let one = read_tx(store, |tx| tx.fleet_reports(Some("pos-0002"))).unwrap();
+        assert_eq!(one, vec![newer]);
+        let none = read_tx(store, |tx| tx.fleet_reports(Some("pos-0009"))).unwrap();
+        assert!(none.is_empty());
+    });
+}
+
+#[test]
+fn empty_report_round_trips_in_both_stores() {
+    both(|store, _| {
+        let empty = FleetReport {
+            name: "kiosk-0001".to_owned(),
+            serial: "01".to_owned(),
+            received_at: 5,
+            installed_version: None,
+            last_check: None,
+            last_result: None,
+            last_error: None,
+            unlisted: Vec::new(),
+        };
+        write_tx(store, |tx| tx.put_fleet_report(&empty)).unwrap();
+        assert_eq!(
+            read_tx(store, |tx| tx.fleet_reports(None)).unwrap(),
+            vec![empty.clone()]
+        );
+    });
+}
+
+#[test]
+fn release_number_too_large_refused_with_nothing_written() {
+    both(|store, _| {
+        let result = write_tx(store, |tx| {
+            tx.put_fleet_report(&report("pos-0001", 1, None, 1))?;
+            tx.put_fleet_report(&report("pos-0002", u64::MAX, None, 2))
+        });
+        assert!(
+            matches!(result, Err(StoreError::OutOfRange(_))),
+            "{result:?}"
+        );
+        assert!(read_tx(store, |tx| tx.fleet_reports(None))
+            .unwrap()
+            .is_empty());
+    });
 }

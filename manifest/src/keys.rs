@@ -54,15 +54,11 @@ pub struct PublicKey {
 
 /// Why a key cannot be used or a signature is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum KeyError {
     /// The key type and scheme pair is not one Herald verifies.
     #[error("unsupported key type {keytype:?} with scheme {scheme:?}")]
-    Unsupported {
-        /// Declared key type.
-        keytype: String,
-        /// Declared scheme.
-        scheme: String,
-    },
+    Unsupported { keytype: String, scheme: String },
     /// The public key material does not decode.
     #[error("malformed public key: {0}")]
     Malformed(String),

@@ -27,159 +27,87 @@ use crate::release::{release_signatures, target_statement};
 
 /// Why metadata or a target failed verification.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum VerifyError {
     /// The bytes are not a well-formed envelope.
     #[error("{role} metadata: {source}")]
-    Envelope {
-        /// The role being verified.
-        role: String,
-        /// The cause.
-        source: EnvelopeError,
-    },
+    Envelope { role: String, source: EnvelopeError },
     /// The `signed` part does not have the role's fields.
     #[error("{role} metadata: invalid fields: {source}")]
     Fields {
-        /// The role being verified.
         role: String,
-        /// The cause.
         source: serde_json::Error,
     },
     /// `_type` names another role.
     #[error("{role} metadata: `_type` is {found:?}")]
-    WrongType {
-        /// The role being verified.
-        role: String,
-        /// The `_type` found.
-        found: String,
-    },
+    WrongType { role: String, found: String },
     /// The specification version is not 1.x.
     #[error("{role} metadata: unsupported spec_version {found:?}")]
-    SpecVersion {
-        /// The role being verified.
-        role: String,
-        /// The version found.
-        found: String,
-    },
+    SpecVersion { role: String, found: String },
     /// A role's threshold is zero or the role is missing.
     #[error("{role}: no usable keys or threshold (a threshold must be at least 1)")]
-    BadRole {
-        /// The role.
-        role: String,
-    },
+    BadRole { role: String },
     /// Not enough distinct trusted keys signed.
     #[error("{role} metadata: {valid} valid signature(s) from distinct trusted keys, threshold {threshold}")]
     Threshold {
-        /// The role being verified.
         role: String,
-        /// Distinct keys with a valid signature.
         valid: usize,
-        /// The threshold.
         threshold: u32,
     },
     /// The metadata has expired.
     #[error("{role} metadata expired at {expires}")]
-    Expired {
-        /// The role.
-        role: String,
-        /// Its expiry.
-        expires: String,
-    },
+    Expired { role: String, expires: String },
     /// The version differs from the one the referring metadata lists.
     #[error("{role} metadata: version {found}, expected {expected}")]
     Version {
-        /// The role.
         role: String,
-        /// The expected version.
         expected: u64,
-        /// The version found.
         found: u64,
     },
     /// The version is lower than the trusted one.
     #[error("{role} metadata: version {found} is older than trusted version {trusted} (rollback)")]
     Rollback {
-        /// The role.
         role: String,
-        /// The trusted version.
         trusted: u64,
-        /// The version found.
         found: u64,
     },
     /// A required `meta` entry is missing.
     #[error("{role} metadata does not list {entry}")]
-    MissingMeta {
-        /// The role.
-        role: String,
-        /// The missing entry.
-        entry: String,
-    },
+    MissingMeta { role: String, entry: String },
     /// Length differs from the listed one.
     #[error("{what}: length {found}, expected {expected}")]
     Length {
-        /// What was checked.
         what: String,
-        /// The listed length.
         expected: u64,
-        /// The length found.
         found: u64,
     },
     /// A hash differs from the listed one.
     #[error("{what}: {algorithm} hash does not match")]
-    Hash {
-        /// What was checked.
-        what: String,
-        /// The hash algorithm.
-        algorithm: String,
-    },
+    Hash { what: String, algorithm: String },
     /// No hash algorithm Herald supports is listed.
     #[error("{what}: none of the listed hash algorithms ({listed}) is supported (sha256, sha384 or sha512 expected)")]
-    NoSupportedHash {
-        /// What was checked.
-        what: String,
-        /// The algorithms listed, comma-separated.
-        listed: String,
-    },
+    NoSupportedHash { what: String, listed: String },
     /// A listed hash of a supported algorithm is not hex of the algorithm's length.
     #[error("{what}: the listed {algorithm} hash is not hex of the algorithm's length")]
-    BadHashValue {
-        /// What was checked.
-        what: String,
-        /// The hash algorithm.
-        algorithm: String,
-    },
+    BadHashValue { what: String, algorithm: String },
     /// The caller did not compute a digest that verification needs.
     #[error("{what}: the content's {algorithm} digest was not computed")]
-    DigestNotComputed {
-        /// What was checked.
-        what: String,
-        /// The hash algorithm.
-        algorithm: String,
-    },
+    DigestNotComputed { what: String, algorithm: String },
     /// Two signatures name the same key ID (TUF 1.0 section 4.2: a key ID appears at most
     /// once in `signatures`).
     #[error("{role} metadata: key ID {keyid} appears more than once in `signatures`")]
-    DuplicateSignature {
-        /// The role being verified.
-        role: String,
-        /// The repeated key ID.
-        keyid: String,
-    },
+    DuplicateSignature { role: String, keyid: String },
     /// The delegated role is not delegated by the given targets role.
     #[error("role {role:?} is not delegated by this targets metadata")]
-    NotDelegated {
-        /// The role.
-        role: String,
-    },
+    NotDelegated { role: String },
     /// The target is not listed.
     #[error("target {0} is not listed in the verified targets metadata")]
     NotListed(String),
     /// Too few valid release signatures on a target.
     #[error("target {path}: {valid} valid release signature(s) from distinct keys, threshold {threshold}")]
     ReleaseThreshold {
-        /// The target.
         path: String,
-        /// Distinct release keys with a valid signature.
         valid: usize,
-        /// The threshold.
         threshold: u32,
     },
 }

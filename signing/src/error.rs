@@ -6,6 +6,7 @@ use crate::{EXIT_FAILURE, EXIT_USAGE};
 
 /// Errors that end a `herald-sign` run.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum Error {
     /// Bad arguments (exit code 2).
     #[error("{0}")]
@@ -13,33 +14,22 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The file or folder.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// A key could not be loaded or used.
     #[error("key from {origin}: {reason}")]
-    Key {
-        /// Where the key came from (file path or environment variable).
-        origin: String,
-        /// What is wrong.
-        reason: String,
-    },
+    Key { origin: String, reason: String },
     /// A metadata file failed verification.
     #[error("{file}: {source}")]
     Verify {
-        /// The file, relative to the repository.
         file: String,
-        /// The cause.
         source: herald_manifest::VerifyError,
     },
     /// A metadata file could not be read or written as an envelope.
     #[error("{file}: {source}")]
     Envelope {
-        /// The file, relative to the repository.
         file: String,
-        /// The cause.
         source: herald_manifest::EnvelopeError,
     },
     /// The repository is not in a state that allows the command (missing or unexpected files,

@@ -25,9 +25,15 @@ pub(crate) fn bench_ca(dir: &Path, https: SocketAddr, http: SocketAddr) -> Autho
             tls_names: vec!["localhost".into()],
             name_domain: "endpoints.herald.internal".into(),
         },
+        &herald_ca::open_configured_store,
     )
     .unwrap();
-    Authority::open(dir, &KeyAccess { passphrase: None }).unwrap()
+    Authority::open(
+        dir,
+        &KeyAccess { passphrase: None },
+        herald_ca::open_store(dir).unwrap(),
+    )
+    .unwrap()
 }
 
 /// Records `n` certificates with random serials (revoked when `revoke` gives a revocation for

@@ -44,6 +44,30 @@ pub fn run_sql(sql: &str) {
     .unwrap();
 }
 
+/// The first column of the first row `sql` returns, as text (empty if none).
+pub fn query_text(sql: &str) -> String {
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL at 127.0.0.1:5432 (user postgres, database test)");
+            let driver = tokio::spawn(connection);
+            let row = client.query_one(&sql, &[]).await.unwrap();
+            let text: Option<String> = row.get(0);
+            drop(client);
+            let _ = driver.await;
+            text.unwrap_or_default()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// Drops a schema and everything in it.
 pub fn drop_schema(schema: &str) {
     run_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
