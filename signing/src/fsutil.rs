@@ -1,31 +1,16 @@
 //! Atomic file writes and directory walks.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
-/// then fsync of the folder. Readers see the old content or the new one, never a mix.
+/// Writes `bytes` to `path` atomically and durably ([`herald_files::write_atomic`]), creating
+/// its folder if needed. Readers see the old content or the new one, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = parent(path)?;
     fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let tmp = temp_name(path);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        });
-    }
-    sync_dir(dir)
+    herald_files::write_public(path, bytes).map_err(Error::io(path))
 }
 
 /// The folder holding `path`.
@@ -48,9 +33,7 @@ pub(crate) fn temp_name(path: &Path) -> PathBuf {
 
 /// Fsyncs a folder so that renames in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir))
+    herald_files::sync_dir(dir).map_err(Error::io(dir))
 }
 
 /// Makes the files just written under `dir` (and their renames) durable. On Linux one

@@ -2,7 +2,6 @@
 //! encryption (PKCS#8 PBES2).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use herald_manifest::{Ed25519Signer, PublicKey, Signer};
@@ -91,21 +90,7 @@ pub(crate) fn keygen(out: &Path, encrypt_env: Option<&str>, force: bool) -> Resu
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = crate::fsutil::temp_name(path);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let _ = fs::remove_file(&tmp);
-    let result = options.open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    });
-    result.map_err(Error::io(path))
+    herald_files::write_private(path, bytes).map_err(Error::io(path))
 }
 
 fn passphrase(var: &str) -> Result<String, Error> {

@@ -296,7 +296,7 @@ async fn quickstart(
             source,
         })?;
         let passphrase = Passphrase::generate()?;
-        crate::core::fsutil::write_private(
+        herald_files::write_private(
             &layout.quickstart_passphrase(),
             format!("{}\n", passphrase.expose()).as_bytes(),
         )
@@ -352,7 +352,7 @@ async fn quickstart(
             None,
             "quickstart",
         )?;
-        crate::core::fsutil::write_private(
+        herald_files::write_private(
             &layout.quickstart_admin_token(),
             format!("{token}\n").as_bytes(),
         )
@@ -925,7 +925,7 @@ fn cmd_root(cmd: RootCommand) -> Result<(), Error> {
                     out.display()
                 )));
             }
-            crate::core::fsutil::write_private(&out, &bytes).map_err(|source| Error::File {
+            herald_files::write_private(&out, &bytes).map_err(|source| Error::File {
                 path: out.clone(),
                 source,
             })?;

@@ -172,7 +172,7 @@ impl AuditSigner {
         let key = from_pkcs8(&pair.serialize_der(), &path)?;
         crate::core::keys::write_key(&path, &pair, protection)?;
         let public = public_key_path(layout);
-        crate::core::fsutil::write_public(
+        herald_files::write_public(
             &public,
             format!("{}\n", hex::encode(key.public_key().as_ref())).as_bytes(),
         )

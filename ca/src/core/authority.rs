@@ -528,7 +528,7 @@ fn create_private_dir(dir: &Path) -> Result<(), SetupError> {
 
 fn write_cert(layout: &DataLayout, name: &str, pem: &str) -> Result<(), SetupError> {
     let path = layout.cert(name);
-    crate::core::fsutil::write_public(&path, pem.as_bytes())
+    herald_files::write_public(&path, pem.as_bytes())
         .map_err(|source| SetupError::DataDir { path, source })
 }
 

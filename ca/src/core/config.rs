@@ -409,11 +409,9 @@ impl Config {
             "# herald-ca configuration. Environment and command-line flags override the server\n\
              # addresses; see `herald-ca serve --help`.\n\n{text}"
         );
-        crate::core::fsutil::write_public(path, text.as_bytes()).map_err(|source| {
-            ConfigError::Write {
-                path: path.to_path_buf(),
-                source,
-            }
+        herald_files::write_public(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
         })
     }
 

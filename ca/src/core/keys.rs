@@ -163,7 +163,7 @@ pub(crate) fn write_key(
             iterations,
         } => encrypt_pem(&key.serialize_der(), passphrase, *iterations)?,
     };
-    crate::core::fsutil::write_private(path, pem.as_bytes()).map_err(|source| KeyError::Write {
+    herald_files::write_private(path, pem.as_bytes()).map_err(|source| KeyError::Write {
         path: path.to_path_buf(),
         source,
     })

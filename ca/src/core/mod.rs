@@ -11,7 +11,6 @@ pub(crate) mod crl;
 pub(crate) mod csr;
 pub(crate) mod enrollment;
 pub(crate) mod fleet;
-pub(crate) mod fsutil;
 pub(crate) mod keys;
 pub(crate) mod limits;
 pub(crate) mod lint;
