@@ -187,7 +187,7 @@ impl ApiError {
 }
 
 fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let body = herald_wire::ErrorBody::new(code, message).to_json();
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -888,7 +888,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
     let url = |path: &str| base.as_ref().map(|base| format!("{base}{path}"));
     json_response(
         StatusCode::OK,
-        &herald_token_service::client::Discovery {
+        &herald_wire::Discovery {
             root_pem: pem(state.authority.root_der()),
             intermediate_pem: Some(pem(state.authority.intermediate_der())),
             enroll_url: url("/api/v1/enroll"),

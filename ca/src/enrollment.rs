@@ -96,17 +96,18 @@ fn pem_cert(der: &[u8]) -> String {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default()
 }
 
-fn token_view(r: EnrollmentTokenRecord) -> TokenRecord {
-    TokenRecord {
+fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, AuthorityError> {
+    let serial = r.serial.as_deref().map(Serial::from_hex).transpose();
+    Ok(TokenRecord {
         id: r.id,
         name: r.name,
         profile: r.profile,
         expires_at: r.expires_at,
         used_at: r.used_at,
-        serial: r.serial,
+        serial: serial.map_err(internal)?,
         spki_sha256: r.spki_sha256,
         revoked_at: r.revoked_at,
-    }
+    })
 }
 
 impl TokenAuthority {
@@ -115,7 +116,7 @@ impl TokenAuthority {
             name: issued.record.name.clone(),
             certificate_pem: issued.certificate_pem,
             chain_pem: issued.chain_pem,
-            serial: issued.record.serial.to_hex(),
+            serial: issued.record.serial,
             not_after: rfc3339(issued.record.not_after),
         }
     }
@@ -130,7 +131,7 @@ impl TokenAuthority {
                     pem_cert(authority.intermediate_der()),
                     pem_cert(authority.root_der())
                 ),
-                serial: record.serial.to_hex(),
+                serial: record.serial,
                 not_after: rfc3339(record.not_after),
             },
             profile: record.profile,
@@ -206,14 +207,17 @@ impl herald_token_service::Authority for TokenAuthority {
 
     fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRecord>, AuthorityError> {
         read_tx(self.store(), |tx| tx.enrollment_token_by_hash(secret_hash))
-            .map(|t| t.map(token_view))
-            .map_err(internal)
+            .map_err(internal)?
+            .map(token_view)
+            .transpose()
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenRecord>, AuthorityError> {
         read_tx(self.store(), |tx| tx.list_enrollment_tokens())
-            .map(|all| all.into_iter().map(token_view).collect())
-            .map_err(internal)
+            .map_err(internal)?
+            .into_iter()
+            .map(token_view)
+            .collect()
     }
 
     fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, AuthorityError> {
@@ -269,11 +273,10 @@ impl herald_token_service::Authority for TokenAuthority {
         )
     }
 
-    fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError> {
+    fn certificate(&self, serial: &Serial) -> Result<Option<CurrentCertificate>, AuthorityError> {
         let authority = self.authority()?;
-        let serial = Serial::from_hex(serial).map_err(internal)?;
         Ok(authority
-            .certificate(&serial)
+            .certificate(serial)
             .map_err(internal)?
             .map(|record| self.current(authority, record)))
     }

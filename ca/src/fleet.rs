@@ -11,9 +11,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use herald_token_service::{ClientCertificate, Purpose};
+use herald_wire::StatusReport;
 
 use crate::api::{authenticate, json_response, ApiError, AppState, Role};
 use crate::audit::NewAuditEntry;
@@ -215,18 +216,6 @@ pub(crate) fn details(e: &FleetEntry) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The body of a status report (the updater's `status.json`). Unknown fields are ignored so
-/// that newer updaters can report more.
-#[derive(Debug, Default, Deserialize)]
-struct ReportBody {
-    installed_version: Option<u64>,
-    last_check: Option<String>,
-    last_result: Option<String>,
-    last_error: Option<String>,
-    #[serde(default)]
-    unlisted: Vec<String>,
-}
-
 fn cut(text: Option<String>, max: usize) -> Option<String> {
     text.map(|t| t.chars().take(max).collect())
 }
@@ -282,7 +271,7 @@ pub(crate) async fn post_status(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let authority = state.authority.clone();
-    let report: ReportBody = serde_json::from_slice(&body).map_err(|e| {
+    let report: StatusReport = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_report",
@@ -298,7 +287,7 @@ pub(crate) async fn post_status(
         let (name, serial, relays) = if proof.is_some() || carrier.relay_chain.is_some() {
             let proved = service.prove(Purpose::Status, &carrier, proof.as_deref(), &body)?;
             let issued = proved.certificate.issued;
-            (issued.name, issued.serial, proved.relays)
+            (issued.name, issued.serial.to_hex(), proved.relays)
         } else {
             let record = client_record(&authority, client.as_deref())?;
             (record.name, record.serial.to_hex(), Vec::new())

@@ -60,7 +60,7 @@ pub use ocsp::{
     MAX_CERT_IDS,
 };
 pub use revocation::{Reason, ReasonParseError};
-pub use serial::{Serial, SerialParseError};
+pub use serial::{random as random_serial, Serial, SerialParseError};
 pub use server::ServeError;
 
 /// Exit code for success.
