@@ -59,6 +59,6 @@ pub use crate::core::ocsp::{
 pub use crate::core::policy;
 pub use crate::model::audit::{AuditEntry, NewAuditEntry};
 pub use crate::model::revocation::{Reason, ReasonParseError};
-pub use crate::model::serial::{Serial, SerialParseError};
+pub use crate::model::serial::{random as random_serial, Serial, SerialParseError};
 pub use crate::server::ServeError;
 pub use crate::store::open::StoreSection;

@@ -14,8 +14,8 @@ use enroll_support::{
     client_with, code, identity, key_and_csr, post_with, proof, renew, renewal_body, runtime,
     wait_listening, RelayProcess, Site,
 };
-use herald_token_service::relay::RELAY_CHAIN;
 use herald_token_service::{Purpose, PROOF_HEADER};
+use herald_wire::RELAY_CHAIN;
 
 fn endpoint_enroll(
     server: &str,

@@ -114,9 +114,16 @@ impl Endpoint {
 /// GETs `url` exactly as written (no dot-segment removal) with curl; returns the status and
 /// the body.
 fn curl_as_is(site: &Site, endpoint: Option<&Endpoint>, url: &str) -> (u16, Vec<u8>) {
+    curl(site, endpoint, &["--path-as-is"], url)
+}
+
+/// Requests `url` with curl and the extra arguments `args`; returns the status and the body.
+fn curl(site: &Site, endpoint: Option<&Endpoint>, args: &[&str], url: &str) -> (u16, Vec<u8>) {
     let body = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--path-as-is", "-w", "%{http_code}", "--cacert"])
+    cmd.args(["-s", "-w", "%{http_code}"])
+        .args(args)
+        .arg("--cacert")
         .arg(site.ca.file("root.crt"))
         .arg("-o")
         .arg(body.path());
@@ -403,4 +410,37 @@ fn relay_discovery_never_built_from_the_host_header() {
         "{doc}"
     );
     assert!(!doc.to_string().contains("attacker"), "{doc}");
+}
+
+#[test]
+fn relay_errors_answer_the_json_error_body() {
+    let mirror = Mirror::serve(&[("1.root.json", b"version one")]);
+    let (site, relay) = site_and_relay(&mirror, &[]);
+    let endpoint = Endpoint::issue(&site, "reader");
+    // The mirror's own error page (HTML) is not passed on as it is.
+    let missing = format!("{}/repo/0/2.root.json", relay.url);
+    let (status, body) = curl(&site, Some(&endpoint), &[], &missing);
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "not_found");
+    // No such route, no such method.
+    let (status, body) = curl(&site, None, &[], &format!("{}/nope", relay.url));
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    let enroll = format!("{}/api/v1/enroll", relay.url);
+    let (status, body) = curl(&site, None, &[], &enroll);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (405, "method_not_allowed")
+    );
+    // A body over the relay's limit, refused before anything is forwarded.
+    let big = site.ca.scratch("big.json");
+    std::fs::write(&big, vec![b' '; 128 * 1024]).unwrap();
+    let data = format!("@{}", big.display());
+    let post = [
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &data,
+    ];
+    let (status, body) = curl(&site, None, &post, &enroll);
+    assert_eq!((status, error_code(&body).as_str()), (413, "too_large"));
 }

@@ -15,8 +15,8 @@ use enroll_support::{
     client_with, code, enroll, identity, key_and_csr, post_with, proof, renew, renewal_body,
     runtime, RelayProcess, Site,
 };
-use herald_token_service::relay::RELAY_CHAIN;
 use herald_token_service::{Proof, Purpose, PROOF_HEADER};
+use herald_wire::RELAY_CHAIN;
 
 /// The header today's relays used to vouch for an endpoint's certificate.
 const VOUCHED_CERTIFICATE: &str = "x-herald-client-certificate";
@@ -34,7 +34,7 @@ async fn enrolled(site: &Site, base: &str, profile: &str) -> (Vec<u8>, serde_jso
 /// The DER of the first certificate of a PEM text, base64.
 fn der_base64(pem: &str) -> String {
     let at = pem.find("-----BEGIN CERTIFICATE-----").unwrap();
-    let der = herald_token_service::client::first_certificate_der(&pem[at..]).unwrap();
+    let der = herald_token_client::first_certificate_der(&pem[at..]).unwrap();
     base64::engine::general_purpose::STANDARD.encode(der)
 }
 

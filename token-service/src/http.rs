@@ -1,5 +1,6 @@
-//! The HTTP side: the enrollment and renewal routes and the JSON error shape
-//! `{"error":{"code":"...","message":"..."}}` shared with the authority's API.
+//! The HTTP side (axum): the enrollment and renewal routes over [`TokenService`], the
+//! per-address rate limit, and the answer of a [`Refusal`] with the protocol's one JSON error
+//! body ([`herald_wire::ErrorBody`], shared with the authority's API).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,75 +13,69 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
 
+use herald_wire::{
+    EnrollRequest, ErrorBody, RenewRequest, ENROLL_PATH, PROOF_HEADER, RELAY_CHAIN, RENEW_PATH,
+};
+
 use crate::guard::AddressLimiter;
-use crate::service::{Carrier, EnrollRequest, RenewRequest, TokenService};
+use crate::refusal::Refusal;
+use crate::service::{Carrier, TokenService};
 
 /// The DER certificate a client presented over mutual TLS; the server puts it in each
 /// request's extensions.
 #[derive(Debug, Clone)]
 pub struct ClientCertificate(pub Arc<Vec<u8>>);
 
-/// A refused request: HTTP status, stable code, message.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    /// A refusal with an HTTP status code.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// 400 with this code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(400, code, message)
-    }
-
-    /// 500; the detail goes to the log only.
-    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::new(500, "internal", "internal error; see the server log")
-    }
-
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        self.status.as_u16()
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        error_response(status, &self.body())
     }
+}
+
+/// An error answer: `status` with the JSON error body.
+fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_json(),
+    )
+        .into_response()
+}
+
+/// Turns every 4xx/5xx answer that is not already JSON (unknown route or method, body too
+/// large, a plain answer forwarded from a repository mirror) into the JSON error body, so
+/// that every refusal has one shape. OCSP answers keep their own type.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let keeps_its_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("ocsp"));
+    if keeps_its_type {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error");
+    let mut answer = error_response(status, &ErrorBody::new(code, message));
+    // What the client should do next stays: the methods allowed, when to retry.
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = response.headers().get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// A JSON body, or a 400/415 refusal.
@@ -102,7 +97,8 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(body).map_err(|e| Refusal::bad_request("bad_json", e.to_string()))
 }
 
-fn json_ok(value: &impl serde::Serialize) -> Response {
+/// `200 OK` with `value` as JSON.
+pub(crate) fn json_ok(value: &impl serde::Serialize) -> Response {
     match serde_json::to_string(value) {
         Ok(body) => (
             StatusCode::OK,
@@ -124,14 +120,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `POST /api/v1/enroll` and `POST /api/v1/renew`, rate-limited per client address by the
-/// service's limiter (see [`rate_limited`]).
+/// service's limiter (see [`rate_limited`]), every error answered as JSON ([`json_errors`]).
 pub fn routes(service: TokenService) -> Router {
     let limiter = service.limiter().clone();
     let router = Router::new()
-        .route("/api/v1/enroll", post(enroll))
-        .route("/api/v1/renew", post(renew))
+        .route(ENROLL_PATH, post(enroll))
+        .route(RENEW_PATH, post(renew))
         .with_state(service);
-    rate_limited(router, limiter)
+    rate_limited(router, limiter).layer(axum::middleware::from_fn(json_errors))
 }
 
 /// The client address the server put in the request's extensions
@@ -185,7 +181,7 @@ pub fn carrier(
     client: Option<&ClientCertificate>,
     headers: &HeaderMap,
 ) -> Result<Carrier, Refusal> {
-    let relay_chain = match headers.get(crate::relay::RELAY_CHAIN) {
+    let relay_chain = match headers.get(RELAY_CHAIN) {
         None => None,
         Some(value) => Some(
             value
@@ -225,9 +221,7 @@ async fn renew(
     // Checks the content type and the shape before any signature is verified.
     let _: RenewRequest = parse_json(&headers, &body)?;
     let carrier = carrier(client.as_deref(), &headers)?;
-    let proof = headers
-        .get(crate::proof::PROOF_HEADER)
-        .map(|v| v.as_bytes().to_vec());
+    let proof = headers.get(PROOF_HEADER).map(|v| v.as_bytes().to_vec());
     let issued = blocking(move || service.renew(&carrier, proof.as_deref(), &body)).await?;
     Ok(json_ok(&issued))
 }

@@ -8,13 +8,14 @@
 //! authority, and the endpoint checks that the certificate it gets back is for its own key.
 //!
 //! Renewal and status reports carry the endpoint's end-to-end proof (a signature of its current
-//! key over the request, [`crate::proof`]) in a header the relay passes on unchanged: the
-//! authority takes the endpoint's identity from the proof, never from a relay.
+//! key over the request, [`herald_token_client::proof`]) in a header the relay passes on
+//! unchanged: the authority takes the endpoint's identity from the proof, never from a relay.
 //!
-//! Every forwarded request carries the [`RELAY_CHAIN`] header: the relay checks that the last
-//! entry it received names its own TLS client (the relay before it), then appends its own
-//! certificate serial. The authority checks that its TLS client is the relay named last and
-//! that every relay named holds a valid relay certificate, and audits the chain.
+//! Every forwarded request carries the [`herald_wire::RELAY_CHAIN`] header: the relay checks
+//! that the last entry it received names its own TLS client (the relay before it), then
+//! appends its own certificate serial. The authority checks that its TLS client is the relay
+//! named last and that every relay named holds a valid relay certificate, and audits the
+//! chain.
 //!
 //! Paths with dot segments are refused before routing ([`paths`]); repository files are
 //! served only to unrevoked clients of this CA ([`access`]); the cache is bounded in bytes and
@@ -35,19 +36,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
-use crate::client::{
-    certificate_serial, certifies, first_certificate_der, first_pem_block, pinned_root,
-    BootstrapError,
+use herald_token_client::{
+    certificate_serial, certifies, fetch_discovery, first_certificate_der, first_pem_block,
+    pinned_client_builder, pinned_root, require_https, BootstrapError,
 };
-use crate::{EnrollRequest, IssuedCertificate};
+use herald_wire::{
+    Discovery, EnrollRequest, IssuedCertificate, Serial, ENROLL_PATH, PROOF_HEADER, RELAY_CHAIN,
+    RENEW_PATH, STATUS_PATH, WELL_KNOWN_PATH,
+};
 
-use crate::http::{ClientCertificate, Refusal};
+use crate::guard::{AddressLimiter, EnrollmentLimits};
+use crate::http::{json_errors, json_ok, rate_limited, ClientCertificate};
+use crate::refusal::Refusal;
 
 pub use cache::DEFAULT_CACHE_MAX_BYTES;
-
-/// The header listing (comma-separated, hex) the certificate serials of the relays a request
-/// passed through, nearest the endpoint first, each appended by the relay itself.
-pub const RELAY_CHAIN: &str = "x-herald-relay-chain";
 
 /// The content type of forwarded enrollment and renewal requests.
 fn json_type() -> (&'static str, String) {
@@ -147,7 +149,7 @@ fn client_builder(
     root_pem: Option<&[u8]>,
     identity_pem: Option<&[u8]>,
 ) -> Result<reqwest::ClientBuilder, RelayError> {
-    Ok(crate::client::pinned_client_builder(root_pem, identity_pem)
+    Ok(pinned_client_builder(root_pem, identity_pem)
         .map_err(identity_error)?
         .pool_max_idle_per_host(256)
         .user_agent(concat!("herald-relay/", env!("CARGO_PKG_VERSION"))))
@@ -171,14 +173,6 @@ fn files_client(root_pem: &[u8], identity_pem: &[u8]) -> Result<reqwest::Client,
         .read_timeout(Duration::from_secs(60))
         .build()
         .map_err(identity_error)
-}
-
-/// A JSON document of the upstream (its discovery document), bounded in size and time.
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, RelayError> {
-    let body = crate::client::get_bounded(client, url)
-        .await
-        .map_err(|e| upstream_err(url, e))?;
-    serde_json::from_slice(&body).map_err(|e| upstream_err(url, e))
 }
 
 /// Enrolls the relay with `token` unless it already has an identity: the upstream's root must
@@ -206,7 +200,7 @@ pub async fn enroll_relay(
     let verified = http_client(Some(root_pem.as_bytes()), None)?;
     let enroll_url = discovery
         .enroll_url
-        .unwrap_or_else(|| format!("{base}/api/v1/enroll"));
+        .unwrap_or_else(|| format!("{base}{ENROLL_PATH}"));
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| RelayError::Identity(e.to_string()))?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
@@ -293,12 +287,12 @@ pub struct Relay {
     client: reqwest::Client,
     files_client: reqwest::Client,
     root_pem: String,
-    /// The serial of the relay's own certificate, hex (its entry in relay chains).
-    serial: String,
+    /// The serial of the relay's own certificate (its entry in relay chains).
+    serial: Serial,
     /// The relay's own HTTPS base URL (no trailing slash).
     public_url: String,
     repository_ttl: Duration,
-    discovery: Mutex<Option<(serde_json::Value, Instant)>>,
+    discovery: Mutex<Option<(Discovery, Instant)>>,
     cache: cache::ResponseCache,
     clients: access::ClientCheck,
 }
@@ -319,8 +313,8 @@ impl Relay {
         state: &RelayState,
         options: &RelayOptions,
     ) -> Result<Self, RelayError> {
-        crate::client::require_https(upstream).map_err(|e| upstream_err(upstream, e))?;
-        crate::client::require_https(&options.public_url)
+        require_https(upstream).map_err(|e| upstream_err(upstream, e))?;
+        require_https(&options.public_url)
             .map_err(|_| RelayError::PublicUrl(options.public_url.clone()))?;
         let identity =
             std::fs::read(state.identity_pem()).map_err(io_err(&state.identity_pem()))?;
@@ -356,7 +350,8 @@ impl Relay {
         &self.root_pem
     }
 
-    async fn upstream_discovery(&self) -> Result<serde_json::Value, Refusal> {
+    /// The upstream's discovery document, kept for a minute.
+    async fn upstream_discovery(&self) -> Result<Discovery, Refusal> {
         if let Ok(guard) = self.discovery.lock() {
             if let Some((doc, until)) = guard.as_ref() {
                 if Instant::now() < *until {
@@ -364,8 +359,7 @@ impl Relay {
                 }
             }
         }
-        let url = format!("{}/.well-known/herald", self.upstream);
-        let doc = match get_json(&self.client, &url).await {
+        let doc = match fetch_discovery(&self.client, &self.upstream).await {
             Ok(doc) => doc,
             // Upstream unreachable: the last document still says where things are, so cached
             // revocation data and repository files keep being served.
@@ -375,7 +369,7 @@ impl Relay {
                     .lock()
                     .ok()
                     .and_then(|g| g.as_ref().map(|(doc, _)| doc.clone()));
-                return stale.ok_or_else(|| bad_gateway(e));
+                return stale.ok_or_else(|| bad_gateway(upstream_err(&self.upstream, e)));
             }
         };
         if let Ok(mut guard) = self.discovery.lock() {
@@ -386,9 +380,12 @@ impl Relay {
 
     /// The upstream URL of a revocation path (`/ocsp...`, `/crl/...`, `/ca/...`): the OCSP
     /// and CRL URLs of the upstream share its revocation base.
-    fn revocation_url(&self, doc: &serde_json::Value, path: &str) -> String {
-        let ocsp = doc["ocsp_url"].as_str().unwrap_or_default();
-        let origin = ocsp.strip_suffix("/ocsp").unwrap_or(&self.upstream);
+    fn revocation_url(&self, doc: &Discovery, path: &str) -> String {
+        let origin = doc
+            .ocsp_url
+            .as_deref()
+            .and_then(|ocsp| ocsp.strip_suffix("/ocsp"))
+            .unwrap_or(&self.upstream);
         format!("{origin}{path}")
     }
 
@@ -399,8 +396,9 @@ impl Relay {
             .upstream_discovery()
             .await
             .map_err(|r| upstream_err(&self.upstream, r))?;
-        let file = doc["crl_url"]
-            .as_str()
+        let file = doc
+            .crl_url
+            .as_deref()
             .and_then(|u| u.rsplit('/').next())
             .filter(|f| !f.is_empty())
             .ok_or_else(|| upstream_err(&self.upstream, "the discovery document names no CRL"))?;
@@ -424,7 +422,7 @@ impl Relay {
         if crl.len() > MAX_CRL {
             return Err(upstream_err(&url, "CRL too large"));
         }
-        let issuers = doc["intermediate_pem"].as_str().ok_or_else(|| {
+        let issuers = doc.intermediate_pem.as_deref().ok_or_else(|| {
             upstream_err(&self.upstream, "the discovery document names no issuing CA")
         })?;
         self.clients.install(&crl, issuers)
@@ -509,23 +507,21 @@ fn bad_gateway(e: RelayError) -> Refusal {
 /// repository files.
 ///
 /// Enrollment and renewal are rate-limited per client address as on the server
-/// ([`crate::http::rate_limited`]): a client guessing tokens through the relay is refused with
-/// `429` here, before the server sees it.
+/// ([`rate_limited`]): a client guessing tokens through the relay is refused with `429` here,
+/// before the server sees it. Every error answer has the JSON error body ([`json_errors`]).
 pub fn relay_routes(relay: Arc<Relay>) -> Router {
-    let forwarded = crate::http::rate_limited(
+    let forwarded = rate_limited(
         Router::new()
-            .route("/api/v1/enroll", post(enroll))
-            .route("/api/v1/renew", post(renew))
+            .route(ENROLL_PATH, post(enroll))
+            .route(RENEW_PATH, post(renew))
             .with_state(relay.clone()),
-        Arc::new(crate::AddressLimiter::new(
-            crate::EnrollmentLimits::default(),
-        )),
+        Arc::new(AddressLimiter::new(EnrollmentLimits::default())),
     );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/.well-known/herald", get(discovery))
+        .route(WELL_KNOWN_PATH, get(discovery))
         .route(
-            "/api/v1/status",
+            STATUS_PATH,
             post(status).layer(axum::extract::DefaultBodyLimit::max(MAX_REPORT_BYTES)),
         )
         .route("/ocsp", post(revocation))
@@ -538,33 +534,35 @@ pub fn relay_routes(relay: Arc<Relay>) -> Router {
         .merge(forwarded)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(paths::refuse_dot_segments))
+        .layer(axum::middleware::from_fn(json_errors))
 }
 
 /// The upstream's discovery document with every URL pointing at this relay's configured
 /// public address (never at whatever `Host` the client sent).
 async fn discovery(State(relay): State<Arc<Relay>>) -> Result<Response, Refusal> {
-    let mut doc = relay.upstream_discovery().await?;
-    let base = &relay.public_url;
-    doc["enroll_url"] = format!("{base}/api/v1/enroll").into();
-    doc["renew_url"] = format!("{base}/api/v1/renew").into();
-    doc["status_url"] = format!("{base}/api/v1/status").into();
-    doc["ocsp_url"] = format!("{base}/ocsp").into();
-    if let Some(file) = doc["crl_url"]
-        .as_str()
+    let doc = relay.upstream_discovery().await?;
+    Ok(json_ok(&relayed(doc, &relay.public_url)))
+}
+
+/// `doc` as served by a relay at `base`: the roots as they are, every URL at the relay.
+fn relayed(doc: Discovery, base: &str) -> Discovery {
+    let crl_url = doc
+        .crl_url
+        .as_deref()
         .and_then(|u| u.rsplit('/').next())
-        .map(str::to_owned)
-    {
-        doc["crl_url"] = format!("{base}/crl/{file}").into();
+        .map(|file| format!("{base}/crl/{file}"));
+    Discovery {
+        enroll_url: Some(format!("{base}{ENROLL_PATH}")),
+        renew_url: Some(format!("{base}{RENEW_PATH}")),
+        status_url: Some(format!("{base}{STATUS_PATH}")),
+        ocsp_url: Some(format!("{base}/ocsp")),
+        crl_url,
+        repository_urls: (0..doc.repository_urls.len())
+            .map(|i| format!("{base}/repo/{i}/"))
+            .collect(),
+        root_pem: doc.root_pem,
+        intermediate_pem: doc.intermediate_pem,
     }
-    let mirrors = doc["repository_urls"].as_array().map_or(0, Vec::len);
-    doc["repository_urls"] = (0..mirrors)
-        .map(|i| serde_json::Value::from(format!("{base}/repo/{i}/")))
-        .collect();
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.to_string(),
-    )
-        .into_response())
 }
 
 /// Largest status report forwarded (the authority's own bound).
@@ -579,7 +577,7 @@ impl Relay {
         headers: &HeaderMap,
     ) -> Result<String, Refusal> {
         let Some(received) = headers.get(RELAY_CHAIN) else {
-            return Ok(self.serial.clone());
+            return Ok(self.serial.to_hex());
         };
         let bad = |m: &str| Refusal::new(403, "bad_relay_chain", m.to_owned());
         let received = received
@@ -589,7 +587,7 @@ impl Relay {
             .and_then(|c| certificate_serial(&c.0))
             .ok_or_else(|| bad("a relay chain needs the sending relay's client certificate"))?;
         let last = received.rsplit(',').next().map(str::trim).unwrap_or("");
-        if !last.eq_ignore_ascii_case(&sender) {
+        if !last.eq_ignore_ascii_case(&sender.to_hex()) {
             return Err(bad(
                 "the last entry of the relay chain does not name the sending client",
             ));
@@ -611,11 +609,8 @@ impl Relay {
             Err(refusal) => return refusal.into_response(),
         };
         let mut extra = vec![json_type(), (RELAY_CHAIN, chain)];
-        if let Some(proof) = headers
-            .get(crate::proof::PROOF_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            extra.push((crate::proof::PROOF_HEADER, proof.to_owned()));
+        if let Some(proof) = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok()) {
+            extra.push((PROOF_HEADER, proof.to_owned()));
         }
         let url = format!("{}{path}", self.upstream);
         self.forward(Method::POST, url, body, extra, None).await
@@ -629,7 +624,7 @@ async fn enroll(
     body: Bytes,
 ) -> Response {
     relay
-        .pipe("/api/v1/enroll", client.as_deref(), &headers, body)
+        .pipe(ENROLL_PATH, client.as_deref(), &headers, body)
         .await
 }
 
@@ -651,7 +646,7 @@ async fn renew(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    pipe_from_client(&relay, "/api/v1/renew", client.as_deref(), &headers, body).await
+    pipe_from_client(&relay, RENEW_PATH, client.as_deref(), &headers, body).await
 }
 
 async fn status(
@@ -660,7 +655,7 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    pipe_from_client(&relay, "/api/v1/status", client.as_deref(), &headers, body).await
+    pipe_from_client(&relay, STATUS_PATH, client.as_deref(), &headers, body).await
 }
 
 /// Forwards a request that needs mutual TLS (renewal, status report) to `path` upstream.
@@ -721,10 +716,9 @@ async fn repository(
         .map_err(|_| Refusal::bad_request("bad_path", "the mirror index must be a number"))?;
     let path = paths::canonical_repository_path(raw)?;
     let doc = relay.upstream_discovery().await?;
-    let mirror = doc["repository_urls"]
-        .as_array()
-        .and_then(|m| m.get(index))
-        .and_then(|m| m.as_str())
+    let mirror = doc
+        .repository_urls
+        .get(index)
         .ok_or_else(|| Refusal::new(404, "not_found", "no such repository mirror"))?;
     let url = format!("{}/{path}", mirror.trim_end_matches('/'));
     let ttl = relay.repository_ttl;

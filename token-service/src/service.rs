@@ -3,14 +3,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use herald_token_client::{sha256_hex, Proof, ProofError, Purpose, ReplayGuard};
+use herald_wire::{EnrollRequest, IssuedCertificate, RenewRequest, Serial, PROOF_HEADER};
 use serde::{Deserialize, Serialize};
 
 use crate::guard::{AddressLimiter, EnrollmentLimits, UnknownTokenLog};
-use crate::http::Refusal;
-use crate::proof::{Proof, ProofError, Purpose, ReplayGuard};
+use crate::refusal::Refusal;
 use crate::token::{
-    hash_secret, new_secret, parse_ttl, sha256_hex, token_status, validate_base, CreatedToken,
-    TokenRecord, TokenStatus, DEFAULT_TTL_SECS,
+    hash_secret, new_secret, parse_ttl, token_status, validate_base, CreatedToken, TokenRecord,
+    TokenStatus, DEFAULT_TTL_SECS,
 };
 
 /// The profile of relay certificates: only their holders may carry requests for others (and
@@ -35,21 +36,6 @@ pub enum AuthorityError {
     /// Anything else (store, signing): logged, reported as an internal error.
     #[error("{0}")]
     Internal(String),
-}
-
-/// A certificate issued by the authority.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IssuedCertificate {
-    /// The name the certificate was issued for.
-    pub name: String,
-    /// The certificate, PEM.
-    pub certificate_pem: String,
-    /// The issuing CA certificate, PEM.
-    pub chain_pem: String,
-    /// Serial, hex.
-    pub serial: String,
-    /// notAfter, RFC 3339.
-    pub not_after: String,
 }
 
 /// A certificate the authority issued earlier, with its state.
@@ -100,8 +86,8 @@ pub trait Authority: Send + Sync + 'static {
         spki_sha256: &str,
         relays: &[Hop],
     ) -> Result<IssuedCertificate, AuthorityError>;
-    /// The certificate with this serial (hex).
-    fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError>;
+    /// The certificate with this serial.
+    fn certificate(&self, serial: &Serial) -> Result<Option<CurrentCertificate>, AuthorityError>;
     /// The issued certificate matching a client certificate (DER) presented over TLS.
     fn client_certificate(&self, der: &[u8]) -> Result<Option<CurrentCertificate>, AuthorityError>;
     /// Issues a new certificate with the name and profile of `current`; `relays` carried the
@@ -125,12 +111,12 @@ pub trait Authority: Send + Sync + 'static {
 pub struct Hop {
     /// The relay's certificate name.
     pub name: String,
-    /// Its certificate serial, hex.
-    pub serial: String,
+    /// Its certificate serial.
+    pub serial: Serial,
 }
 
 /// Who handed a request to this server: the client certificate of the TLS connection (DER)
-/// and the relay chain it claims (the [`crate::relay::RELAY_CHAIN`] header).
+/// and the relay chain it claims (the [`herald_wire::RELAY_CHAIN`] header).
 #[derive(Debug, Clone, Default)]
 pub struct Carrier {
     /// The TLS client certificate, DER.
@@ -160,25 +146,6 @@ pub struct NewTokenRequest {
     /// Profile; default `endpoint`.
     #[serde(default)]
     pub profile: Option<String>,
-}
-
-/// `POST /api/v1/enroll` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollRequest {
-    /// The one-time token.
-    pub token: String,
-    /// The PKCS#10 request, PEM.
-    pub csr: String,
-}
-
-/// `POST /api/v1/renew` body; the request carries a [`crate::Proof`] over this body in the
-/// [`crate::PROOF_HEADER`] header.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenewRequest {
-    /// The PKCS#10 request for the new key, PEM.
-    pub csr: String,
 }
 
 /// The token service: the rules of token creation, enrollment and renewal.
@@ -468,12 +435,7 @@ impl TokenService {
             "sender": sender.issued.serial,
             "sender_name": sender.issued.name,
         });
-        let serials: Vec<&str> = chain.split(',').map(str::trim).collect();
-        let well_formed = serials.len() <= MAX_RELAY_HOPS
-            && serials.iter().all(|s| {
-                !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
-            });
-        if !well_formed {
+        let Some(serials) = chain_serials(chain) else {
             return Err(self.refuse(
                 refused,
                 Refusal::bad_request(
@@ -484,7 +446,7 @@ impl TokenService {
                 ),
                 serde_json::json!({"sender": sender.issued.serial}),
             ));
-        }
+        };
         let valid_relay = |c: &CurrentCertificate| {
             c.profile == RELAY_PROFILE && !c.revoked && now() < c.not_after
         };
@@ -550,7 +512,7 @@ impl TokenService {
                     "proof_required",
                     format!(
                         "sign the request with the current key ({} header)",
-                        crate::proof::PROOF_HEADER
+                        PROOF_HEADER
                     ),
                 ),
                 audit.clone(),
@@ -574,7 +536,7 @@ impl TokenService {
                     audit.clone(),
                 )
             })?;
-        audit["serial"] = current.issued.serial.clone().into();
+        audit["serial"] = current.issued.serial.to_hex().into();
         audit["name"] = current.issued.name.clone().into();
         if current.revoked {
             return Err(self.refuse(
@@ -660,6 +622,22 @@ impl TokenService {
     }
 }
 
+/// The serials of a relay chain header: 1 to [`MAX_RELAY_HOPS`] entries, each plain hex.
+fn chain_serials(chain: &str) -> Option<Vec<Serial>> {
+    let entries: Vec<&str> = chain.split(',').map(str::trim).collect();
+    if entries.len() > MAX_RELAY_HOPS {
+        return None;
+    }
+    entries
+        .into_iter()
+        .map(|s| {
+            let plain_hex =
+                !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            plain_hex.then(|| Serial::from_hex(s).ok()).flatten()
+        })
+        .collect()
+}
+
 /// The answer to a refused proof.
 fn proof_refusal(e: &ProofError) -> Refusal {
     match e {
@@ -693,7 +671,7 @@ mod tests {
         /// Burn the token behind the caller's back before issuing (a concurrent winner).
         race: Mutex<Option<String>>,
         /// Real certificates (DER) standing for the serials of `certs`.
-        ders: Mutex<std::collections::HashMap<Vec<u8>, String>>,
+        ders: Mutex<std::collections::HashMap<Vec<u8>, Serial>>,
     }
 
     impl Authority for Fake {
@@ -763,11 +741,11 @@ mod tests {
                 let t = tokens.iter_mut().find(|(_, t)| t.id == token.id).unwrap();
                 t.1.used_at = Some(1);
                 t.1.spki_sha256 = Some(sha256_hex(other.as_bytes()));
-                t.1.serial = Some("99".into());
+                t.1.serial = Some(Serial::from_bytes(&[0x99]));
                 return Err(AuthorityError::Conflict);
             }
             let mut certs = self.certs.lock().unwrap();
-            let serial = format!("{:02x}", certs.len() + 1);
+            let serial = Serial::from_hex(&format!("{:02x}", certs.len() + 1)).unwrap();
             let issued = IssuedCertificate {
                 name: token.name.clone(),
                 certificate_pem: format!("cert:{serial}:{}", String::from_utf8_lossy(csr)),
@@ -788,9 +766,12 @@ mod tests {
             t.1.spki_sha256 = Some(spki_sha256.into());
             Ok(issued)
         }
-        fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError> {
+        fn certificate(
+            &self,
+            serial: &Serial,
+        ) -> Result<Option<CurrentCertificate>, AuthorityError> {
             let certs = self.certs.lock().unwrap();
-            Ok(certs.iter().find(|c| c.issued.serial == serial).cloned())
+            Ok(certs.iter().find(|c| c.issued.serial == *serial).cloned())
         }
         fn client_certificate(
             &self,

@@ -1,5 +1,7 @@
 //! Tokens: the secret's format and hash, name allocation format, time-to-live parsing.
 
+use herald_token_client::sha256_hex;
+use herald_wire::Serial;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 
@@ -37,8 +39,8 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// When it was burnt.
     pub used_at: Option<i64>,
-    /// Serial (hex) of the certificate it paid for.
-    pub serial: Option<String>,
+    /// Serial of the certificate it paid for.
+    pub serial: Option<Serial>,
     /// SHA-256 (hex) of the public key it paid for.
     pub spki_sha256: Option<String>,
     /// When it was revoked.
@@ -99,10 +101,6 @@ pub struct CreatedToken {
     pub profile: String,
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A new token: `(id, secret)`. The secret is `het_<id>_<256 random bits in hex>`; only its
 /// hash is stored.
 pub fn new_secret() -> Result<(String, String), TokenError> {
@@ -112,14 +110,9 @@ pub fn new_secret() -> Result<(String, String), TokenError> {
     rng.fill(&mut id)
         .and_then(|()| rng.fill(&mut secret))
         .map_err(|_| TokenError::Random)?;
-    let id = hex(&id);
-    let token = format!("het_{id}_{}", hex(&secret));
+    let id = hex::encode(id);
+    let token = format!("het_{id}_{}", hex::encode(secret));
     Ok((id, token))
-}
-
-/// Lowercase hex SHA-256.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 /// Hex SHA-256 of a token secret (what the store keeps).

@@ -92,21 +92,9 @@ impl Plan {
     }
 }
 
-/// The outcome of the last cycle, kept in `STATE_DIR/status.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// The installed release.
-    pub installed_version: Option<u64>,
-    /// When the last cycle ran (RFC 3339).
-    pub last_check: Option<String>,
-    /// `installed`, `up-to-date`, `rolled-back` or `error`.
-    pub last_result: Option<String>,
-    /// The last error, if the last cycle failed.
-    pub last_error: Option<String>,
-    /// Files in the install root that the installed release does not list.
-    #[serde(default)]
-    pub unlisted: Vec<String>,
-}
+/// The outcome of the last cycle, kept in `STATE_DIR/status.json` and sent as the status
+/// report: one type with the server's, from `herald-wire`.
+pub use herald_wire::StatusReport;
 
 /// The agent of one endpoint, built from its configuration.
 #[derive(Debug)]
@@ -308,7 +296,7 @@ impl Agent {
     pub async fn apply(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
         let result = self.apply_inner(now).await;
         let status = match &result {
-            Ok(plan) => Status {
+            Ok(plan) => StatusReport {
                 installed_version: Some(plan.offered_version),
                 last_check: Some(rfc3339(now)),
                 last_result: Some(if plan.changed.is_empty() && plan.removed.is_empty() {
@@ -319,7 +307,7 @@ impl Agent {
                 last_error: None,
                 unlisted: self.install.unlisted().unwrap_or_default(),
             },
-            Err(err) => Status {
+            Err(err) => StatusReport {
                 installed_version: self.install.installed().ok().flatten().map(|r| r.version),
                 last_check: Some(rfc3339(now)),
                 last_result: Some("error".into()),
@@ -385,7 +373,7 @@ impl Agent {
     /// Goes back to the previous release and records it.
     pub fn rollback(&self, now: OffsetDateTime) -> Result<(), AgentError> {
         self.install.rollback()?;
-        let status = Status {
+        let status = StatusReport {
             installed_version: self.install.installed()?.map(|r| r.version),
             last_check: Some(rfc3339(now)),
             last_result: Some("rolled-back".into()),
@@ -396,7 +384,7 @@ impl Agent {
     }
 
     /// Writes the status and queues a report of it.
-    fn record(&self, status: &Status) -> Result<(), AgentError> {
+    fn record(&self, status: &StatusReport) -> Result<(), AgentError> {
         let bytes = serde_json::to_vec_pretty(status).map_err(|e| AgentError::State {
             path: self.state_dir.join("status.json"),
             source: std::io::Error::other(e),
@@ -437,7 +425,7 @@ impl Agent {
         // An identity that cannot sign (a key that is not PKCS#8) still reports over mutual
         // TLS directly; relays refuse such reports.
         let signer = self.identity_pem.as_deref().and_then(|pem| {
-            herald_token_service::Signer::from_identity_pem(&String::from_utf8_lossy(pem))
+            herald_token_client::Signer::from_identity_pem(&String::from_utf8_lossy(pem))
                 .map_err(|e| tracing::warn!(error = %e, "status reports go unsigned"))
                 .ok()
         });
@@ -447,9 +435,9 @@ impl Agent {
             if let Some(signer) = &signer {
                 let now = OffsetDateTime::now_utc().unix_timestamp();
                 let proof = signer
-                    .header(herald_token_service::Purpose::Status, &body, now)
+                    .header(herald_token_client::Purpose::Status, &body, now)
                     .map_err(|e| AgentError::Proof(e.to_string()))?;
-                headers.push((herald_token_service::PROOF_HEADER, proof));
+                headers.push((herald_wire::PROOF_HEADER, proof));
             }
             if let Err(err) = self.transport.post_json(&url, body, &headers).await {
                 tracing::warn!(error = %err, "status report not sent; kept for later");
@@ -531,7 +519,7 @@ fn rand_fraction() -> f64 {
 }
 
 /// Reads the status recorded by the last cycle.
-pub fn read_status(state_dir: &Path) -> Result<Option<Status>, AgentError> {
+pub fn read_status(state_dir: &Path) -> Result<Option<StatusReport>, AgentError> {
     let path = state_dir.join("status.json");
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)

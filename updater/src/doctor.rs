@@ -176,7 +176,7 @@ fn check_certificate(report: &mut Report, path: &Path) -> Option<Vec<u8>> {
         "identity",
         std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
     )?;
-    let cert = herald_token_service::client::first_certificate_der(&pem)
+    let cert = herald_token_client::first_certificate_der(&pem)
         .and_then(|der| x509_cert::Certificate::from_der(&der).ok());
     let Some(cert) = cert else {
         report.line(
@@ -198,8 +198,7 @@ fn check_certificate(report: &mut Report, path: &Path) -> Option<Vec<u8>> {
         return None;
     };
     let now = OffsetDateTime::now_utc();
-    let magnitude = tbs.serial_number.as_bytes();
-    let serial = hex::encode(magnitude.strip_prefix(&[0]).unwrap_or(magnitude));
+    let serial = herald_wire::Serial::from_der_integer(tbs.serial_number.as_bytes());
     let date = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| t.to_string())

@@ -20,10 +20,13 @@
 use std::path::{Path, PathBuf};
 
 use der::Decode;
-pub use herald_token_service::client::Discovery;
-use herald_token_service::client::{certifies, first_pem_block, pinned_root, BootstrapError};
-use herald_token_service::{
-    EnrollRequest, IssuedCertificate, Purpose, RenewRequest, Signer, PROOF_HEADER,
+use herald_token_client::{
+    certifies, error_chain, first_pem_block, pinned_client_builder, pinned_root, BootstrapError,
+    Purpose, Signer,
+};
+pub use herald_wire::Discovery;
+use herald_wire::{
+    EnrollRequest, ErrorBody, IssuedCertificate, RenewRequest, ENROLL_PATH, PROOF_HEADER,
 };
 use rcgen::PublicKeyData;
 use serde::Serialize;
@@ -148,7 +151,7 @@ fn client(
         url: "(client set-up)".into(),
         message: e.to_string(),
     };
-    herald_token_service::client::pinned_client_builder(anchor_pem, identity_pem)
+    pinned_client_builder(anchor_pem, identity_pem)
         .map_err(err)?
         // Tokens, requests and certificates travel only over TLS, also after a redirect.
         .https_only(true)
@@ -180,20 +183,12 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Vec<u8>, En
         url: url.to_owned(),
         message,
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| http(herald_token_service::client::error_chain(&e)))?;
+    let response = request.send().await.map_err(|e| http(error_chain(&e)))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
     if !status.is_success() {
-        let detail = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                let code = v["error"]["code"].as_str()?.to_owned();
-                let message = v["error"]["message"].as_str()?.to_owned();
-                Some(format!("{code}: {message}"))
-            })
+        let detail = ErrorBody::parse(&body)
+            .map(|b| b.error.to_string())
             .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
         return Err(http(format!("HTTP {status}: {detail}")));
     }
@@ -212,7 +207,7 @@ pub async fn enroll(
     let verified = client(Some(root_pem.as_bytes()), None)?;
     let enroll_url = match &discovery.enroll_url {
         Some(url) => url.clone(),
-        None => join(server, "api/v1/enroll")?,
+        None => join(server, ENROLL_PATH.trim_start_matches('/'))?,
     };
     // Step 4: the key stays here. It is kept (owner-only) until enrollment succeeds, so
     // running the command again after a lost answer retries with the same key, which the
@@ -455,7 +450,7 @@ mod tests {
             name: "EXAMPLE-LAPTOP-0001".into(),
             certificate_pem: other,
             chain_pem: String::new(),
-            serial: "01".into(),
+            serial: herald_wire::Serial::from_bytes(&[1]),
             not_after: "2030-01-01T00:00:00Z".into(),
         };
         let err = store_identity(&files, &key, &issued, "", &Discovery::default()).unwrap_err();

@@ -275,7 +275,7 @@ pub enum TransportConfigError {
 /// reuse, HTTP/2 when the server offers it, proxies, and mutual TLS.
 ///
 /// Redirects are followed only within the origin (scheme, host, port) of the request, at most
-/// [`herald_token_service::client::MAX_REDIRECTS`] of them: a mirror cannot send the client
+/// [`herald_token_client::MAX_REDIRECTS`] of them: a mirror cannot send the client
 /// certificate or a status report to another host, nor downgrade to plain HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpsTransport {
@@ -290,7 +290,7 @@ impl HttpsTransport {
             .use_rustls_tls()
             .tls_built_in_root_certs(config.trust_anchors_pem.is_none())
             .https_only(!config.allow_plain_http)
-            .redirect(herald_token_service::client::same_origin_redirects())
+            .redirect(herald_token_client::same_origin_redirects())
             .connect_timeout(config.timeouts.connect)
             .read_timeout(config.timeouts.read)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -439,7 +439,7 @@ impl HttpsTransport {
 fn unreachable(url: &Url) -> impl Fn(reqwest::Error) -> FetchError + '_ {
     move |err| FetchError::Unreachable {
         url: url.clone(),
-        source: herald_token_service::client::error_chain(&err).into(),
+        source: herald_token_client::error_chain(&err).into(),
     }
 }
 

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use herald_token_service::client::{BootstrapError, DISCOVERY_TIMEOUT};
+use herald_token_client::{BootstrapError, DISCOVERY_TIMEOUT};
 use herald_updater::enroll::{EnrollError, IdentityFiles};
 use herald_updater::transport::{fetch_bounded, FetchError, HttpsConfig, HttpsTransport};
 use url::Url;

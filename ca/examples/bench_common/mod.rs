@@ -47,7 +47,7 @@ pub(crate) fn record_certs(
     let mut serials = Vec::with_capacity(n);
     write_tx(ca.store(), |tx| {
         for i in 0..n {
-            let serial = Serial::random().unwrap();
+            let serial = herald_ca::random_serial().unwrap();
             tx.insert_certificate(&CertRecord {
                 serial: serial.clone(),
                 issuer: herald_ca::ISSUER_ID.into(),

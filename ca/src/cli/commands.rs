@@ -775,7 +775,9 @@ fn cmd_token(cmd: TokenCommand) -> Result<(), Error> {
                     t.profile,
                     status.as_str(),
                     format_time(t.expires_at),
-                    t.serial.as_deref().unwrap_or("-")
+                    t.serial
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), Serial::to_hex)
                 ));
             }
             Ok(())

@@ -345,10 +345,15 @@ fn sign_error(what: &'static str, e: SignError) -> SetupError {
 }
 
 fn random_serial() -> Result<Serial, SetupError> {
-    Serial::random().map_err(|_| SetupError::Random)
+    crate::model::serial::random().map_err(|_| SetupError::Random)
 }
 
-impl Serial {
+/// A serial as rcgen takes it (`Serial` is the wire type of `herald-wire`).
+trait IntoRcgen {
+    fn into_rcgen(self) -> rcgen::SerialNumber;
+}
+
+impl IntoRcgen for Serial {
     fn into_rcgen(self) -> rcgen::SerialNumber {
         rcgen::SerialNumber::from_slice(self.as_bytes())
     }
@@ -802,7 +807,8 @@ impl Authority {
         if not_after <= issued_at {
             return Err(IssueError::IssuerExpiring);
         }
-        let serial = Serial::random().map_err(|_| IssueError::Sign("random".into()))?;
+        let serial =
+            crate::model::serial::random().map_err(|_| IssueError::Sign("random".into()))?;
         let params =
             self.leaf_params(name, profile, &serial, not_before, not_after, &public_key)?;
         let der = self.sign_leaf(&params, &public_key, profile.usage, profile_name, actor)?;
@@ -1264,7 +1270,7 @@ mod tests {
         let audit_before = audit_actions(&ca).len();
 
         // The profile as configured passes.
-        let serial = Serial::random().unwrap();
+        let serial = crate::model::serial::random().unwrap();
         ca.sign_leaf(
             &params(&serial),
             &key,
@@ -1275,7 +1281,7 @@ mod tests {
         .unwrap();
 
         for (fault, tamper) in FAULTS {
-            let mut bad = params(&Serial::random().unwrap());
+            let mut bad = params(&crate::model::serial::random().unwrap());
             tamper(&mut bad);
             let err = ca
                 .sign_leaf(&bad, &key, policy::Usage::Client, "endpoint", "test")

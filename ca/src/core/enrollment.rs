@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use der::Decode;
-use herald_token_service::client::Discovery;
 use herald_token_service::{
     rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, TokenRecord, TokenStatus,
 };
+use herald_wire::Discovery;
 
 use crate::core::authority::{Authority, IssueError, Issued, ISSUER_ID};
 use crate::core::config::Config;
@@ -93,17 +93,18 @@ fn issue_error(e: IssueError) -> AuthorityError {
     }
 }
 
-fn token_view(r: EnrollmentTokenRecord) -> TokenRecord {
-    TokenRecord {
+fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, AuthorityError> {
+    let serial = r.serial.as_deref().map(Serial::from_hex).transpose();
+    Ok(TokenRecord {
         id: r.id,
         name: r.name,
         profile: r.profile,
         expires_at: r.expires_at,
         used_at: r.used_at,
-        serial: r.serial,
+        serial: serial.map_err(internal)?,
         spki_sha256: r.spki_sha256,
         revoked_at: r.revoked_at,
-    }
+    })
 }
 
 impl TokenAuthority {
@@ -112,7 +113,7 @@ impl TokenAuthority {
             name: issued.record.name.clone(),
             certificate_pem: issued.certificate_pem,
             chain_pem: issued.chain_pem,
-            serial: issued.record.serial.to_hex(),
+            serial: issued.record.serial,
             not_after: rfc3339(issued.record.not_after),
         }
     }
@@ -127,7 +128,7 @@ impl TokenAuthority {
                     crate::model::encoding::pem_certificate(authority.intermediate_der()),
                     crate::model::encoding::pem_certificate(authority.root_der())
                 ),
-                serial: record.serial.to_hex(),
+                serial: record.serial,
                 not_after: rfc3339(record.not_after),
             },
             profile: record.profile,
@@ -203,14 +204,17 @@ impl herald_token_service::Authority for TokenAuthority {
 
     fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRecord>, AuthorityError> {
         read_tx(self.store(), |tx| tx.enrollment_token_by_hash(secret_hash))
-            .map(|t| t.map(token_view))
-            .map_err(internal)
+            .map_err(internal)?
+            .map(token_view)
+            .transpose()
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenRecord>, AuthorityError> {
         read_tx(self.store(), |tx| tx.list_enrollment_tokens())
-            .map(|all| all.into_iter().map(token_view).collect())
-            .map_err(internal)
+            .map_err(internal)?
+            .into_iter()
+            .map(token_view)
+            .collect()
     }
 
     fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, AuthorityError> {
@@ -266,11 +270,10 @@ impl herald_token_service::Authority for TokenAuthority {
         )
     }
 
-    fn certificate(&self, serial: &str) -> Result<Option<CurrentCertificate>, AuthorityError> {
+    fn certificate(&self, serial: &Serial) -> Result<Option<CurrentCertificate>, AuthorityError> {
         let authority = self.authority()?;
-        let serial = Serial::from_hex(serial).map_err(internal)?;
         Ok(authority
-            .certificate(&serial)
+            .certificate(serial)
             .map_err(internal)?
             .map(|record| self.current(authority, record)))
     }

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use herald_token_service::{Carrier, Purpose, Refusal, TokenService};
+use herald_wire::StatusReport;
 
 use crate::core::authority::Authority;
 use crate::model::audit::NewAuditEntry;
@@ -160,18 +161,6 @@ fn entry(
     }
 }
 
-/// The body of a status report (the updater's `status.json`). Unknown fields are ignored so
-/// that newer updaters can report more.
-#[derive(Debug, Default, Deserialize)]
-struct ReportBody {
-    installed_version: Option<u64>,
-    last_check: Option<String>,
-    last_result: Option<String>,
-    last_error: Option<String>,
-    #[serde(default)]
-    unlisted: Vec<String>,
-}
-
 fn cut(text: Option<String>, max: usize) -> Option<String> {
     text.map(|t| t.chars().take(max).collect())
 }
@@ -224,7 +213,7 @@ pub(crate) fn record_status(
     proof: Option<&[u8]>,
     body: &[u8],
 ) -> Result<FleetReport, FleetError> {
-    let report: ReportBody = serde_json::from_slice(body).map_err(|e| {
+    let report: StatusReport = serde_json::from_slice(body).map_err(|e| {
         Refusal::bad_request(
             "bad_report",
             format!("the status report is not valid JSON of the expected shape: {e}"),
@@ -244,7 +233,7 @@ pub(crate) fn record_status(
     let (name, serial, relays) = if proof.is_some() || carrier.relay_chain.is_some() {
         let proved = service.prove(Purpose::Status, carrier, proof, body)?;
         let issued = proved.certificate.issued;
-        (issued.name, issued.serial, proved.relays)
+        (issued.name, issued.serial.to_hex(), proved.relays)
     } else {
         let record = client_record(authority, carrier.peer.as_deref().map(Vec::as_slice))?;
         (record.name, record.serial.to_hex(), Vec::new())

@@ -39,8 +39,8 @@ impl ApiError {
     }
 }
 
-pub(crate) fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
+fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = herald_wire::ErrorBody::new(code, message).to_json();
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],

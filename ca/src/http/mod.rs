@@ -16,20 +16,20 @@ mod tokens;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use herald_token_service::TokenService;
+use herald_token_service::{json_errors, TokenService};
 
 use crate::core::admin::{AdminAuth, Caller, Role};
 use crate::core::audit::AuditSigner;
 use crate::core::authority::Authority;
 use crate::core::enrollment::TokenAuthority;
-use error::{error_body, ApiError};
+use error::ApiError;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -174,30 +174,6 @@ pub(crate) fn full_router(state: AppState) -> Router {
         .merge(repository)
         .merge(enrollment)
         .layer(middleware::from_fn(json_errors))
-}
-
-/// Turns any 4xx/5xx produced outside the handlers (unknown method, body too large, bad
-/// path) into the JSON error shape.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_json_or_ocsp = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("ocsp"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json_or_ocsp {
-        let code = match status {
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::NOT_FOUND => "not_found",
-            s if s.is_server_error() => "internal",
-            _ => "bad_request",
-        };
-        let message = status.canonical_reason().unwrap_or("error").to_owned();
-        return error_body(status, code, &message);
-    }
-    response
 }
 
 async fn not_found() -> ApiError {

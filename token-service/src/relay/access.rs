@@ -19,7 +19,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore};
 
 use super::RelayError;
-use crate::http::{ClientCertificate, Refusal};
+use crate::http::ClientCertificate;
+use crate::refusal::Refusal;
 
 /// The revocation data in force.
 struct Loaded {
@@ -88,7 +89,7 @@ impl ClientCheck {
             if this_update < current.this_update {
                 return Err(RelayError::Identity(format!(
                     "CRL: thisUpdate {} is older than the one in force",
-                    crate::rfc3339(unix_seconds(this_update))
+                    crate::service::rfc3339(unix_seconds(this_update))
                 )));
             }
         }

@@ -4,8 +4,8 @@
 //! (relays, proxies) cannot change it or claim it for another certificate; the authority
 //! checks the proof and refuses stale and replayed ones.
 //!
-//! The proof travels in the [`PROOF_HEADER`] header as base64 of its JSON, so the body is
-//! forwarded byte for byte. The signed statement is
+//! The proof travels in the [`herald_wire::PROOF_HEADER`] header as base64 of its JSON, so the
+//! body is forwarded byte for byte. The signed statement is
 //!
 //! ```text
 //! herald-proof-v1\n{purpose}\n{SHA-256 of the certificate DER, hex}\n{SHA-256 of the body, hex}\n{timestamp}\n{nonce}
@@ -21,10 +21,7 @@ use base64::Engine;
 use der::Decode;
 use serde::{Deserialize, Serialize};
 
-use crate::token::{hex, sha256_hex};
-
-/// The header carrying a proof.
-pub const PROOF_HEADER: &str = "x-herald-proof";
+use crate::certs::sha256_hex;
 
 /// How far a proof's time may be from the authority's clock, in seconds (either way).
 pub const MAX_SKEW_SECS: i64 = 300;
@@ -145,7 +142,7 @@ impl Proof {
         ring::rand::SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| ProofError::Sign("random generator failed".into()))?;
-        let nonce = hex(&nonce);
+        let nonce = hex::encode(nonce);
         let body_sha256 = sha256_hex(body);
         let message = statement(purpose.as_str(), cert_der, &body_sha256, now, &nonce);
         let signature = key

@@ -8,6 +8,10 @@
 
 use std::time::Duration;
 
+use herald_wire::{Discovery, WELL_KNOWN_PATH};
+
+use crate::certs::{first_certificate_der, first_pem_block};
+
 /// Most redirects a client follows (each within the first request's origin).
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -72,35 +76,6 @@ pub fn pinned_client_builder(
     Ok(builder)
 }
 
-/// The discovery document served at `/.well-known/herald`: everything an endpoint or a relay
-/// needs besides the server URL and the root fingerprint.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Discovery {
-    /// The root CA certificate, PEM.
-    pub root_pem: String,
-    /// The issuing CA certificate, PEM.
-    #[serde(default)]
-    pub intermediate_pem: Option<String>,
-    /// Enrollment endpoint.
-    #[serde(default)]
-    pub enroll_url: Option<String>,
-    /// Renewal endpoint (mutual TLS).
-    #[serde(default)]
-    pub renew_url: Option<String>,
-    /// Status report endpoint (mutual TLS).
-    #[serde(default)]
-    pub status_url: Option<String>,
-    /// OCSP responder.
-    #[serde(default)]
-    pub ocsp_url: Option<String>,
-    /// CRL distribution point.
-    #[serde(default)]
-    pub crl_url: Option<String>,
-    /// Update repository mirrors.
-    #[serde(default)]
-    pub repository_urls: Vec<String>,
-}
-
 /// Why the server's root could not be established.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -147,54 +122,8 @@ pub enum BootstrapError {
 /// Parses a SHA-256 fingerprint written as hex, with or without colons.
 pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], BootstrapError> {
     let digits: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes = hex_decode(digits.trim()).ok_or(BootstrapError::BadFingerprint)?;
+    let bytes = hex::decode(digits.trim()).map_err(|_| BootstrapError::BadFingerprint)?;
     <[u8; 32]>::try_from(bytes).map_err(|_| BootstrapError::BadFingerprint)
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// The first `-----BEGIN ...-----` to `-----END ...-----` block of a PEM text.
-pub fn first_pem_block(text: &str) -> String {
-    let start = text.find("-----BEGIN").unwrap_or(0);
-    let rest = &text[start..];
-    rest.find("-----END")
-        .and_then(|i| rest[i..].find('\n').map(|j| rest[..i + j + 1].to_owned()))
-        .unwrap_or_else(|| rest.to_owned())
-}
-
-/// The DER of the first certificate of a PEM text.
-pub fn first_certificate_der(text: &str) -> Option<Vec<u8>> {
-    match der::pem::decode_vec(first_pem_block(text).as_bytes()) {
-        Ok(("CERTIFICATE", der)) => Some(der),
-        _ => None,
-    }
-}
-
-/// The serial of a certificate (DER) as lowercase hex without leading zero bytes, as the
-/// authority names certificates.
-pub fn certificate_serial(der: &[u8]) -> Option<String> {
-    use der::Decode;
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let bytes = cert.tbs_certificate.serial_number.as_bytes();
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    Some(crate::token::hex(&bytes[start..]))
-}
-
-/// True when the first certificate of `cert_pem` certifies the public key `spki_der`.
-pub fn certifies(cert_pem: &str, spki_der: &[u8]) -> bool {
-    use der::{Decode, Encode};
-    first_certificate_der(cert_pem)
-        .and_then(|der| x509_cert::Certificate::from_der(&der).ok())
-        .and_then(|cert| cert.tbs_certificate.subject_public_key_info.to_der().ok())
-        .is_some_and(|spki| spki == spki_der)
 }
 
 /// Refuses any server URL but `https://`.
@@ -213,7 +142,7 @@ pub async fn fetch_discovery(
     client: &reqwest::Client,
     server: &str,
 ) -> Result<Discovery, BootstrapError> {
-    let url = format!("{}/.well-known/herald", server.trim_end_matches('/'));
+    let url = format!("{}{WELL_KNOWN_PATH}", server.trim_end_matches('/'));
     let body = get_bounded(client, &url).await?;
     serde_json::from_slice(&body).map_err(|e| BootstrapError::Http {
         url,
@@ -307,8 +236,8 @@ pub async fn pinned_root(
         })?;
     if found.as_ref() != pinned {
         return Err(BootstrapError::FingerprintMismatch {
-            expected: crate::token::hex(&pinned),
-            found: crate::token::hex(found.as_ref()),
+            expected: hex::encode(pinned),
+            found: hex::encode(found.as_ref()),
         });
     }
     let verified = pinned_client_builder(Some(root_pem.as_bytes()), None)
