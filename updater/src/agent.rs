@@ -306,6 +306,7 @@ impl Agent {
                 }),
                 last_error: None,
                 unlisted: self.install.unlisted().unwrap_or_default(),
+                ..StatusReport::default()
             },
             Err(err) => StatusReport {
                 installed_version: self.install.installed().ok().flatten().map(|r| r.version),
@@ -313,6 +314,7 @@ impl Agent {
                 last_result: Some("error".into()),
                 last_error: Some(err.to_string()),
                 unlisted: self.install.unlisted().unwrap_or_default(),
+                ..StatusReport::default()
             },
         };
         self.record(&status)?;
@@ -379,6 +381,7 @@ impl Agent {
             last_result: Some("rolled-back".into()),
             last_error: None,
             unlisted: self.install.unlisted()?,
+            ..StatusReport::default()
         };
         self.record(&status)
     }

@@ -27,4 +27,4 @@ pub use enrollment::{EnrollRequest, IssuedCertificate, RenewRequest};
 pub use error::{ErrorBody, ErrorDetail};
 pub use headers::{PROOF_HEADER, RELAY_CHAIN};
 pub use serial::{Serial, SerialParseError};
-pub use status::StatusReport;
+pub use status::{RolloutState, StatusReport};
