@@ -25,12 +25,12 @@ mod service;
 mod token;
 
 pub use guard::{AddressLimiter, EnrollmentLimits, UnknownTokenSummary};
-pub use herald_token_client::{Proof, ProofError, Purpose, Signer};
+pub use herald_token_client::{rfc3339, Proof, ProofError, Purpose, Signer};
 pub use herald_wire::{EnrollRequest, IssuedCertificate, RenewRequest, PROOF_HEADER};
 pub use http::{carrier, json_errors, rate_limited, routes, ClientCertificate};
 pub use refusal::Refusal;
 pub use service::{
-    rfc3339, Authority, AuthorityError, Carrier, CurrentCertificate, Hop, NewTokenRequest, Proved,
+    Authority, AuthorityError, Carrier, CurrentCertificate, Hop, NewTokenRequest, Proved,
     TokenService, MAX_RELAY_HOPS, RELAY_PROFILE,
 };
 pub use token::{

@@ -244,26 +244,11 @@ pub async fn enroll_relay(
     identity.push('\n');
     identity.push_str(&issued.chain_pem);
     std::fs::create_dir_all(&state.dir).map_err(io_err(&state.dir))?;
-    write_private(&state.identity_pem(), identity.as_bytes())?;
-    std::fs::write(state.root_pem(), first_pem_block(&root_pem))
+    herald_files::write_private(&state.identity_pem(), identity.as_bytes())
+        .map_err(io_err(&state.identity_pem()))?;
+    herald_files::write_public(&state.root_pem(), first_pem_block(&root_pem).as_bytes())
         .map_err(io_err(&state.root_pem()))?;
     Ok(Some(issued.name))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// How long an upstream answer may be cached, decided from its headers.

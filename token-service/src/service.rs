@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use herald_token_client::{sha256_hex, Proof, ProofError, Purpose, ReplayGuard};
+use herald_token_client::{rfc3339, sha256_hex, Proof, ProofError, Purpose, ReplayGuard};
 use herald_wire::{EnrollRequest, IssuedCertificate, RenewRequest, Serial, PROOF_HEADER};
 use serde::{Deserialize, Serialize};
 
@@ -171,17 +171,6 @@ impl std::fmt::Debug for TokenService {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// Unix seconds as RFC 3339 (empty if out of range).
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 impl From<AuthorityError> for Refusal {

@@ -298,7 +298,7 @@ impl Agent {
         let status = match &result {
             Ok(plan) => StatusReport {
                 installed_version: Some(plan.offered_version),
-                last_check: Some(rfc3339(now)),
+                last_check: Some(herald_token_client::rfc3339(now.unix_timestamp())),
                 last_result: Some(if plan.changed.is_empty() && plan.removed.is_empty() {
                     "up-to-date".into()
                 } else {
@@ -310,7 +310,7 @@ impl Agent {
             },
             Err(err) => StatusReport {
                 installed_version: self.install.installed().ok().flatten().map(|r| r.version),
-                last_check: Some(rfc3339(now)),
+                last_check: Some(herald_token_client::rfc3339(now.unix_timestamp())),
                 last_result: Some("error".into()),
                 last_error: Some(err.to_string()),
                 unlisted: self.install.unlisted().unwrap_or_default(),
@@ -377,7 +377,7 @@ impl Agent {
         self.install.rollback()?;
         let status = StatusReport {
             installed_version: self.install.installed()?.map(|r| r.version),
-            last_check: Some(rfc3339(now)),
+            last_check: Some(herald_token_client::rfc3339(now.unix_timestamp())),
             last_result: Some("rolled-back".into()),
             last_error: None,
             unlisted: self.install.unlisted()?,
@@ -393,7 +393,7 @@ impl Agent {
             source: std::io::Error::other(e),
         })?;
         let write = |path: PathBuf| {
-            crate::fsutil::write_atomic(&path, &bytes)
+            herald_files::write_public(&path, &bytes)
                 .map_err(|source| AgentError::State { path, source })
         };
         write(self.state_dir.join("status.json"))?;
@@ -623,11 +623,6 @@ fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A progress bar on an interactive terminal; log lines otherwise.

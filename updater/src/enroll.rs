@@ -335,7 +335,7 @@ fn pending_key(files: &IdentityFiles) -> Result<rcgen::KeyPair, EnrollError> {
     };
     std::fs::create_dir_all(&files.dir).map_err(io)?;
     set_private(&files.dir, 0o700).map_err(io)?;
-    write_private(&path, key.serialize_pem().as_bytes()).map_err(io)?;
+    herald_files::write_private(&path, key.serialize_pem().as_bytes()).map_err(io)?;
     Ok(key)
 }
 
@@ -381,39 +381,20 @@ fn store_identity(
     };
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
     set_private(&files.dir, 0o700).map_err(io(&files.dir))?;
-    write_private(&files.identity_pem(), identity.as_bytes()).map_err(io(&files.identity_pem()))?;
-    crate::fsutil::write_atomic(&files.cert_pem(), chain.as_bytes())
+    herald_files::write_private(&files.identity_pem(), identity.as_bytes())
+        .map_err(io(&files.identity_pem()))?;
+    herald_files::write_public(&files.cert_pem(), chain.as_bytes())
         .map_err(io(&files.cert_pem()))?;
-    crate::fsutil::write_atomic(&files.ca_pem(), root_pem.as_bytes())
+    herald_files::write_public(&files.ca_pem(), root_pem.as_bytes())
         .map_err(io(&files.ca_pem()))?;
     let discovery_json = serde_json::to_vec_pretty(discovery).map_err(|e| EnrollError::Io {
         path: files.discovery(),
         source: std::io::Error::other(e),
     })?;
-    crate::fsutil::write_atomic(&files.discovery(), &discovery_json).map_err(io(&files.discovery()))
+    herald_files::write_public(&files.discovery(), &discovery_json).map_err(io(&files.discovery()))
 }
 
 /// Writes a secret atomically with mode 0600 from the start.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("pem.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    match path.parent() {
-        Some(dir) => crate::fsutil::sync_dir(dir),
-        None => Ok(()),
-    }
-}
 
 fn set_private(dir: &Path, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]

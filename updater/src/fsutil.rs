@@ -1,35 +1,13 @@
-//! Small file-system helpers shared by the metadata store and the install root: durable
-//! atomic writes and streaming hashes.
+//! Small file-system helpers shared by the metadata store and the install root: streaming
+//! hashes and file-system syncs (durable writes are `herald_files`).
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use herald_manifest::{ContentDigests, HashAlgorithm};
 
 use crate::hashing::ContentHasher;
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path` and
-/// syncs the folder: after a crash `path` holds the old content or the new, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
-}
-
-/// Syncs a folder, making renames and creations in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
 
 /// Length, SHA-256 and the digests under `algorithms` of a regular file (links are not
 /// followed); `None` when there is no regular file at `path`.

@@ -10,7 +10,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
@@ -181,13 +181,7 @@ impl Dir {
     /// folder: `name` then holds the old content or the new, never a mix; a link at `name` or
     /// at the temporary name is replaced, never followed.
     pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let tmp = format!("{name}.tmp");
-        let mut file = self.create_new(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)?;
-        self.sync()
+        herald_files::write_atomic_at(&self.fd, name, bytes, FILE_MODE)
     }
 
     /// Renames `from` in this folder to `to` in `to_dir` (a link is moved, not followed; a

@@ -190,7 +190,7 @@ pub fn init_trusted_root(metadata_dir: &Path, root_bytes: &[u8]) -> Result<(), C
 
 fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ClientError> {
     let path = dir.join(name);
-    crate::fsutil::write_atomic(&path, bytes).map_err(|source| ClientError::Io { path, source })
+    herald_files::write_public(&path, bytes).map_err(|source| ClientError::Io { path, source })
 }
 
 /// The system clock, read through the C library (so time-faking tools apply).

@@ -22,11 +22,12 @@ use crate::core::authority::{
 use crate::core::config::{Config, DataLayout, REPO_PATH};
 use crate::core::enrollment::{token_json, TokenAuthority};
 use crate::core::keys::{KeyProtection, Passphrase, MIN_KDF_ITERATIONS};
-use crate::model::encoding::{pem_certificate, sha256_hex};
+use crate::model::encoding::pem_certificate;
 use crate::model::revocation::{Reason, ReasonParseError};
 use crate::model::serial::Serial;
 use crate::model::time::{format_time, now_unix};
 use crate::store::{read_tx, ListFilter, Store, StoreError};
+use herald_token_client::sha256_hex;
 
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> Result<(), Error> {

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use herald_token_client::sha256_hex;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::model::audit::NewAuditEntry;
-use crate::model::encoding::sha256_hex;
 use crate::store::{read_tx, write_tx, AdminTokenRecord, Store, StoreError};
 
 /// Why an admin credential was not accepted.

@@ -29,13 +29,14 @@ use crate::core::metrics::Metrics;
 use crate::core::ocsp::{IssuerIds, OcspResponder};
 use crate::core::policy::{self, PolicyError, Profile, BACKDATE_MINUTES, DEFAULT_PROFILE};
 use crate::model::audit::NewAuditEntry;
-use crate::model::encoding::{pem_certificate, sha256_hex};
+use crate::model::encoding::pem_certificate;
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::{
     read_tx, write_tx, CertRecord, ListFilter, Revocation, RevokeOutcome, Store, StoreError,
     StoredCrl,
 };
+use herald_token_client::sha256_hex;
 
 /// The identifier of the online issuing CA (used in URLs and the store).
 pub const ISSUER_ID: &str = "intermediate";

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use der::Decode;
 use herald_token_service::{
     rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, TokenRecord, TokenStatus,
 };
@@ -279,11 +278,10 @@ impl herald_token_service::Authority for TokenAuthority {
     }
 
     fn client_certificate(&self, der: &[u8]) -> Result<Option<CurrentCertificate>, AuthorityError> {
-        let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        let Some(serial) = herald_token_client::certificate_serial(der) else {
             return Ok(None);
         };
         let authority = self.authority()?;
-        let serial = Serial::from_der_integer(cert.tbs_certificate.serial_number.as_bytes());
         let record = authority.certificate(&serial).map_err(internal)?;
         // The serial must name exactly this certificate, not another one with equal serial.
         Ok(record

@@ -13,7 +13,6 @@ use herald_wire::StatusReport;
 
 use crate::core::authority::Authority;
 use crate::model::audit::NewAuditEntry;
-use crate::model::serial::Serial;
 use crate::store::{read_tx, write_tx, CertRecord, FleetReport, ListFilter, Store, StoreError};
 
 /// Why a status report or a client-certificate check was not accepted.
@@ -172,7 +171,6 @@ pub(crate) fn client_record(
     authority: &Authority,
     client: Option<&[u8]>,
 ) -> Result<CertRecord, FleetError> {
-    use der::Decode;
     let client = client.ok_or_else(|| {
         Refusal::new(
             401,
@@ -180,10 +178,9 @@ pub(crate) fn client_record(
             "this needs a client certificate issued by this CA (mutual TLS)",
         )
     })?;
-    let cert = x509_cert::Certificate::from_der(client).map_err(|_| {
+    let serial = herald_token_client::certificate_serial(client).ok_or_else(|| {
         Refusal::bad_request("bad_certificate", "the client certificate cannot be parsed")
     })?;
-    let serial = Serial::from_der_integer(cert.tbs_certificate.serial_number.as_bytes());
     let record = authority.certificate(&serial)?.ok_or_else(|| {
         Refusal::new(
             403,

@@ -1,14 +1,10 @@
-//! Encodings every layer shares: certificates as PEM and SHA-256 fingerprints as hex.
+//! How certificates are written as PEM, for every layer (SHA-256 fingerprints are
+//! `herald_token_client::sha256_hex`, shared with the token service and endpoints).
 
 /// A DER certificate as one PEM block (`CERTIFICATE`, LF line endings).
 pub(crate) fn pem_certificate(der: &[u8]) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config)
-}
-
-/// SHA-256 of `bytes`, lowercase hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 #[cfg(test)]
@@ -24,13 +20,5 @@ mod tests {
                 der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &der).unwrap();
             assert_eq!(pem_certificate(&der), expected, "length {len}");
         }
-    }
-
-    #[test]
-    fn sha256_of_nothing() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }

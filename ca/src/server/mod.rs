@@ -22,7 +22,6 @@ use crate::core::config::ClientAuth;
 use crate::core::keys;
 use crate::core::limits::Limits;
 use crate::http::{full_router, public_router, AppState};
-use crate::model::serial::Serial;
 use crate::server::governor::Governor;
 
 /// Server errors.
@@ -263,11 +262,9 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        use der::Decode;
-        let cert = x509_cert::Certificate::from_der(end_entity.as_ref()).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        let serial = Serial::from_der_integer(cert.tbs_certificate.serial_number.as_bytes());
+        let serial = herald_token_client::certificate_serial(end_entity.as_ref()).ok_or(
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding),
+        )?;
         match self.authority.is_revoked(&serial) {
             Ok(false) => Ok(verified),
             Ok(true) => {

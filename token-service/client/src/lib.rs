@@ -15,6 +15,7 @@
 mod certs;
 mod https;
 pub mod proof;
+mod time;
 
 pub use certs::{
     certificate_serial, certifies, first_certificate_der, first_pem_block, sha256_hex,
@@ -25,3 +26,4 @@ pub use https::{
     DISCOVERY_TIMEOUT, MAX_DISCOVERY_BYTES, MAX_REDIRECTS,
 };
 pub use proof::{Proof, ProofError, Purpose, ReplayGuard, Signer, VerifiedProof, MAX_SKEW_SECS};
+pub use time::rfc3339;

@@ -89,7 +89,7 @@ impl ClientCheck {
             if this_update < current.this_update {
                 return Err(RelayError::Identity(format!(
                     "CRL: thisUpdate {} is older than the one in force",
-                    crate::service::rfc3339(unix_seconds(this_update))
+                    herald_token_client::rfc3339(unix_seconds(this_update))
                 )));
             }
         }
