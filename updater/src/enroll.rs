@@ -394,8 +394,6 @@ fn store_identity(
     herald_files::write_public(&files.discovery(), &discovery_json).map_err(io(&files.discovery()))
 }
 
-/// Writes a secret atomically with mode 0600 from the start.
-
 fn set_private(dir: &Path, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]
     {
