@@ -64,31 +64,20 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Errors setting up a relay.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum RelayError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         source: std::io::Error,
     },
     /// The upstream could not be reached or refused.
     #[error("upstream {url}: {message}")]
-    Upstream {
-        /// The URL.
-        url: String,
-        /// What happened.
-        message: String,
-    },
+    Upstream { url: String, message: String },
     /// The upstream's root does not match the pinned fingerprint.
     #[error("the upstream's root certificate has fingerprint {found}, not the pinned {expected}")]
-    FingerprintMismatch {
-        /// Pinned.
-        expected: String,
-        /// Found.
-        found: String,
-    },
+    FingerprintMismatch { expected: String, found: String },
     /// The relay has no identity yet and no token to enroll with.
     #[error("no relay identity in {0}: give --token (a relay enrollment token) on first start")]
     NotEnrolled(PathBuf),

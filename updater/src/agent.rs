@@ -32,6 +32,7 @@ use crate::tuf::{init_trusted_root, Client, ClientError, ReleaseSignatures};
 
 /// Why an agent operation failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum AgentError {
     /// The configuration is incomplete or wrong.
     #[error(transparent)]
@@ -39,9 +40,7 @@ pub enum AgentError {
     /// A configured file could not be read.
     #[error("{path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -57,9 +56,7 @@ pub enum AgentError {
     /// A state file could not be written.
     #[error("{path}: {source}")]
     State {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -12,6 +12,7 @@ use crate::zipcheck::{extract_checked, ZipCheckError, ZipLimits};
 
 /// Why a service command failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum CommandError {
     /// The agent failed.
     #[error(transparent)]
@@ -19,9 +20,7 @@ pub enum CommandError {
     /// The bundle was refused.
     #[error("bundle {path}: {source}")]
     Bundle {
-        /// The bundle file.
         path: std::path::PathBuf,
-        /// The cause.
         #[source]
         source: ZipCheckError,
     },

@@ -48,31 +48,26 @@ use url::Url;
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML for this configuration.
     #[error("{path}: {source}")]
     Parse {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: Box<toml::de::Error>,
     },
     /// A mirror is not an absolute URL.
     #[error("mirror {value:?}: {source}")]
     Mirror {
-        /// The value.
         value: String,
-        /// The cause.
         #[source]
         source: url::ParseError,
     },
@@ -82,21 +77,15 @@ pub enum ConfigError {
     /// A setting holds a value that cannot work.
     #[error("{setting} {value:?}: {reason}")]
     Invalid {
-        /// The setting.
         setting: &'static str,
-        /// The value.
         value: String,
-        /// What is wrong.
         reason: &'static str,
     },
     /// A number is outside its allowed range.
     #[error("{setting} = {value}: allowed range is 1 to {max} (0 to {max} for waits)")]
     OutOfRange {
-        /// The setting.
         setting: &'static str,
-        /// The value.
         value: u64,
-        /// The largest value allowed.
         max: u64,
     },
     /// A required setting is missing.

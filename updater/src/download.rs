@@ -39,61 +39,43 @@ impl ExpectedFile {
 
 /// Why one attempt at one mirror failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum AttemptError {
     /// The transport failed (unreachable, not found, too slow...).
     #[error(transparent)]
     Fetch(#[from] FetchError),
     /// The server sent more bytes than the declared length.
     #[error("server sent more than the declared {expected} bytes")]
-    TooLong {
-        /// The declared length.
-        expected: u64,
-    },
+    TooLong { expected: u64 },
     /// The stream ended before the declared length.
     #[error("server sent {got} of {expected} bytes")]
-    TooShort {
-        /// The declared length.
-        expected: u64,
-        /// What arrived.
-        got: u64,
-    },
+    TooShort { expected: u64, got: u64 },
     /// The bytes do not have a declared hash.
     #[error("{algorithm} mismatch: expected {expected}, got {got}")]
     HashMismatch {
-        /// The algorithm whose digest differs.
         algorithm: HashAlgorithm,
-        /// Declared hash, hex.
         expected: String,
-        /// Computed hash, hex.
         got: String,
     },
 }
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum DownloadError {
     /// No mirror delivered the file; each attempt's failure is listed.
     #[error("{path}: no mirror delivered a valid file: {}", describe(.attempts))]
     AllMirrorsFailed {
-        /// The target path.
         path: String,
-        /// Mirror URL and failure, in the order tried.
         attempts: Vec<(Url, AttemptError)>,
     },
     /// The target path cannot be expressed as a URL under a mirror.
     #[error("{path}: cannot build a URL under mirror {mirror}")]
-    BadUrl {
-        /// The target path.
-        path: String,
-        /// The mirror base URL.
-        mirror: Url,
-    },
+    BadUrl { path: String, mirror: Url },
     /// The staging file could not be written.
     #[error("staging file {path}: {source}")]
     Staging {
-        /// The staging file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -34,26 +34,17 @@ use url::Url;
 
 /// Why enrollment or renewal failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum EnrollError {
     /// The server's root could not be established from the pinned fingerprint.
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
     /// The server could not be reached or answered with an error.
     #[error("{url}: {message}")]
-    Http {
-        /// The URL.
-        url: String,
-        /// What happened (the server's JSON error message when there is one).
-        message: String,
-    },
+    Http { url: String, message: String },
     /// The server's answer is not what the protocol says.
     #[error("unexpected answer from {url}: {message}")]
-    Protocol {
-        /// The URL.
-        url: String,
-        /// What is wrong.
-        message: String,
-    },
+    Protocol { url: String, message: String },
     /// The issued certificate does not certify the key generated here.
     #[error("the issued certificate is not for the key generated on this endpoint")]
     WrongKey,
@@ -69,9 +60,7 @@ pub enum EnrollError {
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -95,24 +95,20 @@ pub struct PackageRecord {
 
 /// Why an install-root operation failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum InstallError {
     /// A file-system operation failed.
     #[error("{op} {path}: {source}")]
     Io {
-        /// What was being done.
         op: &'static str,
-        /// The path concerned.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },
     /// A state file is not what this version writes.
     #[error("{path}: corrupt state file: {source}")]
     State {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: serde_json::Error,
     },
@@ -138,9 +134,7 @@ pub enum InstallError {
     /// A path is not a valid target path.
     #[error("{path}: {source}")]
     BadPath {
-        /// The path.
         path: String,
-        /// The cause.
         #[source]
         source: herald_manifest::PathError,
     },

@@ -18,71 +18,44 @@ use url::Url;
 /// unreachable server (try another mirror, retry later) from a server that sends too much or
 /// too slowly (an attack or a broken mirror).
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum FetchError {
     /// No mirror is configured.
     #[error("no mirror configured")]
     NoMirror,
     /// The URL names a scheme this transport does not serve.
     #[error("{url}: unsupported URL scheme (expected https, http or file)")]
-    UnsupportedScheme {
-        /// The URL.
-        url: Url,
-    },
+    UnsupportedScheme { url: Url },
     /// The server could not be reached or the connection broke.
     #[error("{url}: cannot reach server: {source}")]
     Unreachable {
-        /// The URL.
         url: Url,
-        /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The server has no such file.
     #[error("{url}: not found")]
-    NotFound {
-        /// The URL.
-        url: Url,
-    },
+    NotFound { url: Url },
     /// The server answered with an unexpected HTTP status.
     #[error("{url}: server answered HTTP {status}")]
-    Status {
-        /// The URL.
-        url: Url,
-        /// The status code.
-        status: u16,
-    },
+    Status { url: Url, status: u16 },
     /// The server sent more bytes than allowed (endless-data attack or wrong file).
     #[error("{url}: more than {limit} bytes sent; refusing the rest")]
-    TooLarge {
-        /// The URL.
-        url: Url,
-        /// The limit, in bytes.
-        limit: u64,
-    },
+    TooLarge { url: Url, limit: u64 },
     /// No byte arrived within the read timeout.
     #[error("{url}: no data for {timeout:?}")]
-    ReadTimeout {
-        /// The URL.
-        url: Url,
-        /// The timeout.
-        timeout: Duration,
-    },
+    ReadTimeout { url: Url, timeout: Duration },
     /// Data arrived, but too slowly (slow-retrieval attack or a failing link).
     #[error("{url}: {bytes_per_second} bytes/s is below the minimum of {minimum} bytes/s")]
     TooSlow {
-        /// The URL.
         url: Url,
-        /// Average speed seen.
         bytes_per_second: u64,
-        /// The configured minimum.
         minimum: u64,
     },
     /// A local file could not be read (`file://` transport).
     #[error("{path}: {source}")]
     File {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -247,6 +220,7 @@ pub struct HttpsConfig {
 
 /// Why the HTTPS transport could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum TransportConfigError {
     /// The trust anchors are not PEM certificates.
     #[error("trust anchors: {0}")]
@@ -260,9 +234,7 @@ pub enum TransportConfigError {
     /// The proxy URL is invalid.
     #[error("proxy {url}: {source}")]
     Proxy {
-        /// The proxy URL.
         url: String,
-        /// The cause.
         #[source]
         source: reqwest::Error,
     },

@@ -67,6 +67,7 @@ pub enum ReleaseSignatures {
 
 /// Why the client workflow failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum ClientError {
     /// No trusted root is stored in the metadata folder.
     #[error("no trusted root in {0}: initialise the client with a trusted root first")]
@@ -74,9 +75,7 @@ pub enum ClientError {
     /// Metadata could not be fetched.
     #[error("fetching {role} metadata: {source}")]
     Fetch {
-        /// The role.
         role: String,
-        /// The cause.
         #[source]
         source: Box<FetchError>,
     },
@@ -86,9 +85,7 @@ pub enum ClientError {
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

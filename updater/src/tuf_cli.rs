@@ -27,6 +27,7 @@ const PARALLEL_DOWNLOADS: usize = 8;
 
 /// Why a `tuf-client` command failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum TufCliError {
     /// A required option is missing.
     #[error("missing option --{0}")]
@@ -34,11 +35,8 @@ pub enum TufCliError {
     /// A URL option is not a URL.
     #[error("--{option} {value:?}: {source}")]
     BadUrl {
-        /// The option.
         option: &'static str,
-        /// Its value.
         value: String,
-        /// The cause.
         #[source]
         source: url::ParseError,
     },
@@ -48,9 +46,7 @@ pub enum TufCliError {
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -36,6 +36,7 @@ impl Default for ZipLimits {
 
 /// Why an archive was refused.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum ZipCheckError {
     /// The archive is not a readable zip file.
     #[error("not a valid zip archive: {0}")]
@@ -43,9 +44,7 @@ pub enum ZipCheckError {
     /// An entry name is not a safe relative path.
     #[error("entry {name:?}: {source}")]
     BadName {
-        /// The entry name.
         name: String,
-        /// The cause.
         #[source]
         source: herald_manifest::PathError,
     },
@@ -60,35 +59,20 @@ pub enum ZipCheckError {
     Duplicate(String),
     /// Too many entries.
     #[error("{found} entries; at most {limit} allowed")]
-    TooManyEntries {
-        /// Entries in the archive.
-        found: usize,
-        /// The limit.
-        limit: usize,
-    },
+    TooManyEntries { found: usize, limit: usize },
     /// The declared sizes add up to too much.
     #[error("uncompressed size exceeds {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: u64,
-    },
+    TooLarge { limit: u64 },
     /// An entry compresses suspiciously well.
     #[error("entry {name:?}: compression ratio above {limit}:1 (zip bomb?)")]
-    Ratio {
-        /// The entry.
-        name: String,
-        /// The limit.
-        limit: u64,
-    },
+    Ratio { name: String, limit: u64 },
     /// An entry produced more bytes than it declared.
     #[error("entry {0:?}: more data than declared")]
     Overflow(String),
     /// Writing an entry failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: std::io::Error,
     },

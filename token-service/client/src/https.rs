@@ -78,45 +78,27 @@ pub fn pinned_client_builder(
 
 /// Why the server's root could not be established.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum BootstrapError {
     /// The fingerprint given is not 64 hex digits.
     #[error("root fingerprint must be 64 hex digits (SHA-256), optionally with colons")]
     BadFingerprint,
     /// The server's root does not match the pinned fingerprint.
     #[error("the server's root certificate has fingerprint {found}, not the pinned {expected}: refusing to enroll")]
-    FingerprintMismatch {
-        /// The pinned fingerprint, hex.
-        expected: String,
-        /// The fingerprint of the root the server sent, hex.
-        found: String,
-    },
+    FingerprintMismatch { expected: String, found: String },
     /// The server URL is not `https://`: a token or a certificate request would travel in
     /// clear, and anyone in the middle could serve the (public) pinned root.
     #[error("{url}: only https:// servers are accepted for enrollment, renewal and relays")]
-    NotHttps {
-        /// The URL.
-        url: String,
-    },
+    NotHttps { url: String },
     /// The discovery document is larger than [`MAX_DISCOVERY_BYTES`].
     #[error("{url}: discovery document larger than {MAX_DISCOVERY_BYTES} bytes")]
-    TooLarge {
-        /// The URL.
-        url: String,
-    },
+    TooLarge { url: String },
     /// The discovery document did not arrive within [`DISCOVERY_TIMEOUT`].
     #[error("{url}: no complete discovery document within {} s", DISCOVERY_TIMEOUT.as_secs())]
-    Timeout {
-        /// The URL.
-        url: String,
-    },
+    Timeout { url: String },
     /// The server could not be reached or answered with an error.
     #[error("{url}: {message}")]
-    Http {
-        /// The URL.
-        url: String,
-        /// What happened.
-        message: String,
-    },
+    Http { url: String, message: String },
 }
 
 /// Parses a SHA-256 fingerprint written as hex, with or without colons.

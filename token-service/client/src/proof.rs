@@ -54,6 +54,7 @@ impl Purpose {
 
 /// Why a proof was refused or could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // fields are named for what they hold
 pub enum ProofError {
     /// The header is not base64 of the proof's JSON, or a field is malformed.
     #[error("malformed proof: {0}")]
@@ -63,12 +64,7 @@ pub enum ProofError {
     Mismatch(&'static str),
     /// Its time is too far from the authority's clock.
     #[error("the proof is stale or from the future: made at {made}, now is {now} (allowed skew {MAX_SKEW_SECS} s)")]
-    Stale {
-        /// The proof's time.
-        made: i64,
-        /// The authority's time.
-        now: i64,
-    },
+    Stale { made: i64, now: i64 },
     /// The certificate's key type cannot sign proofs.
     #[error("unsupported key type for proofs: {0}")]
     UnsupportedKey(String),
