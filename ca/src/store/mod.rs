@@ -1,11 +1,10 @@
 //! The store layer: one narrow interface ([`Store`] / [`StoreTx`]) with the records it holds,
-//! and its two backends, [`sqlite`] (the default, one file) and [`postgres`] (shared by
-//! several servers), chosen by [`open`]. Below it only the model.
+//! and its two backends, [`SqliteStore`] (the default, one file) and [`PgStore`] (shared by
+//! several servers), chosen by `open`. Below it only the model.
 //!
-//! Every change happens inside [`Store::write`], one transaction committed durably (WAL,
-//! group-committed fsync) before the call returns, so a caller can record a certificate together
-//! with any other writes (an audit entry, and later a burnt enrollment token) atomically. A
-//! PostgreSQL implementation fits behind the same two traits.
+//! Every change happens inside [`Store::write`], one transaction committed durably (group
+//! commit in both backends) before the call returns, so a caller records a certificate together
+//! with its other writes (the audit entry, the burnt enrollment token) atomically.
 
 mod columns;
 pub(crate) mod open;
