@@ -171,6 +171,26 @@ fn malformed_report_refused_and_nothing_recorded() {
 }
 
 #[test]
+fn report_with_a_release_beyond_the_store_range_is_a_bad_request_not_a_server_error() {
+    let site = Site::start();
+    runtime().block_on(async {
+        let (name, endpoint) = enrolled(&site, "till").await;
+        let (status, body) = post(
+            endpoint.post(format!("{}/api/v1/status", site.ca.https_url())),
+            &serde_json::json!({"installed_version": u64::MAX}),
+        )
+        .await;
+        assert_eq!(
+            status, 400,
+            "the endpoint's mistake, not the server's: {body}"
+        );
+        assert_eq!(code(&body), "bad_report");
+        let (_, shown) = fleet_entry(&site, &name).await;
+        assert_eq!(shown["last_seen"], serde_json::Value::Null, "{shown}");
+    });
+}
+
+#[test]
 fn oversized_report_fields_cut_and_acknowledged() {
     let site = Site::start();
     runtime().block_on(async {
