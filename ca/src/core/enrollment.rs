@@ -93,7 +93,8 @@ fn issue_error(e: IssueError) -> AuthorityError {
     }
 }
 
-fn token_view(r: EnrollmentTokenRecord) -> TokenRecord {
+/// The token service's view of a stored token.
+pub(crate) fn token_view(r: EnrollmentTokenRecord) -> TokenRecord {
     TokenRecord {
         id: r.id,
         name: r.name,
