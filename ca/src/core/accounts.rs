@@ -35,7 +35,7 @@ pub(crate) const TOTP_ISSUER: &str = "Herald";
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AccountError {
+pub enum AccountError {
     /// No account has this name.
     #[error("no account named {0}")]
     NotFound(String),
