@@ -91,7 +91,7 @@ async fn guard(request: Request, next: Next) -> Response {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -103,15 +103,13 @@ async fn guard(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether a POST comes from a page of this server: a browser names the page's origin in
-/// `Origin` (and `Sec-Fetch-Site`); a POST from another site says so. Requests without
-/// either (not from a browser) are judged by their CSRF token alone.
+/// Whether a POST comes from a page of this server. A current browser says where a request
+/// comes from in `Sec-Fetch-Site`; others name the page's origin in `Origin`. Requests with
+/// neither (not from a browser) are judged by their CSRF token alone.
 fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+        return matches!(site, "same-origin" | "none");
     }
     match (text("origin"), text("host")) {
         (None, _) => true,
@@ -486,6 +484,11 @@ mod tests {
             ("origin", "https://evil.example"),
         ])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "ca.example:8443"),
+            ("origin", "null"),
+        ])));
         assert!(!same_origin(&headers(&[
             ("host", "ca.example:8443"),
             ("origin", "http://ca.example:8443"),
