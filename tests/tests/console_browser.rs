@@ -164,7 +164,9 @@ async fn navigate_by(client: &Client, locator: Locator<'_>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     loop {
-        let state = client.execute("return document.readyState", Vec::new()).await;
+        let state = client
+            .execute("return document.readyState", Vec::new())
+            .await;
         if state.is_ok_and(|s| s == "complete") {
             return;
         }
@@ -206,7 +208,10 @@ async fn first_sign_in(
     let secret = text_of(client, "#totp-secret").await;
     let qr = client.find(Locator::Css("img.qr")).await.unwrap();
     let src = qr.attr("src").await.unwrap().unwrap_or_default();
-    assert!(src.starts_with("data:image/svg+xml;base64,"), "QR code image: {src:.40}");
+    assert!(
+        src.starts_with("data:image/svg+xml;base64,"),
+        "QR code image: {src:.40}"
+    );
     shot(client, &format!("{shots}-2-setup")).await;
     fill(client, "#new_password", password).await;
     fill(client, "#new_password2", password).await;
@@ -226,7 +231,16 @@ async fn first_sign_in(
 fn add_account(ca: &TestCa, name: &str, role: &str) -> String {
     let out = run_ok(
         ca_cmd()
-            .args(["admin", "user", "add", name, "--role", role, "--json", "--data-dir"])
+            .args([
+                "admin",
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--json",
+                "--data-dir",
+            ])
             .arg(&ca.dir),
     );
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -259,12 +273,7 @@ fn enroll(ca: &TestCa, token: &str, state_dir: &Path) {
 }
 
 /// A form POST to the console outside the browser, with the given session cookie.
-async fn post_form(
-    ca: &TestCa,
-    session: &str,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (u16, String) {
+async fn post_form(ca: &TestCa, session: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
     let root = std::fs::read_to_string(ca.file("root.crt")).unwrap();
     let client = enroll_support::client_with(&root, None);
     let body: String = form
@@ -304,11 +313,22 @@ async fn console_in_a_real_browser() {
     let client = browser(&driver_url).await;
 
     // First sign-in of the admin: one-time password, own password, TOTP.
-    first_sign_in(&client, &base, "alice", &alice_once, "alice's long password", "01-admin").await;
+    first_sign_in(
+        &client,
+        &base,
+        "alice",
+        &alice_once,
+        "alice's long password",
+        "01-admin",
+    )
+    .await;
     let dashboard = page_text(&client).await;
     assert!(dashboard.contains("Endpoints by state"), "{dashboard}");
     assert!(dashboard.contains("Revocation services"));
-    assert!(client.find(Locator::Css("svg.chart")).await.is_ok(), "the chart is drawn");
+    assert!(
+        client.find(Locator::Css("svg.chart")).await.is_ok(),
+        "the chart is drawn"
+    );
     shot(&client, "02-dashboard").await;
 
     // A form whose CSRF token was removed is refused, and creates nothing.
@@ -326,7 +346,9 @@ async fn console_in_a_real_browser() {
     assert!(refused.contains("security token"), "{refused}");
     shot(&client, "03-csrf-refused").await;
     client.goto(&format!("{base}/ui/tokens")).await.unwrap();
-    assert!(page_text(&client).await.contains("No enrollment tokens yet"));
+    assert!(page_text(&client)
+        .await
+        .contains("No enrollment tokens yet"));
 
     // An enrollment token, shown once with the command to paste.
     fill(&client, "#name", "kiosk").await;
@@ -375,7 +397,10 @@ async fn console_in_a_real_browser() {
         .unwrap();
     let audit = text_of(&client, "#audit").await;
     assert!(audit.contains("account:alice"), "{audit}");
-    assert!(audit.contains("key-compromise") || audit.contains("keyCompromise"), "{audit}");
+    assert!(
+        audit.contains("key-compromise") || audit.contains("keyCompromise"),
+        "{audit}"
+    );
     shot(&client, "08-audit").await;
     client
         .goto(&format!("{base}/ui/audit/verify"))
@@ -392,19 +417,38 @@ async fn console_in_a_real_browser() {
     // The auditor sees no revoke button, and a forged revoke POST is refused.
     let (_, victim) = ca.issue("victim");
     let victim_serial = TestCa::serial_of(&victim);
-    let bob_secret =
-        first_sign_in(&client, &base, "bob", &bob_once, "bob's long password!", "11-auditor").await;
+    let bob_secret = first_sign_in(
+        &client,
+        &base,
+        "bob",
+        &bob_once,
+        "bob's long password!",
+        "11-auditor",
+    )
+    .await;
     client
         .goto(&format!("{base}/ui/certificates/{victim_serial}"))
         .await
         .unwrap();
     assert!(page_text(&client).await.contains("victim"));
-    assert!(client.find_all(Locator::Css("#revoke")).await.unwrap().is_empty());
+    assert!(client
+        .find_all(Locator::Css("#revoke"))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(!page_text(&client).await.contains("Revoke certificate"));
     shot(&client, "12-auditor-certificate").await;
     client.goto(&format!("{base}/ui/tokens")).await.unwrap();
-    assert!(client.find_all(Locator::Css("#create-token")).await.unwrap().is_empty());
-    assert!(client.find_all(Locator::Css("#accounts")).await.unwrap().is_empty());
+    assert!(client
+        .find_all(Locator::Css("#create-token"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(client
+        .find_all(Locator::Css("#accounts"))
+        .await
+        .unwrap()
+        .is_empty());
     let session = client
         .get_named_cookie("__Host-herald-session")
         .await
@@ -421,12 +465,19 @@ async fn console_in_a_real_browser() {
         &ca,
         session.value(),
         &format!("/ui/certificates/{victim_serial}/revoke"),
-        &[("csrf", &csrf), ("reason", "unspecified"), ("confirm", "yes")],
+        &[
+            ("csrf", &csrf),
+            ("reason", "unspecified"),
+            ("confirm", "yes"),
+        ],
     )
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("operator"), "{body}");
-    assert!(!cert_revoked(&ca, &victim_serial), "the forged POST changed nothing");
+    assert!(
+        !cert_revoked(&ca, &victim_serial),
+        "the forged POST changed nothing"
+    );
     // The auditor cannot reach the accounts page either.
     client.goto(&format!("{base}/ui/accounts")).await.unwrap();
     assert!(page_text(&client).await.contains("admin role"));
@@ -446,7 +497,10 @@ async fn console_in_a_real_browser() {
         submit(&client, "form.card button[type=submit]").await;
         let text = page_text(&client).await;
         if attempt < 5 {
-            assert!(text.contains("Sign-in refused"), "attempt {attempt}: {text}");
+            assert!(
+                text.contains("Sign-in refused"),
+                "attempt {attempt}: {text}"
+            );
         } else {
             assert!(text.contains("locked until"), "attempt {attempt}: {text}");
         }
@@ -458,11 +512,7 @@ async fn console_in_a_real_browser() {
     assert!(text.contains("locked until"), "{text}");
     assert_eq!(current_path(&client).await, "/ui/login/code");
 
-    let actions = run_ok(
-        ca_cmd()
-            .args(["audit", "show", "--data-dir"])
-            .arg(&ca.dir),
-    );
+    let actions = run_ok(ca_cmd().args(["audit", "show", "--data-dir"]).arg(&ca.dir));
     let actions = String::from_utf8_lossy(&actions.stdout);
     for action in [
         "console-setup",
@@ -472,7 +522,10 @@ async fn console_in_a_real_browser() {
         "console-account-locked",
         "token-create",
     ] {
-        assert!(actions.contains(action), "no {action} in the audit log:\n{actions}");
+        assert!(
+            actions.contains(action),
+            "no {action} in the audit log:\n{actions}"
+        );
     }
     client.close().await.unwrap();
 }

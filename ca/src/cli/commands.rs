@@ -606,7 +606,8 @@ fn cmd_user(cmd: UserCommand) -> Result<(), Error> {
                     a.role,
                     accounts::account_status(&a, now),
                     accounts::mfa_status(&a),
-                    a.last_login_at.map_or_else(|| "never".to_owned(), format_time),
+                    a.last_login_at
+                        .map_or_else(|| "never".to_owned(), format_time),
                 ));
             }
             Ok(())

@@ -150,8 +150,11 @@ pub(crate) fn verify_password(hash: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// A hash nobody's password matches, verified for unknown names so that a sign-in takes as
@@ -276,7 +279,9 @@ fn change_account(
 /// Disables account `name`: it can no longer sign in and its sessions end at once.
 pub(crate) fn disable_account(store: &dyn Store, name: &str, by: &str) -> Result<(), AccountError> {
     change_account(store, name, by, "account-disable", |_, record| {
-        record.disabled_at.get_or_insert(crate::model::time::now_unix());
+        record
+            .disabled_at
+            .get_or_insert(crate::model::time::now_unix());
         Ok(())
     })
     .map(drop)
@@ -299,7 +304,11 @@ pub(crate) fn reset_mfa(store: &dyn Store, name: &str, by: &str) -> Result<(), A
 
 /// Gives account `name` a new one-time password (returned, shown once) and unlocks it; it
 /// chooses its own at the next sign-in. Its sessions end.
-pub(crate) fn reset_password(store: &dyn Store, name: &str, by: &str) -> Result<String, AccountError> {
+pub(crate) fn reset_password(
+    store: &dyn Store,
+    name: &str,
+    by: &str,
+) -> Result<String, AccountError> {
     let password = one_time_password()?;
     let hash = hash_password(&password)?;
     change_account(store, name, by, "account-password-reset", |_, record| {
@@ -522,7 +531,10 @@ pub(crate) fn setup_needs(store: &dyn Store, name: &str) -> Result<SetupNeeds, A
         let mut record = existing(tx, name)?;
         let enrol = record.mfa_required && record.totp_enrolled_at.is_none();
         let totp_secret = if enrol {
-            let pending = record.totp_secret.as_deref().and_then(|h| hex::decode(h).ok());
+            let pending = record
+                .totp_secret
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok());
             Some(match pending {
                 Some(secret) => secret,
                 None => {
@@ -681,8 +693,7 @@ mod tests {
     fn first_sign_in_sets_password_and_enrols_totp() {
         let (_dir, store) = store();
         let now = 1_800_000_000;
-        let (record, one_time) =
-            create_account(&store, "alice", Role::Admin, true, "cli").unwrap();
+        let (record, one_time) = create_account(&store, "alice", Role::Admin, true, "cli").unwrap();
         assert!(record.password_one_time);
         assert!(!record.password_hash.contains(&one_time));
         assert_eq!(
@@ -699,14 +710,29 @@ mod tests {
         );
         let code = format!("{:06}", totp::code_at(&secret, totp::step_at(now), 6));
         let refused = complete_setup(&store, "alice", Some(&one_time), Some(&code), now);
-        assert!(matches!(refused, Err(AccountError::Rejected(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(AccountError::Rejected(_))),
+            "{refused:?}"
+        );
         let refused = complete_setup(&store, "alice", Some("short"), Some(&code), now);
         assert!(matches!(refused, Err(AccountError::Rejected(_))));
-        let refused = complete_setup(&store, "alice", Some("a long new password"), Some("000000"), now);
+        let refused = complete_setup(
+            &store,
+            "alice",
+            Some("a long new password"),
+            Some("000000"),
+            now,
+        );
         assert!(matches!(refused, Err(AccountError::Rejected(_))));
-        let codes = complete_setup(&store, "alice", Some("a long new password"), Some(&code), now)
-            .unwrap()
-            .unwrap();
+        let codes = complete_setup(
+            &store,
+            "alice",
+            Some("a long new password"),
+            Some(&code),
+            now,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(codes.len(), RECOVERY_CODES);
         // The one-time password is gone; the new one leads to the second factor.
         assert!(matches!(
@@ -750,7 +776,10 @@ mod tests {
         let secret = enrolled(&store, "carol", "carol's long password", now);
         let later = now + 120;
         let right = format!("{:06}", totp::code_at(&secret, totp::step_at(later), 6));
-        let wrong = format!("{:06}", (totp::code_at(&secret, totp::step_at(later), 6) + 1) % 1_000_000);
+        let wrong = format!(
+            "{:06}",
+            (totp::code_at(&secret, totp::step_at(later), 6) + 1) % 1_000_000
+        );
         for _ in 0..LOCKOUT.failures - 1 {
             assert!(matches!(
                 sign_in_second_factor(&store, LOCKOUT, "carol", &wrong, later),
@@ -814,9 +843,15 @@ mod tests {
         sign_in_password(&store, LOCKOUT, "erin", &one_time, now).unwrap();
         let secret = setup_needs(&store, "erin").unwrap().totp_secret.unwrap();
         let code = format!("{:06}", totp::code_at(&secret, totp::step_at(now), 6));
-        let codes = complete_setup(&store, "erin", Some("erin's long password"), Some(&code), now)
-            .unwrap()
-            .unwrap();
+        let codes = complete_setup(
+            &store,
+            "erin",
+            Some("erin's long password"),
+            Some(&code),
+            now,
+        )
+        .unwrap()
+        .unwrap();
         let upper = codes[0].to_uppercase();
         sign_in_second_factor(&store, LOCKOUT, "erin", &upper, now).unwrap();
         assert!(sign_in_second_factor(&store, LOCKOUT, "erin", &codes[0], now).is_err());
@@ -826,7 +861,10 @@ mod tests {
             (RECOVERY_CODES - 2) as i64
         );
         reset_mfa(&store, "erin", "cli").unwrap();
-        assert_eq!(read_tx(&store, |tx| tx.recovery_codes_left("erin")).unwrap(), 0);
+        assert_eq!(
+            read_tx(&store, |tx| tx.recovery_codes_left("erin")).unwrap(),
+            0
+        );
         assert_eq!(
             sign_in_password(&store, LOCKOUT, "erin", "erin's long password", now).unwrap(),
             NextStep::Setup,
@@ -844,9 +882,11 @@ mod tests {
             NextStep::Setup
         );
         assert!(setup_needs(&store, "bench").unwrap().totp_secret.is_none());
-        assert!(complete_setup(&store, "bench", Some("bench long password"), None, now)
-            .unwrap()
-            .is_none());
+        assert!(
+            complete_setup(&store, "bench", Some("bench long password"), None, now)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             sign_in_password(&store, LOCKOUT, "bench", "bench long password", now).unwrap(),
             NextStep::Done

@@ -9,11 +9,11 @@ use herald_token_service::TokenStatus;
 
 use crate::core::authority::{Authority, PublishedCrl};
 use crate::core::fleet::CertState;
+use crate::model::audit::AuditEntry;
 use crate::store::{
     read_tx, AuditQuery, CertRecord, EndpointCounts, EndpointFilter, EndpointQuery, EndpointRow,
     EnrollmentTokenRecord, ReportHour, Store, StoreError,
 };
-use crate::model::audit::AuditEntry;
 
 /// Rows per page.
 pub(crate) const PAGE_SIZE: u32 = 50;
@@ -204,7 +204,14 @@ pub(crate) fn audit(
     query: AuditQuery,
 ) -> Result<Page<AuditEntry, i64>, StoreError> {
     paged(
-        |limit| read_tx(store, |tx| tx.audit_page(&AuditQuery { limit, ..query.clone() })),
+        |limit| {
+            read_tx(store, |tx| {
+                tx.audit_page(&AuditQuery {
+                    limit,
+                    ..query.clone()
+                })
+            })
+        },
         |e| e.seq,
     )
 }

@@ -263,7 +263,11 @@ pub(crate) fn csrf_matches(id: &str, presented: &str) -> bool {
 
 /// Whether `a` and `b` are equal, in a time that depends only on their lengths.
 pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -294,15 +298,26 @@ mod tests {
         let mut t = now;
         while t + 1200 < now + 7200 {
             t += 1200;
-            assert!(resume(&store, &settings, &id, t).unwrap().is_some(), "at {t}");
+            assert!(
+                resume(&store, &settings, &id, t).unwrap().is_some(),
+                "at {t}"
+            );
         }
-        assert!(resume(&store, &settings, &id, now + 7200).unwrap().is_none());
+        assert!(resume(&store, &settings, &id, now + 7200)
+            .unwrap()
+            .is_none());
         // Unused for 30 minutes, it ends.
         let id = start(&store, &settings, "alice", Stage::Active, now).unwrap();
-        assert!(resume(&store, &settings, &id, now + 1799).unwrap().is_some());
-        assert!(resume(&store, &settings, &id, now + 1799 + 1800).unwrap().is_none());
+        assert!(resume(&store, &settings, &id, now + 1799)
+            .unwrap()
+            .is_some());
+        assert!(resume(&store, &settings, &id, now + 1799 + 1800)
+            .unwrap()
+            .is_none());
         assert!(
-            resume(&store, &settings, &id, now + 1800).unwrap().is_none(),
+            resume(&store, &settings, &id, now + 1800)
+                .unwrap()
+                .is_none(),
             "an ended session does not come back"
         );
     }
@@ -317,10 +332,14 @@ mod tests {
         let active = advance(&store, &settings, &current, Stage::Active, now + 20).unwrap();
         assert_ne!(active, id);
         assert!(resume(&store, &settings, &id, now + 21).unwrap().is_none());
-        let current = resume(&store, &settings, &active, now + 21).unwrap().unwrap();
+        let current = resume(&store, &settings, &active, now + 21)
+            .unwrap()
+            .unwrap();
         assert_eq!(current.stage, Stage::Active);
         let stale = start(&store, &settings, "alice", Stage::Setup, now).unwrap();
-        assert!(resume(&store, &settings, &stale, now + PENDING_SECS).unwrap().is_none());
+        assert!(resume(&store, &settings, &stale, now + PENDING_SECS)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

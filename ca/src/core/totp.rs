@@ -103,7 +103,11 @@ mod tests {
     #[test]
     fn rfc6238_test_vectors() {
         for (time, expected) in RFC_VECTORS {
-            assert_eq!(code_at(RFC_SECRET, step_at(time), 8), expected, "T = {time}");
+            assert_eq!(
+                code_at(RFC_SECRET, step_at(time), 8),
+                expected,
+                "T = {time}"
+            );
             // Six digits are the last six of the same truncation.
             assert_eq!(code_at(RFC_SECRET, step_at(time), 6), expected % 1_000_000);
         }
@@ -124,7 +128,10 @@ mod tests {
     fn codes_accepted_within_one_step_of_skew_only() {
         let now = 1_111_111_111;
         let code = |t: i64| format!("{:06}", code_at(RFC_SECRET, step_at(t), 6));
-        assert_eq!(matching_step(RFC_SECRET, &code(now), now), Some(step_at(now)));
+        assert_eq!(
+            matching_step(RFC_SECRET, &code(now), now),
+            Some(step_at(now))
+        );
         assert_eq!(
             matching_step(RFC_SECRET, &code(now - 30), now),
             Some(step_at(now) - 1)

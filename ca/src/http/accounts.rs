@@ -54,7 +54,10 @@ pub(super) async fn create(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_role",
-            format!("unknown role {:?}: admin, operator or auditor", request.role),
+            format!(
+                "unknown role {:?}: admin, operator or auditor",
+                request.role
+            ),
         )
     })?;
     let authority = state.authority.clone();

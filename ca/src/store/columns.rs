@@ -132,7 +132,10 @@ pub(crate) fn endpoints_page_sql(
     }
     if let Some(release) = query.release {
         let release = i64::try_from(release).unwrap_or(i64::MAX);
-        conditions.push(format!("installed_version = {}", param(SqlValue::Int(release))));
+        conditions.push(format!(
+            "installed_version = {}",
+            param(SqlValue::Int(release))
+        ));
     }
     if let Some(after) = &query.after {
         let key = param(SqlValue::Text(after.to_lowercase()));
@@ -165,7 +168,10 @@ pub(crate) fn endpoint_counts_sql(now: &str) -> String {
         count(endpoint_filter_condition(EndpointFilter::Valid, now)),
         count(endpoint_filter_condition(EndpointFilter::Revoked, now)),
         count(endpoint_filter_condition(EndpointFilter::Expired, now)),
-        count(endpoint_filter_condition(EndpointFilter::NeverReported, now)),
+        count(endpoint_filter_condition(
+            EndpointFilter::NeverReported,
+            now
+        )),
         count(endpoint_filter_condition(EndpointFilter::Failing, now)),
     )
 }
@@ -188,7 +194,10 @@ pub(crate) fn audit_page_sql(
         conditions.push(format!("actor = {}", param(SqlValue::Text(actor.clone()))));
     }
     if let Some(action) = &query.action {
-        conditions.push(format!("action = {}", param(SqlValue::Text(action.clone()))));
+        conditions.push(format!(
+            "action = {}",
+            param(SqlValue::Text(action.clone()))
+        ));
     }
     let limit = param(SqlValue::Int(i64::from(query.limit)));
     let conditions = if conditions.is_empty() {

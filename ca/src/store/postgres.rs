@@ -37,9 +37,8 @@ use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
     audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
-    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS,
-    ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS,
-    SESSION_COLUMNS, TOKEN_COLUMNS,
+    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
+    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
@@ -1197,7 +1196,7 @@ impl StoreTx for PgTx<'_> {
     fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
         self.query(
             "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version",
+             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
             Vec::new(),
         )?
         .iter()

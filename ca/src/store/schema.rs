@@ -197,10 +197,12 @@ CREATE INDEX certificates_revoked_entries
     // `endpoints`, one row per endpoint kept by triggers from certificates and status reports
     // so that the console pages, counts and searches are indexed queries however large the
     // fleet; reports per hour for the dashboard's chart; indexes for paging audit entries,
-    // enrollment tokens and expiring certificates.
+    // enrollment tokens and expiring certificates. Every statement may run again over its own
+    // result (the trigger functions carry their schema, so rows written by any session keep
+    // the view current).
     Migration {
         sqlite: "
-CREATE TABLE admin_accounts (
+CREATE TABLE IF NOT EXISTS admin_accounts (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
@@ -215,14 +217,14 @@ CREATE TABLE admin_accounts (
     locked_until INTEGER,
     last_login_at INTEGER
 );
-CREATE TABLE recovery_codes (
+CREATE TABLE IF NOT EXISTS recovery_codes (
     account TEXT NOT NULL,
     hash TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     used_at INTEGER,
     PRIMARY KEY (account, hash)
 );
-CREATE TABLE console_sessions (
+CREATE TABLE IF NOT EXISTS console_sessions (
     id_hash TEXT PRIMARY KEY,
     account TEXT NOT NULL,
     stage TEXT NOT NULL,
@@ -230,9 +232,9 @@ CREATE TABLE console_sessions (
     last_seen_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
-CREATE INDEX console_sessions_account ON console_sessions(account);
-CREATE INDEX console_sessions_expiry ON console_sessions(expires_at);
-CREATE TABLE endpoints (
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions(account);
+CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions(expires_at);
+CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT PRIMARY KEY,
     name_key TEXT NOT NULL,
     grp TEXT NOT NULL,
@@ -245,14 +247,14 @@ CREATE TABLE endpoints (
     last_result TEXT,
     failing INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX endpoints_key ON endpoints(name_key, name);
-CREATE INDEX endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
-CREATE INDEX endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
-CREATE INDEX endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
-CREATE INDEX endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
-CREATE INDEX endpoints_group ON endpoints(grp, name_key, name);
-CREATE INDEX endpoints_release ON endpoints(installed_version, name_key, name);
-CREATE TABLE fleet_report_hours (
+CREATE INDEX IF NOT EXISTS endpoints_key ON endpoints(name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
+CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE TABLE IF NOT EXISTS fleet_report_hours (
     hour INTEGER PRIMARY KEY,
     reports INTEGER NOT NULL,
     failures INTEGER NOT NULL
@@ -263,7 +265,8 @@ SELECT c.name, lower(c.name), COALESCE(t.base, c.name), c.serial, c.issued_at, c
 FROM certificates c LEFT JOIN enrollment_tokens t ON t.name = c.name
 WHERE c.profile = 'endpoint' AND NOT EXISTS (
     SELECT 1 FROM certificates d WHERE d.name = c.name AND d.profile = 'endpoint'
-        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)));
+        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)))
+ON CONFLICT (name) DO NOTHING;
 INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result, failing)
 SELECT r.name, lower(r.name), COALESCE(t.base, r.name), r.installed_version, r.received_at,
        r.last_result, r.last_result IS 'error'
@@ -271,7 +274,7 @@ FROM fleet_reports r LEFT JOIN enrollment_tokens t ON t.name = r.name WHERE true
 ON CONFLICT(name) DO UPDATE SET installed_version = excluded.installed_version,
     last_seen = excluded.last_seen, last_result = excluded.last_result,
     failing = excluded.failing;
-CREATE TRIGGER endpoints_on_issue AFTER INSERT ON certificates
+CREATE TRIGGER IF NOT EXISTS endpoints_on_issue AFTER INSERT ON certificates
 WHEN NEW.profile = 'endpoint'
 BEGIN
     INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
@@ -282,12 +285,12 @@ BEGIN
         not_after = excluded.not_after, revoked_at = excluded.revoked_at
     WHERE endpoints.issued_at IS NULL OR excluded.issued_at >= endpoints.issued_at;
 END;
-CREATE TRIGGER endpoints_on_revoke AFTER UPDATE OF revoked_at ON certificates
+CREATE TRIGGER IF NOT EXISTS endpoints_on_revoke AFTER UPDATE OF revoked_at ON certificates
 BEGIN
     UPDATE endpoints SET revoked_at = NEW.revoked_at
     WHERE name = NEW.name AND serial = NEW.serial;
 END;
-CREATE TRIGGER endpoints_on_report AFTER INSERT ON fleet_reports
+CREATE TRIGGER IF NOT EXISTS endpoints_on_report AFTER INSERT ON fleet_reports
 BEGIN
     INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result,
                            failing)
@@ -303,13 +306,13 @@ BEGIN
     ON CONFLICT(hour) DO UPDATE SET reports = reports + 1,
         failures = failures + excluded.failures;
 END;
-CREATE INDEX audit_actor ON audit(actor, seq);
-CREATE INDEX audit_action ON audit(action, seq);
-CREATE INDEX enrollment_tokens_created ON enrollment_tokens(created_at, id);
-CREATE INDEX certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action, seq);
+CREATE INDEX IF NOT EXISTS enrollment_tokens_created ON enrollment_tokens(created_at, id);
+CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
 ",
         postgres: "
-CREATE TABLE admin_accounts (
+CREATE TABLE IF NOT EXISTS admin_accounts (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
@@ -324,14 +327,14 @@ CREATE TABLE admin_accounts (
     locked_until BIGINT,
     last_login_at BIGINT
 );
-CREATE TABLE recovery_codes (
+CREATE TABLE IF NOT EXISTS recovery_codes (
     account TEXT NOT NULL,
     hash TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     used_at BIGINT,
     PRIMARY KEY (account, hash)
 );
-CREATE TABLE console_sessions (
+CREATE TABLE IF NOT EXISTS console_sessions (
     id_hash TEXT PRIMARY KEY,
     account TEXT NOT NULL,
     stage TEXT NOT NULL,
@@ -339,9 +342,9 @@ CREATE TABLE console_sessions (
     last_seen_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE INDEX console_sessions_account ON console_sessions(account);
-CREATE INDEX console_sessions_expiry ON console_sessions(expires_at);
-CREATE TABLE endpoints (
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions(account);
+CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions(expires_at);
+CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT COLLATE \"C\" PRIMARY KEY,
     name_key TEXT COLLATE \"C\" NOT NULL,
     grp TEXT NOT NULL,
@@ -354,14 +357,14 @@ CREATE TABLE endpoints (
     last_result TEXT,
     failing BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX endpoints_key ON endpoints(name_key, name);
-CREATE INDEX endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
-CREATE INDEX endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
-CREATE INDEX endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
-CREATE INDEX endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
-CREATE INDEX endpoints_group ON endpoints(grp, name_key, name);
-CREATE INDEX endpoints_release ON endpoints(installed_version, name_key, name);
-CREATE TABLE fleet_report_hours (
+CREATE INDEX IF NOT EXISTS endpoints_key ON endpoints(name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
+CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE TABLE IF NOT EXISTS fleet_report_hours (
     hour BIGINT PRIMARY KEY,
     reports BIGINT NOT NULL,
     failures BIGINT NOT NULL
@@ -372,7 +375,8 @@ SELECT c.name, lower(c.name), COALESCE(t.base, c.name), c.serial, c.issued_at, c
 FROM certificates c LEFT JOIN enrollment_tokens t ON t.name = c.name
 WHERE c.profile = 'endpoint' AND NOT EXISTS (
     SELECT 1 FROM certificates d WHERE d.name = c.name AND d.profile = 'endpoint'
-        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)));
+        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)))
+ON CONFLICT (name) DO NOTHING;
 INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result, failing)
 SELECT r.name, lower(r.name), COALESCE(t.base, r.name), r.installed_version, r.received_at,
        r.last_result, CASE WHEN r.last_result = 'error' THEN 1 ELSE 0 END
@@ -380,7 +384,8 @@ FROM fleet_reports r LEFT JOIN enrollment_tokens t ON t.name = r.name
 ON CONFLICT (name) DO UPDATE SET installed_version = EXCLUDED.installed_version,
     last_seen = EXCLUDED.last_seen, last_result = EXCLUDED.last_result,
     failing = EXCLUDED.failing;
-CREATE FUNCTION endpoints_on_issue() RETURNS trigger LANGUAGE plpgsql AS $body$
+CREATE OR REPLACE FUNCTION endpoints_on_issue() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
 BEGIN
     IF NEW.profile = 'endpoint' THEN
         INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
@@ -394,17 +399,21 @@ BEGIN
     END IF;
     RETURN NULL;
 END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_issue ON certificates;
 CREATE TRIGGER endpoints_on_issue AFTER INSERT ON certificates
     FOR EACH ROW EXECUTE FUNCTION endpoints_on_issue();
-CREATE FUNCTION endpoints_on_revoke() RETURNS trigger LANGUAGE plpgsql AS $body$
+CREATE OR REPLACE FUNCTION endpoints_on_revoke() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
 BEGIN
     UPDATE endpoints SET revoked_at = NEW.revoked_at
     WHERE name = NEW.name AND serial = NEW.serial;
     RETURN NULL;
 END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_revoke ON certificates;
 CREATE TRIGGER endpoints_on_revoke AFTER UPDATE OF revoked_at ON certificates
     FOR EACH ROW EXECUTE FUNCTION endpoints_on_revoke();
-CREATE FUNCTION endpoints_on_report() RETURNS trigger LANGUAGE plpgsql AS $body$
+CREATE OR REPLACE FUNCTION endpoints_on_report() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
 DECLARE
     failed BIGINT := CASE WHEN NEW.last_result = 'error' THEN 1 ELSE 0 END;
 BEGIN
@@ -422,12 +431,13 @@ BEGIN
         failures = fleet_report_hours.failures + EXCLUDED.failures;
     RETURN NULL;
 END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_report ON fleet_reports;
 CREATE TRIGGER endpoints_on_report AFTER INSERT OR UPDATE ON fleet_reports
     FOR EACH ROW EXECUTE FUNCTION endpoints_on_report();
-CREATE INDEX audit_actor ON audit(actor, seq);
-CREATE INDEX audit_action ON audit(action, seq);
-CREATE INDEX enrollment_tokens_created ON enrollment_tokens(created_at, id);
-CREATE INDEX certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action, seq);
+CREATE INDEX IF NOT EXISTS enrollment_tokens_created ON enrollment_tokens(created_at, id);
+CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
 ",
     },
 ];

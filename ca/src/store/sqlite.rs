@@ -10,9 +10,8 @@ use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
     audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
-    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS,
-    ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS,
-    TOKEN_COLUMNS,
+    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
+    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
@@ -678,7 +677,10 @@ impl StoreTx for SqliteTx<'_> {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Conflict(format!("an account named {} exists", r.name)))
+                Err(StoreError::Conflict(format!(
+                    "an account named {} exists",
+                    r.name
+                )))
             }
             Err(e) => Err(e.into()),
         }
@@ -902,7 +904,7 @@ impl StoreTx for SqliteTx<'_> {
     fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version",
+             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, i64>(1)?))

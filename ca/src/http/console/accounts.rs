@@ -85,7 +85,10 @@ fn action_form(current: &Current, name: &str, action: &str, label: &str) -> Mark
 }
 
 fn bad_form(e: &FormRejection) -> PageError {
-    PageError::new(StatusCode::BAD_REQUEST, format!("The form is malformed: {e}"))
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        format!("The form is malformed: {e}"),
+    )
 }
 
 /// The page showing a one-time password, once.
@@ -125,7 +128,10 @@ pub(super) async fn create(
     let Form(form) = form.map_err(|e| bad_form(&e))?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Admin).await?;
     let role = Role::parse(&form.role).ok_or_else(|| {
-        PageError::new(StatusCode::BAD_REQUEST, "Choose admin, operator or auditor.")
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Choose admin, operator or auditor.",
+        )
     })?;
     let console_state = state.clone();
     let actor = current.actor();
@@ -173,7 +179,12 @@ pub(super) async fn change(
             "disable" => accounts::disable_account(store, &target, &actor).map(|()| None),
             "reset-mfa" => accounts::reset_mfa(store, &target, &actor).map(|()| None),
             "password" => accounts::reset_password(store, &target, &actor).map(Some),
-            _ => return Err(PageError::new(StatusCode::NOT_FOUND, "There is no such action.")),
+            _ => {
+                return Err(PageError::new(
+                    StatusCode::NOT_FOUND,
+                    "There is no such action.",
+                ))
+            }
         }
         .map_err(PageError::from)
     })

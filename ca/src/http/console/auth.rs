@@ -25,7 +25,10 @@ use crate::http::AppState;
 const LOGIN_FORM_SECS: i64 = 3600;
 
 fn bad_form(rejection: &FormRejection) -> PageError {
-    PageError::new(StatusCode::BAD_REQUEST, format!("The form is malformed: {rejection}"))
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        format!("The form is malformed: {rejection}"),
+    )
 }
 
 fn login_page(token: &str, message: Option<&str>, status: StatusCode) -> Response {

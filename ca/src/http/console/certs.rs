@@ -13,8 +13,7 @@ use serde::Deserialize;
 
 use super::endpoints::revoke_section;
 use super::{
-    blocking, csrf_field, form_caller, layout, page, query_value, signed_in, when, Nav,
-    PageError,
+    blocking, csrf_field, form_caller, layout, page, query_value, signed_in, when, Nav, PageError,
 };
 use crate::core::admin::Role;
 use crate::core::authority::RevokeTarget;
@@ -28,7 +27,9 @@ use crate::store::{read_tx, CertRecord, ListFilter};
 
 fn status(cert: &CertRecord, now: i64) -> Markup {
     match cert.revocation {
-        Some(r) => html! { span.badge.revoked { "revoked" } " " (when(Some(r.revoked_at))) " (" (r.reason) ")" },
+        Some(r) => {
+            html! { span.badge.revoked { "revoked" } " " (when(Some(r.revoked_at))) " (" (r.reason) ")" }
+        }
         None if cert.not_after < now => html! { span.badge.expired { "expired" } },
         None => html! { span.badge.valid { "valid" } },
     }
@@ -210,7 +211,10 @@ pub(super) async fn revoke(
     form: Result<Form<RevokeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| {
-        PageError::new(StatusCode::BAD_REQUEST, format!("The form is malformed: {e}"))
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("The form is malformed: {e}"),
+        )
     })?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let serial = parse_serial(&serial)?;
@@ -220,12 +224,12 @@ pub(super) async fn revoke(
             "Tick the confirmation to revoke; nothing was changed.",
         ));
     }
-    let reason: Reason = form
-        .reason
-        .parse()
-        .map_err(|e: crate::model::revocation::ReasonParseError| {
-            PageError::new(StatusCode::BAD_REQUEST, e.to_string())
-        })?;
+    let reason: Reason =
+        form.reason
+            .parse()
+            .map_err(|e: crate::model::revocation::ReasonParseError| {
+                PageError::new(StatusCode::BAD_REQUEST, e.to_string())
+            })?;
     let console_state = state.clone();
     let actor = current.actor();
     let target = serial.clone();

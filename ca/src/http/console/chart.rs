@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(svg.matches("fill=\"#2f6fdb\"").count(), 23);
         assert_eq!(svg.matches("fill=\"#c9372c\"").count(), 1);
         assert!(svg.contains("552 reports, 3 of them failed checks; at most 46 in one hour"));
-        assert!(!svg.contains("style="), "presentation attributes only (CSP)");
+        assert!(
+            !svg.contains("style="),
+            "presentation attributes only (CSP)"
+        );
         let empty = reports_svg(&[]);
         assert!(empty.contains("0 reports"));
     }

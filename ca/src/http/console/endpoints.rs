@@ -46,7 +46,10 @@ pub(super) async fn list(
     };
     let group = param("group");
     let release = param("release")
-        .map(|r| r.parse::<u64>().map_err(|_| bad(format!("release {r:?} is not a number"))))
+        .map(|r| {
+            r.parse::<u64>()
+                .map_err(|_| bad(format!("release {r:?} is not a number")))
+        })
         .transpose()?;
     let now = crate::model::time::now_unix();
     let query = EndpointQuery {
@@ -156,12 +159,14 @@ pub(super) async fn show(
     })
     .await?;
     let entry = entry.ok_or_else(|| {
-        PageError::new(StatusCode::NOT_FOUND, format!("No endpoint is named {}.", untrusted(&name)))
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("No endpoint is named {}.", untrusted(&name)),
+        )
     })?;
-    let revocable = entry
-        .serial
-        .clone()
-        .filter(|_| entry.certificate == CertState::Valid || entry.certificate == CertState::Expired);
+    let revocable = entry.serial.clone().filter(|_| {
+        entry.certificate == CertState::Valid || entry.certificate == CertState::Expired
+    });
     let body = html! {
         h1 { "Endpoint " (untrusted(&entry.name)) }
         dl.facts {

@@ -272,9 +272,10 @@ fn with_session(to: &str, id: &str) -> Response {
 
 /// The client's address (per-address throttling).
 fn client_ip(peer: Option<&Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
-    peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(addr))| {
-        addr.ip()
-    })
+    peer.map_or(
+        IpAddr::from([0, 0, 0, 0]),
+        |Extension(ConnectInfo(addr))| addr.ip(),
+    )
 }
 
 /// The session of this request at `stage`, if any.
@@ -394,8 +395,18 @@ pub(super) fn layout(title: &str, current: Option<(&Current, Nav)>, body: Markup
     let entries = [
         (Nav::Dashboard, "/ui/", "Dashboard", Role::Auditor),
         (Nav::Endpoints, "/ui/endpoints", "Endpoints", Role::Auditor),
-        (Nav::Certificates, "/ui/certificates", "Certificates", Role::Auditor),
-        (Nav::Tokens, "/ui/tokens", "Enrollment tokens", Role::Auditor),
+        (
+            Nav::Certificates,
+            "/ui/certificates",
+            "Certificates",
+            Role::Auditor,
+        ),
+        (
+            Nav::Tokens,
+            "/ui/tokens",
+            "Enrollment tokens",
+            Role::Auditor,
+        ),
         (Nav::Audit, "/ui/audit", "Audit log", Role::Auditor),
         (Nav::Accounts, "/ui/accounts", "Accounts", Role::Admin),
     ];

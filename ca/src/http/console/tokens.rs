@@ -24,7 +24,12 @@ use crate::http::AppState;
 use crate::model::encoding::sha256_hex;
 
 /// Token lifetimes offered by the form.
-const TTLS: [(&str, &str); 4] = [("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")];
+const TTLS: [(&str, &str); 4] = [
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+];
 
 /// The profiles `current` may create tokens for (`[token_policy]`).
 fn allowed_profiles(state: &AppState, current: &Current) -> Vec<String> {
@@ -54,8 +59,14 @@ pub(super) async fn list(
     };
     let now = crate::model::time::now_unix();
     let console_state = state.clone();
-    let found =
-        blocking(move || Ok(console::tokens(console_state.authority.store(), after, now)?)).await?;
+    let found = blocking(move || {
+        Ok(console::tokens(
+            console_state.authority.store(),
+            after,
+            now,
+        )?)
+    })
+    .await?;
     let profiles = allowed_profiles(&state, &current);
     let may_create = current.role >= Role::Operator && !profiles.is_empty();
     let body = html! {
@@ -147,7 +158,10 @@ pub(super) async fn create(
     form: Result<Form<NewTokenForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| {
-        PageError::new(StatusCode::BAD_REQUEST, format!("The form is malformed: {e}"))
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("The form is malformed: {e}"),
+        )
     })?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let profile = Some(form.profile.clone())
@@ -174,8 +188,12 @@ pub(super) async fn create(
     };
     let service = state.enrollment.clone();
     let actor = current.actor();
-    let created = blocking(move || service.create_token(&request, &actor).map_err(|r| refusal(&r)))
-        .await?;
+    let created = blocking(move || {
+        service
+            .create_token(&request, &actor)
+            .map_err(|r| refusal(&r))
+    })
+    .await?;
     let server = state
         .authority
         .config()
@@ -217,7 +235,10 @@ pub(super) async fn revoke(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| {
-        PageError::new(StatusCode::BAD_REQUEST, format!("The form is malformed: {e}"))
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("The form is malformed: {e}"),
+        )
     })?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let service = state.enrollment.clone();
