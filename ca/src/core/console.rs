@@ -174,12 +174,15 @@ pub(crate) fn certificates(
     )
 }
 
+/// A page of enrollment tokens with their status, keyed by (created_at, id).
+pub(crate) type TokenPage = Page<(EnrollmentTokenRecord, TokenStatus), (i64, String)>;
+
 /// One page of enrollment tokens, newest first, with their status at `now`.
 pub(crate) fn tokens(
     store: &dyn Store,
     after: Option<(i64, String)>,
     now: i64,
-) -> Result<Page<(EnrollmentTokenRecord, TokenStatus), (i64, String)>, StoreError> {
+) -> Result<TokenPage, StoreError> {
     paged(
         |limit| {
             let rows = read_tx(store, |tx| tx.enrollment_tokens_page(after.clone(), limit))?;

@@ -91,7 +91,7 @@ fn refused(state: &AppState, ip: std::net::IpAddr, error: &SignInError) -> Strin
 }
 
 /// `429` when this address failed too often.
-fn throttled(state: &AppState, ip: std::net::IpAddr) -> Result<(), Response> {
+fn throttled(state: &AppState, ip: std::net::IpAddr) -> Result<(), Box<Response>> {
     state.console.throttle.admit(ip).map_err(|wait| {
         let secs = wait.as_secs().max(1);
         let mut response = PageError::new(
@@ -102,7 +102,7 @@ fn throttled(state: &AppState, ip: std::net::IpAddr) -> Result<(), Response> {
         if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        response
+        Box::new(response)
     })
 }
 
@@ -120,7 +120,7 @@ pub(super) async fn login(
     }
     let ip = client_ip(peer.as_ref());
     if let Err(response) = throttled(&state, ip) {
-        return Ok(response);
+        return Ok(*response);
     }
     let name = form.username.trim().to_owned();
     let console = state.clone();
@@ -232,7 +232,7 @@ pub(super) async fn second_factor(
     }
     let ip = client_ip(peer.as_ref());
     if let Err(response) = throttled(&state, ip) {
-        return Ok(response);
+        return Ok(*response);
     }
     let console = state.clone();
     let signing_in = current.clone();
