@@ -26,13 +26,14 @@ mod server;
 pub mod store;
 
 pub use crate::cli::args::{
-    AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, ConnectionLimitArgs, DataDir,
-    FleetCommand, InitArgs, KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs, RotateWhat,
-    TokenCommand,
+    AdminCommand, AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, ConnectionLimitArgs,
+    DataDir, FleetCommand, InitArgs, KeyArgs, ListenArgs, RelayArgs, RootCommand, RotateArgs,
+    RotateWhat, TokenCommand, UserCommand,
 };
 pub use crate::cli::{
     init_logging, open_configured_store, open_store, run, Error, EXIT_FAILURE, EXIT_OK, EXIT_USAGE,
 };
+pub use crate::core::accounts::AccountError;
 pub use crate::core::admin::AdminTokenError;
 pub use crate::core::audit::{
     verify as verify_audit_log, verify_against as verify_audit_log_against, AuditReport,

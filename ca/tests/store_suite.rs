@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_ca::store::{
-    read_tx, write_tx, AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport,
-    ListFilter, PgOptions, PgStore, Revocation, RevokeOutcome, SqliteStore, Store, StoreError,
-    StoredCrl, SCHEMA_VERSION,
+    read_tx, write_tx, AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts,
+    EndpointFilter, EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter,
+    PgOptions, PgStore, ReportHour, Revocation, RevokeOutcome, SessionRecord, SqliteStore, Store,
+    StoreError, StoredCrl, SCHEMA_VERSION,
 };
 use herald_ca::{verify_audit_log, NewAuditEntry, Reason, Serial};
 
@@ -726,4 +727,429 @@ fn release_number_too_large_refused_with_nothing_written() {
             .unwrap()
             .is_empty());
     });
+}
+
+fn account(name: &str) -> AccountRecord {
+    AccountRecord {
+        name: name.to_owned(),
+        role: "operator".to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+        password_one_time: true,
+        mfa_required: true,
+        totp_secret: None,
+        totp_enrolled_at: None,
+        totp_last_step: None,
+        created_at: 1,
+        disabled_at: None,
+        failed_logins: 0,
+        locked_until: None,
+        last_login_at: None,
+    }
+}
+
+#[test]
+fn console_accounts_stored_and_failures_counted_across_servers() {
+    both(|a, b| {
+        write_tx(a, |tx| tx.insert_account(&account("alice"))).unwrap();
+        let taken = write_tx(b, |tx| tx.insert_account(&account("alice")));
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+        let mut changed = account("alice");
+        changed.password_one_time = false;
+        changed.totp_secret = Some("00ff".to_owned());
+        changed.totp_enrolled_at = Some(5);
+        assert!(write_tx(b, |tx| tx.update_account(&changed)).unwrap());
+        assert!(!write_tx(b, |tx| tx.update_account(&account("nobody"))).unwrap());
+        assert_eq!(
+            read_tx(a, |tx| tx.account("alice")).unwrap().unwrap(),
+            changed
+        );
+        // Concurrent failures on two servers all count; the fifth locks.
+        concurrently(a, b, 8, |store, _| {
+            write_tx(store, |tx| tx.count_login_failure("alice", 5, 1_000)).unwrap()
+        });
+        let counted = read_tx(a, |tx| tx.account("alice")).unwrap().unwrap();
+        assert_eq!(
+            (counted.failed_logins, counted.locked_until),
+            (8, Some(1_000))
+        );
+        assert_eq!(
+            write_tx(a, |tx| tx.count_login_failure("nobody", 5, 1_000)).unwrap(),
+            None
+        );
+        // A TOTP step is accepted once, whoever asks first; only later steps after it.
+        let accepted = concurrently(a, b, 8, |store, _| {
+            write_tx(store, |tx| tx.accept_totp_step("alice", 100)).unwrap()
+        });
+        assert_eq!(accepted.iter().filter(|ok| **ok).count(), 1);
+        assert!(!write_tx(a, |tx| tx.accept_totp_step("alice", 99)).unwrap());
+        assert!(write_tx(b, |tx| tx.accept_totp_step("alice", 101)).unwrap());
+        write_tx(a, |tx| tx.insert_account(&account("bob"))).unwrap();
+        let names: Vec<String> = read_tx(b, |tx| tx.list_accounts())
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+    });
+}
+
+#[test]
+fn recovery_codes_used_once_and_sessions_expire() {
+    both(|a, b| {
+        let hashes: Vec<String> = (0..3).map(|i| format!("code-{i}")).collect();
+        write_tx(a, |tx| tx.replace_recovery_codes("alice", &hashes, 1)).unwrap();
+        let used = concurrently(a, b, 6, |store, _| {
+            write_tx(store, |tx| tx.use_recovery_code("alice", "code-1", 2)).unwrap()
+        });
+        assert_eq!(used.iter().filter(|ok| **ok).count(), 1);
+        assert!(!write_tx(a, |tx| tx.use_recovery_code("bob", "code-0", 2)).unwrap());
+        assert_eq!(read_tx(b, |tx| tx.recovery_codes_left("alice")).unwrap(), 2);
+        write_tx(a, |tx| tx.replace_recovery_codes("alice", &[], 3)).unwrap();
+        assert_eq!(read_tx(b, |tx| tx.recovery_codes_left("alice")).unwrap(), 0);
+
+        let session = |id: &str, account: &str, seen: i64, expires: i64| SessionRecord {
+            id_hash: id.to_owned(),
+            account: account.to_owned(),
+            stage: "active".to_owned(),
+            created_at: 0,
+            last_seen_at: seen,
+            expires_at: expires,
+        };
+        write_tx(a, |tx| {
+            tx.insert_session(&session("s1", "alice", 100, 1_000))?;
+            tx.insert_session(&session("s2", "alice", 100, 1_000))?;
+            tx.insert_session(&session("s3", "bob", 10, 1_000))?;
+            tx.insert_session(&session("s4", "bob", 100, 150))
+        })
+        .unwrap();
+        write_tx(b, |tx| tx.touch_session("s1", 120)).unwrap();
+        assert_eq!(
+            read_tx(a, |tx| tx.session("s1")).unwrap(),
+            Some(session("s1", "alice", 120, 1_000))
+        );
+        // At 200, idle since before 50 or past expiry: s3 (idle) and s4 (expired) go.
+        assert_eq!(
+            write_tx(a, |tx| tx.delete_expired_sessions(200, 50)).unwrap(),
+            2
+        );
+        assert_eq!(read_tx(b, |tx| tx.session("s3")).unwrap(), None);
+        assert!(write_tx(b, |tx| tx.delete_session("s2")).unwrap());
+        assert!(!write_tx(b, |tx| tx.delete_session("s2")).unwrap());
+        assert_eq!(write_tx(a, |tx| tx.delete_sessions_of("alice")).unwrap(), 1);
+        assert_eq!(read_tx(b, |tx| tx.session("s1")).unwrap(), None);
+    });
+}
+
+fn cert_of(serial: u8, name: &str, profile: &str, issued_at: i64, not_after: i64) -> CertRecord {
+    CertRecord {
+        profile: profile.to_owned(),
+        issued_at,
+        not_after,
+        ..record(&[serial, 0xee], name)
+    }
+}
+
+/// Two certificates of `kiosk-0001` (the newer one revoked), a `server` certificate (not an
+/// endpoint), `Lab-0001` (issued by hand, no token, never reported), and reports of
+/// `kiosk-0001` and of `ghost-0001` (no certificate; its check failed).
+fn small_fleet(store: &dyn Store) {
+    write_tx(store, |tx| {
+        tx.insert_enrollment_token(&EnrollmentTokenRecord {
+            base: "kiosk".to_owned(),
+            ..token("t1", "kiosk-0001")
+        })?;
+        tx.insert_certificate(&cert_of(1, "kiosk-0001", "endpoint", 100, 1_000))?;
+        tx.insert_certificate(&cert_of(2, "kiosk-0001", "endpoint", 200, 2_000))?;
+        tx.insert_certificate(&cert_of(3, "web.example", "server", 200, 2_000))?;
+        tx.insert_certificate(&cert_of(4, "Lab-0001", "endpoint", 150, 400))?;
+        Ok::<_, StoreError>(())
+    })
+    .unwrap();
+    write_tx(store, |tx| {
+        let revoked = Revocation {
+            revoked_at: 250,
+            reason: Reason::KeyCompromise,
+        };
+        tx.revoke(&Serial::from_bytes(&[2, 0xee]), revoked)?;
+        tx.put_fleet_report(&report("kiosk-0001", 3, None, 300))?;
+        tx.put_fleet_report(&report("ghost-0001", 1, Some("disk full"), 310))?;
+        tx.put_fleet_report(&report("kiosk-0001", 3, None, 3_700))
+    })
+    .unwrap();
+}
+
+fn page(store: &dyn Store, query: EndpointQuery) -> Vec<String> {
+    read_tx(store, |tx| tx.endpoints_page(&query))
+        .unwrap()
+        .into_iter()
+        .map(|row| row.name)
+        .collect()
+}
+
+#[test]
+fn endpoints_view_follows_certificates_revocations_and_reports() {
+    both(|store, other| {
+        small_fleet(store);
+        let all = |limit| EndpointQuery {
+            now: 500,
+            limit,
+            ..EndpointQuery::default()
+        };
+        let rows = read_tx(other, |tx| tx.endpoints_page(&all(10))).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                EndpointRow {
+                    name: "ghost-0001".into(),
+                    group: "ghost-0001".into(),
+                    serial: None,
+                    not_after: None,
+                    revoked_at: None,
+                    installed_version: Some(1),
+                    last_seen: Some(310),
+                    last_result: Some("error".into()),
+                },
+                EndpointRow {
+                    name: "kiosk-0001".into(),
+                    group: "kiosk".into(),
+                    serial: Some(Serial::from_bytes(&[2, 0xee]).to_hex()),
+                    not_after: Some(2_000),
+                    revoked_at: Some(250),
+                    installed_version: Some(3),
+                    last_seen: Some(3_700),
+                    last_result: Some("installed".into()),
+                },
+                EndpointRow {
+                    name: "Lab-0001".into(),
+                    group: "Lab-0001".into(),
+                    serial: Some(Serial::from_bytes(&[4, 0xee]).to_hex()),
+                    not_after: Some(400),
+                    revoked_at: None,
+                    installed_version: None,
+                    last_seen: None,
+                    last_result: None,
+                },
+            ],
+            "ordered by lower-case name; the newest endpoint certificate counts"
+        );
+        // Keyset paging.
+        assert_eq!(page(other, all(2)), ["ghost-0001", "kiosk-0001"]);
+        let next = EndpointQuery {
+            after: Some("kiosk-0001".into()),
+            ..all(2)
+        };
+        assert_eq!(page(other, next), ["Lab-0001"]);
+        // Filters, each on an index.
+        let by = |q: EndpointQuery| page(other, q);
+        let state = |f| EndpointQuery {
+            state: Some(f),
+            ..all(10)
+        };
+        assert_eq!(by(state(EndpointFilter::Revoked)), ["kiosk-0001"]);
+        assert_eq!(by(state(EndpointFilter::Expired)), ["Lab-0001"]);
+        assert!(by(state(EndpointFilter::Valid)).is_empty());
+        assert_eq!(by(state(EndpointFilter::NeverReported)), ["Lab-0001"]);
+        assert_eq!(by(state(EndpointFilter::Failing)), ["ghost-0001"]);
+        assert_eq!(
+            by(EndpointQuery {
+                now: 300,
+                ..state(EndpointFilter::Valid)
+            }),
+            ["Lab-0001"]
+        );
+        let group = EndpointQuery {
+            group: Some("kiosk".into()),
+            ..all(10)
+        };
+        assert_eq!(by(group), ["kiosk-0001"]);
+        let release = EndpointQuery {
+            release: Some(1),
+            ..all(10)
+        };
+        assert_eq!(by(release), ["ghost-0001"]);
+        let prefix = EndpointQuery {
+            prefix: Some("LA".into()),
+            ..all(10)
+        };
+        assert_eq!(by(prefix), ["Lab-0001"], "prefixes ignore case");
+        let none = EndpointQuery {
+            prefix: Some("kiosk-0001x".into()),
+            ..all(10)
+        };
+        assert!(by(none).is_empty());
+        assert_eq!(
+            read_tx(other, |tx| tx.endpoint_counts(500)).unwrap(),
+            EndpointCounts {
+                total: 3,
+                valid: 0,
+                revoked: 1,
+                expired: 1,
+                never_reported: 1,
+                failing: 1,
+            }
+        );
+        assert_eq!(
+            read_tx(other, |tx| tx.release_counts()).unwrap(),
+            vec![(None, 1), (Some(1), 1), (Some(3), 1)]
+        );
+        assert_eq!(
+            read_tx(other, |tx| tx.report_hours(0)).unwrap(),
+            vec![
+                ReportHour {
+                    hour: 0,
+                    reports: 2,
+                    failures: 1
+                },
+                ReportHour {
+                    hour: 1,
+                    reports: 1,
+                    failures: 0
+                },
+            ],
+            "every report counted once, in the hour it arrived"
+        );
+        assert_eq!(read_tx(other, |tx| tx.report_hours(1)).unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn audit_tokens_and_certificates_paged_newest_first() {
+    both(|store, other| {
+        for i in 0..5 {
+            let actor = if i % 2 == 0 { "account:alice" } else { "cli" };
+            write_tx(store, |tx| {
+                tx.append_audit(&NewAuditEntry::now(
+                    actor,
+                    "revoke",
+                    serde_json::json!({"i": i}),
+                ))?;
+                tx.append_audit(&NewAuditEntry::now(
+                    actor,
+                    "issue",
+                    serde_json::json!({"i": i}),
+                ))
+            })
+            .unwrap();
+        }
+        let seqs = |q: AuditQuery| -> Vec<i64> {
+            read_tx(other, |tx| tx.audit_page(&q))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(
+            seqs(AuditQuery {
+                limit: 3,
+                ..AuditQuery::default()
+            }),
+            [10, 9, 8]
+        );
+        assert_eq!(
+            seqs(AuditQuery {
+                before: Some(8),
+                limit: 3,
+                ..AuditQuery::default()
+            }),
+            [7, 6, 5]
+        );
+        assert_eq!(
+            seqs(AuditQuery {
+                actor: Some("account:alice".into()),
+                action: Some("revoke".into()),
+                limit: 10,
+                ..AuditQuery::default()
+            }),
+            [9, 5, 1]
+        );
+
+        write_tx(store, |tx| {
+            for (i, at) in [(1, 10), (2, 30), (3, 20), (4, 30)] {
+                tx.insert_enrollment_token(&EnrollmentTokenRecord {
+                    created_at: at,
+                    hash: format!("h{i}"),
+                    ..token(&format!("t{i}"), &format!("web-000{i}"))
+                })?;
+                tx.insert_certificate(&cert_of(
+                    i,
+                    &format!("web-000{i}"),
+                    "endpoint",
+                    at,
+                    at + 100,
+                ))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        let tokens = |after| -> Vec<String> {
+            read_tx(other, |tx| tx.enrollment_tokens_page(after, 2))
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect()
+        };
+        assert_eq!(tokens(None), ["t4", "t2"]);
+        assert_eq!(tokens(Some((30, "t2".to_owned()))), ["t3", "t1"]);
+        let certs = |after| -> Vec<String> {
+            read_tx(other, |tx| tx.certificates_page(after, 2))
+                .unwrap()
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(certs(None), ["web-0002", "web-0004"]);
+        let last = Serial::from_bytes(&[4, 0xee]).to_hex();
+        assert_eq!(certs(Some((30, last))), ["web-0003", "web-0001"]);
+        let (count, soonest) = read_tx(other, |tx| tx.certificates_expiring(115, 200, 1)).unwrap();
+        assert_eq!(count, 3, "web-0003 and web-0002/4 expire in [115, 200)");
+        assert_eq!(soonest.len(), 1);
+        assert_eq!(soonest[0].name, "web-0003");
+    });
+}
+
+#[test]
+fn endpoints_of_an_older_store_backfilled_by_the_migration() {
+    // A fleet written by this version, then the store put back at schema version 4 (before
+    // the console: no endpoints table, no triggers), so that the migration runs on the data.
+    let undo_v5 = "DROP TABLE endpoints; DROP TABLE fleet_report_hours; DROP TABLE admin_accounts;
+        DROP TABLE recovery_codes; DROP TABLE console_sessions; DROP INDEX audit_actor;
+        DROP INDEX audit_action; DROP INDEX enrollment_tokens_created;
+        DROP INDEX certificates_expiry;";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    small_fleet(&SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "DROP TRIGGER endpoints_on_issue; DROP TRIGGER endpoints_on_revoke;
+             DROP TRIGGER endpoints_on_report; {undo_v5} PRAGMA user_version = 4;"
+        ))
+        .unwrap();
+    let schema = PgSchema::new();
+    small_fleet(&schema.open());
+    admin_sql(&format!(
+        "SET search_path TO {0};
+         DROP TRIGGER endpoints_on_issue ON certificates;
+         DROP TRIGGER endpoints_on_revoke ON certificates;
+         DROP TRIGGER endpoints_on_report ON fleet_reports;
+         DROP FUNCTION endpoints_on_issue(); DROP FUNCTION endpoints_on_revoke();
+         DROP FUNCTION endpoints_on_report(); {undo_v5}
+         UPDATE herald_schema SET version = 4;",
+        schema.name
+    ));
+    let sqlite = SqliteStore::open(&path).unwrap();
+    let pg = schema.open();
+    for store in [&sqlite as &dyn Store, &pg] {
+        let q = EndpointQuery {
+            now: 500,
+            limit: 10,
+            ..EndpointQuery::default()
+        };
+        assert_eq!(page(store, q), ["ghost-0001", "kiosk-0001", "Lab-0001"]);
+        let counts = read_tx(store, |tx| tx.endpoint_counts(500)).unwrap();
+        assert_eq!(
+            (counts.revoked, counts.failing, counts.never_reported),
+            (1, 1, 1)
+        );
+    }
 }

@@ -22,6 +22,7 @@ fn herald_ca_help_lists_its_commands() {
         "relay",
         "audit",
         "fleet",
+        "admin",
     ] {
         assert!(
             help.contains(&format!("\n  {cmd} ")),

@@ -102,3 +102,70 @@ fn quickstart_starts_without_setup_and_answers_healthz() {
         }
     }
 }
+
+/// Starts quickstart on `data_dir` and returns what it printed up to "Stop with Ctrl-C", then
+/// stops it.
+fn quickstart_lines(data_dir: &Path) -> Vec<String> {
+    let mut child = herald_bin("herald-ca")
+        .args([
+            "quickstart",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("quickstart starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout is UTF-8");
+        let done = line.starts_with("Stop with Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().expect("server stops");
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn quickstart_prints_the_console_and_its_one_time_password_once() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().join("herald-data");
+    let first = quickstart_lines(&data_dir);
+    let line = |lines: &[String], prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+            .to_owned()
+    };
+    let console = line(&first, "console: ");
+    assert!(
+        console.starts_with("https://127.0.0.1:") && console.ends_with("/ui/"),
+        "{console}"
+    );
+    let account = line(&first, "console account: ");
+    let password = account
+        .strip_prefix("admin, one-time password: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{account}"));
+    assert_eq!(password.len(), 23, "{account}");
+    let again = quickstart_lines(&data_dir);
+    let account = line(&again, "console account: ");
+    assert!(
+        account.starts_with("admin (one-time password printed"),
+        "{account}"
+    );
+    assert!(
+        !again.iter().any(|l| l.contains(password)),
+        "the password is shown once"
+    );
+}

@@ -89,7 +89,9 @@ pub enum Command {
     /// Initialise if needed, then serve, and print what to do next. Needs no set-up.
     ///
     /// On first run it creates the data folder with a random passphrase in `passphrase` (mode
-    /// 0600) that encrypts the keys, and an admin token in `admin-token` (0600), and configures
+    /// 0600) that encrypts the keys, an admin token in `admin-token` (0600) and the console
+    /// account `admin`, whose one-time password it prints once (open https://LISTEN/ui/, then
+    /// choose a password and enrol TOTP), and configures
     /// the folder `herald-repository` beside it (`NAME-repository` beside a data folder `NAME`;
     /// never inside the folder that holds the keys) to be served at /repo/ to enrolled
     /// endpoints. Every start
@@ -139,6 +141,9 @@ pub enum Command {
     /// Create, list and revoke admin API tokens (stored only as SHA-256 hashes).
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
+    /// Manage the accounts that sign in to the web console (https://LISTEN/ui/).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run a relay for a site: endpoints talk to it as to the server; it forwards enrollment,
     /// renewal and status reports upstream unchanged (endpoints sign their own) over its own
     /// mutual-TLS identity and caches CRLs, OCSP responses and repository files. It holds no
@@ -389,6 +394,79 @@ pub enum AdminTokenCommand {
     },
 }
 
+/// `herald-ca admin` commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Console accounts: sign-in with a password (Argon2id hash stored) and a TOTP second
+    /// factor (RFC 6238, enrolled at the first sign-in; ten one-time recovery codes), with a
+    /// role: admin (everything, including accounts), operator (revocation, endpoint tokens,
+    /// reads) or auditor (read-only). Repeated failed sign-ins lock an account for a while
+    /// (`[console]` in config.toml). Every sign-in, failure and action is audited with the
+    /// account's name.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `herald-ca admin user` commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account and print its one-time password (shown once): at its first
+    /// sign-in the holder chooses a password and enrols TOTP.
+    Add {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The account name (1 to 64 letters, digits, '.', '_', '-', '@').
+        name: String,
+        /// Role: admin, operator or auditor.
+        #[arg(long, value_parser = ["admin", "operator", "auditor"])]
+        role: String,
+        /// Do not require a second factor for this account (not recommended; for a
+        /// read-only service account, say).
+        #[arg(long)]
+        no_mfa: bool,
+        /// Print JSON (the account and `one_time_password`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accounts: name, role, status (active, first-sign-in, locked, disabled), second
+    /// factor (totp, pending, off) and last sign-in.
+    List {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: it can no longer sign in and its sessions end at once.
+    Disable {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The account name.
+        name: String,
+    },
+    /// Remove an account's second factor (TOTP and recovery codes) and unlock it; it enrols
+    /// again at its next sign-in. Its sessions end.
+    ResetMfa {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The account name.
+        name: String,
+    },
+    /// Give an account a new one-time password (printed once) and unlock it; it chooses its
+    /// own at the next sign-in. Its sessions end.
+    Passwd {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The account name.
+        name: String,
+    },
+}
+
 /// `herald-ca token` commands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -611,6 +689,7 @@ impl Command {
             Command::Crl { .. } => "crl",
             Command::Root(_) => "root",
             Command::AdminToken(_) => "admin-token",
+            Command::Admin(_) => "admin",
             Command::Rotate(_) => "rotate",
             Command::Relay(_) => "relay",
             Command::Audit(_) => "audit",

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use herald_token_service::{NewTokenRequest, Refusal, TokenService};
 
 use crate::cli::args::{
-    AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, FleetCommand, InitArgs, KeyArgs,
-    RootCommand, RotateWhat, TokenCommand,
+    AdminCommand, AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, FleetCommand,
+    InitArgs, KeyArgs, RootCommand, RotateWhat, TokenCommand, UserCommand,
 };
 use crate::cli::Error;
 use crate::core::admin::{
@@ -97,6 +97,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::AdminToken(cmd) => cmd_admin_token(cmd),
+        Command::Admin(AdminCommand::User(cmd)) => cmd_user(cmd),
         Command::Audit(cmd) => cmd_audit(cmd),
         Command::Token(cmd) => cmd_token(cmd),
         Command::Relay(args) => super::relay::run_relay(&args).await,
@@ -291,6 +292,7 @@ async fn quickstart(
     let bound = crate::server::bind(listen, Some(http_listen)).await?;
     let layout = DataLayout::new(data_dir);
     let mut fresh_token = None;
+    let mut fresh_password = None;
     if !layout.config().is_file() {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::File {
             path: data_dir.to_path_buf(),
@@ -362,6 +364,14 @@ async fn quickstart(
             source,
         })?;
         fresh_token = Some(token);
+        let (_, password) = crate::core::accounts::create_account(
+            store.as_ref(),
+            QUICKSTART_ACCOUNT,
+            Role::Admin,
+            true,
+            "quickstart",
+        )?;
+        fresh_password = Some(password);
     }
     let authority = open_authority(
         data_dir,
@@ -391,7 +401,26 @@ async fn quickstart(
         .repository
         .as_ref()
         .map(|r| authority.layout().dir().join(&r.dir));
+    let console_account = match fresh_password {
+        Some(password) => format!(
+            "{QUICKSTART_ACCOUNT}, one-time password: {password} (choose your own and enrol \
+             TOTP at the first sign-in)"
+        ),
+        None => {
+            let pending = read_tx(authority.store(), |tx| tx.account(QUICKSTART_ACCOUNT))?
+                .is_some_and(|a| a.password_one_time);
+            if pending {
+                format!(
+                    "{QUICKSTART_ACCOUNT} (one-time password printed at the first start; \
+                     `herald-ca admin user passwd {QUICKSTART_ACCOUNT}` makes a new one)"
+                )
+            } else {
+                QUICKSTART_ACCOUNT.to_owned()
+            }
+        }
+    };
     print_quickstart(&QuickstartFacts {
+        console_account: &console_account,
         dir: data_dir,
         repository: repository.as_deref(),
         https: bound.https_addr(),
@@ -404,8 +433,12 @@ async fn quickstart(
     Ok(())
 }
 
+/// The console account `quickstart` creates.
+const QUICKSTART_ACCOUNT: &str = "admin";
+
 /// What `quickstart` prints after starting.
 struct QuickstartFacts<'a> {
+    console_account: &'a str,
     dir: &'a Path,
     repository: Option<&'a Path>,
     https: SocketAddr,
@@ -443,6 +476,9 @@ fn print_quickstart(f: &QuickstartFacts<'_>) {
         ),
         "  update once:     herald-update --config endpoint.toml apply".to_owned(),
         format!("  see the fleet:   herald-ca fleet list --data-dir {dir}"),
+        format!("console: https://{https}/ui/"),
+        format!("console account: {}", f.console_account),
+        format!("Open https://{https}/ui/ in a browser (the CA's root is {dir}/root.crt)."),
         "Stop with Ctrl-C.".to_owned(),
     ];
     for line in lines {
@@ -518,6 +554,88 @@ fn cmd_admin_token(cmd: AdminTokenCommand) -> Result<(), Error> {
             } else {
                 Err(Error::NotFound(format!("active admin token {id}")))
             }
+        }
+    }
+}
+
+fn cmd_user(cmd: UserCommand) -> Result<(), Error> {
+    use crate::core::accounts;
+    match cmd {
+        UserCommand::Add {
+            data,
+            name,
+            role,
+            no_mfa,
+            json,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role {role}")))?;
+            let (record, password) =
+                accounts::create_account(store.as_ref(), &name, role, !no_mfa, "cli")?;
+            if json {
+                let mut value = accounts::account_json(&record, now_unix());
+                value["one_time_password"] = serde_json::Value::String(password);
+                say(&value.to_string());
+            } else {
+                say(&password);
+                eprintln!(
+                    "account {name} ({}) created; the one-time password above is shown only \
+                     once: at its first sign-in the holder chooses a password{}",
+                    role.name(),
+                    if no_mfa { "" } else { " and enrols TOTP" }
+                );
+            }
+            Ok(())
+        }
+        UserCommand::List { data, json } => {
+            let store = open_store(&data.data_dir)?;
+            let all = accounts::list_accounts(store.as_ref())?;
+            let now = now_unix();
+            if json {
+                let all: Vec<_> = all.iter().map(|a| accounts::account_json(a, now)).collect();
+                say(&serde_json::Value::Array(all).to_string());
+                return Ok(());
+            }
+            say(&format!(
+                "{:<24} {:<9} {:<13} {:<8} LAST SIGN-IN",
+                "NAME", "ROLE", "STATUS", "MFA"
+            ));
+            for a in all {
+                say(&format!(
+                    "{:<24} {:<9} {:<13} {:<8} {}",
+                    a.name,
+                    a.role,
+                    accounts::account_status(&a, now),
+                    accounts::mfa_status(&a),
+                    a.last_login_at
+                        .map_or_else(|| "never".to_owned(), format_time),
+                ));
+            }
+            Ok(())
+        }
+        UserCommand::Disable { data, name } => {
+            let store = open_store(&data.data_dir)?;
+            accounts::disable_account(store.as_ref(), &name, "cli")?;
+            say(&format!("account {name} disabled"));
+            Ok(())
+        }
+        UserCommand::ResetMfa { data, name } => {
+            let store = open_store(&data.data_dir)?;
+            accounts::reset_mfa(store.as_ref(), &name, "cli")?;
+            say(&format!(
+                "account {name}: second factor removed; it enrols again at its next sign-in"
+            ));
+            Ok(())
+        }
+        UserCommand::Passwd { data, name } => {
+            let store = open_store(&data.data_dir)?;
+            let password = accounts::reset_password(store.as_ref(), &name, "cli")?;
+            say(&password);
+            eprintln!(
+                "account {name}: new one-time password above, shown only once; the holder \
+                 chooses a password at the next sign-in"
+            );
+            Ok(())
         }
     }
 }

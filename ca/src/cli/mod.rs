@@ -9,6 +9,7 @@ pub use commands::{open_configured_store, open_store};
 mod fleet;
 mod relay;
 
+use crate::core::accounts::AccountError;
 use crate::core::admin::AdminTokenError;
 use crate::core::authority::{IssueError, RevokeError, SetupError};
 use crate::core::crl::CrlError;
@@ -53,6 +54,9 @@ pub enum Error {
     Serve(#[from] ServeError),
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
+    /// A console account operation failed (no such account, name taken, ...).
+    #[error(transparent)]
+    Account(#[from] AccountError),
     #[error(transparent)]
     Relay(#[from] herald_token_service::relay::RelayError),
     /// Writing the command's output failed.

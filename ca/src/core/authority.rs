@@ -447,6 +447,7 @@ pub fn init(
         token_policy: Default::default(),
         enrollment_limits: Default::default(),
         metrics: Default::default(),
+        console: Default::default(),
         repository: None,
         profiles: BTreeMap::from([
             (DEFAULT_PROFILE.to_owned(), Profile::endpoint()),
@@ -1137,6 +1138,11 @@ impl Authority {
             .ok()
             .and_then(|slot| slot.as_ref().map(|c| c.number))
             .unwrap_or(0)
+    }
+
+    /// The CRL being served, if one was produced, without producing one.
+    pub fn served_crl(&self) -> Option<Arc<PublishedCrl>> {
+        self.crl.read().ok().and_then(|slot| slot.clone())
     }
 
     /// The current CRL, producing one if none exists or the current one is past half its

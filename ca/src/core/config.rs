@@ -119,6 +119,9 @@ pub struct Config {
     /// Where `/metrics` is served and who may read it.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// The web console at `/ui/`: sessions and sign-in lockout.
+    #[serde(default, skip_serializing_if = "ConsoleSection::is_default")]
+    pub console: ConsoleSection,
     /// Issuance profiles by name; `endpoint` is the default.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -202,6 +205,58 @@ pub struct MetricsSection {
 
 fn default_true() -> bool {
     true
+}
+
+/// `[console]`: the web console at `/ui/` on the HTTPS listener.
+///
+/// ```toml
+/// [console]
+/// enabled = true
+/// idle_timeout_minutes = 30     # a session unused this long ends
+/// absolute_timeout_hours = 12   # every session ends this long after sign-in
+/// lockout_failures = 5          # failed sign-ins (password or code) before a lockout
+/// lockout_minutes = 15
+/// address_failures_burst = 10   # failed sign-ins one client address may make in a burst
+/// address_failures_per_minute = 2
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Serve the console (default true).
+    pub enabled: bool,
+    /// Minutes without a request after which a session ends (1 to 1440).
+    pub idle_timeout_minutes: u32,
+    /// Hours after sign-in after which a session ends whatever its use (1 to 168).
+    pub absolute_timeout_hours: u32,
+    /// Consecutive failed sign-ins of an account (wrong password or code) that lock it.
+    pub lockout_failures: u32,
+    /// Minutes a locked account stays locked.
+    pub lockout_minutes: u32,
+    /// Failed sign-ins (any account) one client address may make in a burst before it is
+    /// answered 429 (IPv6: per /64).
+    pub address_failures_burst: u32,
+    /// Failed sign-ins per minute an address regains.
+    pub address_failures_per_minute: u32,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 12,
+            lockout_failures: 5,
+            lockout_minutes: 15,
+            address_failures_burst: 10,
+            address_failures_per_minute: 2,
+        }
+    }
+}
+
+impl ConsoleSection {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `[enrollment]`: what endpoints learn from `/.well-known/herald`.

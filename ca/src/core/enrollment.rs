@@ -92,7 +92,8 @@ fn issue_error(e: IssueError) -> AuthorityError {
     }
 }
 
-fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, AuthorityError> {
+/// The token service's view of a stored token.
+pub(crate) fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, AuthorityError> {
     let serial = r.serial.as_deref().map(Serial::from_hex).transpose();
     Ok(TokenRecord {
         id: r.id,

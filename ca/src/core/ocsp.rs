@@ -224,6 +224,11 @@ impl OcspResponder {
             .as_secs() as i64
     }
 
+    /// How many pre-signed responses the cache holds.
+    pub fn cached_responses(&self) -> usize {
+        self.cache.read().map(|cache| cache.len()).unwrap_or(0)
+    }
+
     /// Drops the cached responses of one certificate (its status changed).
     pub fn invalidate(&self, serial: &Serial) {
         if let Ok(mut cache) = self.cache.write() {

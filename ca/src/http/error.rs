@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use herald_token_service::Refusal;
 
+use crate::core::accounts::AccountError;
 use crate::core::admin::{AdminTokenError, AuthError};
 use crate::core::authority::{IssueError, RevokeError};
 use crate::core::crl::CrlError;
@@ -141,6 +142,24 @@ impl From<RevokeError> for ApiError {
                 format!("no certificate matches {what}"),
             ),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Store(e) => e.into(),
+            AccountError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            AccountError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "account_exists", e.to_string())
+            }
+            AccountError::BadName(_) | AccountError::Rejected(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+            }
+            AccountError::Crypto(_) => ApiError::internal(&e),
         }
     }
 }

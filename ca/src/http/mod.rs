@@ -1,13 +1,16 @@
 //! The HTTP layer: axum routes and handlers for the public revocation endpoints (OCSP, CRL,
-//! CA certificates), health, metrics, the admin API, enrollment, status reports and the
-//! repository. Handlers translate HTTP to calls on the core and back; this is the only layer
+//! CA certificates), health, metrics, the admin API, enrollment, status reports, the
+//! repository and the web console (`/ui/`, [`console`]). Handlers translate HTTP to calls on the core and back; this is the only layer
 //! that knows status codes.
 //!
-//! Every 4xx/5xx answer carries `{"error":{"code":"...","message":"..."}}`; the detail of an
-//! internal failure goes to the log, not to the client.
+//! Every 4xx/5xx answer of the API carries `{"error":{"code":"...","message":"..."}}` (the
+//! console answers HTML pages); the detail of an internal failure goes to the log, not to the
+//! client.
 
+mod accounts;
 mod admin;
 mod certs;
+mod console;
 pub(crate) mod error;
 mod fleet;
 pub(crate) mod repo;
@@ -29,6 +32,7 @@ use crate::core::admin::{AdminAuth, Caller, Role};
 use crate::core::audit::AuditSigner;
 use crate::core::authority::Authority;
 use crate::core::enrollment::TokenAuthority;
+use crate::core::sessions::ConsoleSettings;
 use error::ApiError;
 
 /// Shared state of the handlers.
@@ -42,6 +46,8 @@ pub(crate) struct AppState {
     audit_signer: Option<Arc<AuditSigner>>,
     /// Admin bearer-token checks, with this process's record of their last use.
     admin_auth: Arc<AdminAuth>,
+    /// The console's settings and its per-address throttle of failed sign-ins.
+    pub(crate) console: Arc<ConsoleSettings>,
 }
 
 impl AppState {
@@ -86,11 +92,13 @@ impl AppState {
                 }
             });
         }
+        let console = Arc::new(ConsoleSettings::new(&authority.config().console));
         Self {
             authority,
             enrollment,
             audit_signer,
             admin_auth: Arc::default(),
+            console,
         }
     }
 }
@@ -157,6 +165,11 @@ pub(crate) fn full_router(state: AppState) -> Router {
             "/api/v1/admin-tokens/{id}/revoke",
             post(admin::revoke_admin_token_api),
         )
+        .route(
+            "/api/v1/accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route("/api/v1/accounts/{name}/{action}", post(accounts::change))
         .route("/api/v1/fleet", get(fleet::list_fleet))
         .route("/api/v1/fleet/{name}", get(fleet::show_fleet))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -168,12 +181,15 @@ pub(crate) fn full_router(state: AppState) -> Router {
     let repository = repo::routes(&state).unwrap_or_default();
     let enrollment = herald_token_service::routes(state.enrollment.clone())
         .layer(DefaultBodyLimit::max(64 * 1024));
+    let console = console::routes(&state).layer(DefaultBodyLimit::max(64 * 1024));
+    // The console answers its own errors as HTML pages; everything else answers JSON.
     public_routes(state)
         .merge(admin)
         .merge(status)
         .merge(repository)
         .merge(enrollment)
         .layer(middleware::from_fn(json_errors))
+        .merge(console)
 }
 
 async fn not_found() -> ApiError {

@@ -1,7 +1,7 @@
 //! The column lists and row conversions both store backends share, so that their queries read
 //! and write the same columns in the same order.
 
-use crate::store::{FleetReport, StoreError};
+use crate::store::{AuditQuery, EndpointFilter, EndpointQuery, FleetReport, StoreError};
 
 /// The columns of a certificate row, in the order both stores read them.
 pub(crate) const CERT_COLUMNS: &str =
@@ -30,12 +30,7 @@ pub(crate) struct RawFleetReport {
 
 impl RawFleetReport {
     pub(crate) fn finish(self) -> Result<FleetReport, StoreError> {
-        let installed_version = self
-            .installed_version
-            .map(|v| {
-                u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("release number {v}")))
-            })
-            .transpose()?;
+        let installed_version = version_from_db(self.installed_version)?;
         let unlisted = serde_json::from_str(&self.unlisted)
             .map_err(|e| StoreError::Corrupt(format!("unlisted files of {}: {e}", self.name)))?;
         Ok(FleetReport {
@@ -65,3 +60,169 @@ pub(crate) fn unlisted_to_db(unlisted: &[String]) -> Result<String, StoreError> 
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, hash, name, base, profile, created_at, expires_at, created_by,
     used_at, serial, spki_sha256, revoked_at";
+
+/// The columns of an `admin_accounts` row, in [`crate::store::AccountRecord`] order.
+pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, password_hash, password_one_time,
+    mfa_required, totp_secret, totp_enrolled_at, totp_last_step, created_at, disabled_at,
+    failed_logins, locked_until, last_login_at";
+
+/// The columns of a `console_sessions` row, in [`crate::store::SessionRecord`] order.
+pub(crate) const SESSION_COLUMNS: &str =
+    "id_hash, account, stage, created_at, last_seen_at, expires_at";
+
+/// The columns of an `endpoints` row, in [`crate::store::EndpointRow`] order.
+pub(crate) const ENDPOINT_COLUMNS: &str =
+    "name, grp, serial, not_after, revoked_at, installed_version, last_seen, last_result";
+
+/// The columns of an audit entry, in the order both stores read them.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, time, actor, action, details, prev_hash, hash";
+
+/// A statement parameter of a query built at run time, converted by each backend.
+#[derive(Debug, Clone)]
+pub(crate) enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// The condition selecting the endpoints in `filter` at the time in parameter `now`
+/// (a placeholder); each condition matches one of the partial indexes of `endpoints`.
+fn endpoint_filter_condition(filter: EndpointFilter, now: &str) -> String {
+    match filter {
+        EndpointFilter::Valid => format!("revoked_at IS NULL AND not_after >= {now}"),
+        EndpointFilter::Revoked => "revoked_at IS NOT NULL".to_owned(),
+        EndpointFilter::Expired => format!("revoked_at IS NULL AND not_after < {now}"),
+        EndpointFilter::NeverReported => "last_seen IS NULL".to_owned(),
+        EndpointFilter::Failing => "failing = 1".to_owned(),
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` (compared byte by
+/// byte, as SQLite and PostgreSQL's "C" collation do).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10ffff}")
+}
+
+/// The endpoint page `query` as SQL with placeholders from `placeholder` (1-based) and its
+/// parameters.
+pub(crate) fn endpoints_page_sql(
+    query: &EndpointQuery,
+    placeholder: &dyn Fn(usize) -> String,
+) -> (String, Vec<SqlValue>) {
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    let mut param = |value: SqlValue| {
+        params.push(value);
+        placeholder(params.len())
+    };
+    if let Some(prefix) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
+        let prefix = prefix.to_lowercase();
+        let end = param(SqlValue::Text(prefix_end(&prefix)));
+        let start = param(SqlValue::Text(prefix));
+        conditions.push(format!("name_key >= {start} AND name_key < {end}"));
+    }
+    if let Some(filter) = query.state {
+        let now = match filter {
+            EndpointFilter::Valid | EndpointFilter::Expired => param(SqlValue::Int(query.now)),
+            _ => String::new(),
+        };
+        conditions.push(endpoint_filter_condition(filter, &now));
+    }
+    if let Some(group) = &query.group {
+        conditions.push(format!("grp = {}", param(SqlValue::Text(group.clone()))));
+    }
+    if let Some(release) = query.release {
+        let release = i64::try_from(release).unwrap_or(i64::MAX);
+        conditions.push(format!(
+            "installed_version = {}",
+            param(SqlValue::Int(release))
+        ));
+    }
+    if let Some(after) = &query.after {
+        let key = param(SqlValue::Text(after.to_lowercase()));
+        let name = param(SqlValue::Text(after.clone()));
+        conditions.push(format!(
+            "(name_key > {key} OR (name_key = {key} AND name > {name}))"
+        ));
+    }
+    let limit = param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (
+        format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints {conditions}
+             ORDER BY name_key, name LIMIT {limit}"
+        ),
+        params,
+    )
+}
+
+/// The endpoint counts of [`crate::store::StoreTx::endpoint_counts`]: one statement, `now`
+/// as the placeholder given.
+pub(crate) fn endpoint_counts_sql(now: &str) -> String {
+    let count = |condition: String| format!("(SELECT count(*) FROM endpoints WHERE {condition})");
+    format!(
+        "SELECT (SELECT count(*) FROM endpoints), {}, {}, {}, {}, {}",
+        count(endpoint_filter_condition(EndpointFilter::Valid, now)),
+        count(endpoint_filter_condition(EndpointFilter::Revoked, now)),
+        count(endpoint_filter_condition(EndpointFilter::Expired, now)),
+        count(endpoint_filter_condition(
+            EndpointFilter::NeverReported,
+            now
+        )),
+        count(endpoint_filter_condition(EndpointFilter::Failing, now)),
+    )
+}
+
+/// The audit page `query` as SQL with placeholders from `placeholder` and its parameters.
+pub(crate) fn audit_page_sql(
+    query: &AuditQuery,
+    placeholder: &dyn Fn(usize) -> String,
+) -> (String, Vec<SqlValue>) {
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    let mut param = |value: SqlValue| {
+        params.push(value);
+        placeholder(params.len())
+    };
+    if let Some(before) = query.before {
+        conditions.push(format!("seq < {}", param(SqlValue::Int(before))));
+    }
+    if let Some(actor) = &query.actor {
+        conditions.push(format!("actor = {}", param(SqlValue::Text(actor.clone()))));
+    }
+    if let Some(action) = &query.action {
+        conditions.push(format!(
+            "action = {}",
+            param(SqlValue::Text(action.clone()))
+        ));
+    }
+    let limit = param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (
+        format!("SELECT {AUDIT_COLUMNS} FROM audit {conditions} ORDER BY seq DESC LIMIT {limit}"),
+        params,
+    )
+}
+
+/// A stored flag (0 or 1) as a boolean; anything else is corrupt.
+pub(crate) fn flag_from_db(value: i64, what: &str) -> Result<bool, StoreError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(StoreError::Corrupt(format!("{what} = {other}"))),
+    }
+}
+
+/// A stored release number as read back (never negative).
+pub(crate) fn version_from_db(value: Option<i64>) -> Result<Option<u64>, StoreError> {
+    value
+        .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("release number {v}"))))
+        .transpose()
+}

@@ -226,6 +226,152 @@ pub struct FleetReport {
     pub unlisted: Vec<String>,
 }
 
+/// A console account: who signs in to `/ui/` with a password and a second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// The account name (sign-in name; unique).
+    pub name: String,
+    /// Role name (`admin`, `operator`, `auditor`).
+    pub role: String,
+    /// The password's Argon2id hash (PHC string); never the password.
+    pub password_hash: String,
+    /// The password was set by an administrator and must be replaced at the next sign-in.
+    pub password_one_time: bool,
+    /// A second factor (TOTP) is required to sign in (the default).
+    pub mfa_required: bool,
+    /// The TOTP secret (hex): pending until `totp_enrolled_at` is set.
+    pub totp_secret: Option<String>,
+    /// When the TOTP secret was confirmed with a first code, Unix seconds.
+    pub totp_enrolled_at: Option<i64>,
+    /// The last TOTP time step accepted (a code is accepted once).
+    pub totp_last_step: Option<i64>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// When the account was disabled (it cannot sign in), Unix seconds.
+    pub disabled_at: Option<i64>,
+    /// Failed sign-in attempts since the last success.
+    pub failed_logins: i64,
+    /// Sign-ins are refused until this time (Unix seconds) after repeated failures.
+    pub locked_until: Option<i64>,
+    /// The last successful sign-in, Unix seconds.
+    pub last_login_at: Option<i64>,
+}
+
+/// A console session: the store knows only the SHA-256 of its random identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the session identifier held in the browser's cookie.
+    pub id_hash: String,
+    /// The account signed in.
+    pub account: String,
+    /// How far the sign-in got: `second-factor`, `setup` or `active`.
+    pub stage: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Last request seen (to the minute), Unix seconds.
+    pub last_seen_at: i64,
+    /// Absolute expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// One endpoint of the fleet as the `endpoints` table keeps it (certificates and status
+/// reports maintain it; see schema version 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    /// The endpoint's name.
+    pub name: String,
+    /// Its group: the base name of the enrollment token that named it (else its name).
+    pub group: String,
+    /// Serial (hex) of its newest endpoint certificate; `None` if it only reported.
+    pub serial: Option<String>,
+    /// notAfter of that certificate, Unix seconds.
+    pub not_after: Option<i64>,
+    /// When that certificate was revoked, Unix seconds.
+    pub revoked_at: Option<i64>,
+    /// The installed release it last reported.
+    pub installed_version: Option<u64>,
+    /// When its last report arrived, Unix seconds.
+    pub last_seen: Option<i64>,
+    /// The outcome of its last check.
+    pub last_result: Option<String>,
+}
+
+/// A state filter of the endpoint listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointFilter {
+    /// Newest certificate within its validity and not revoked.
+    Valid,
+    /// Newest certificate revoked.
+    Revoked,
+    /// Newest certificate past its notAfter, not revoked.
+    Expired,
+    /// Never sent a status report.
+    NeverReported,
+    /// Its last check failed.
+    Failing,
+}
+
+/// One page of the endpoint listing, ordered by lower-case name: every condition indexed.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointQuery {
+    /// Only names starting with this (compared lower-case).
+    pub prefix: Option<String>,
+    /// Only endpoints in this state.
+    pub state: Option<EndpointFilter>,
+    /// Only this group.
+    pub group: Option<String>,
+    /// Only endpoints that reported this installed release.
+    pub release: Option<u64>,
+    /// Only names after this one (the last of the previous page).
+    pub after: Option<String>,
+    /// The time states are judged at, Unix seconds.
+    pub now: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// How many endpoints are in each state (the states overlap: a valid endpoint may never
+/// have reported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointCounts {
+    /// Every endpoint.
+    pub total: i64,
+    /// Newest certificate valid.
+    pub valid: i64,
+    /// Newest certificate revoked.
+    pub revoked: i64,
+    /// Newest certificate expired.
+    pub expired: i64,
+    /// Never reported.
+    pub never_reported: i64,
+    /// Last check failed.
+    pub failing: i64,
+}
+
+/// Status reports received in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportHour {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Reports received.
+    pub reports: i64,
+    /// Of which reported a failed check.
+    pub failures: i64,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries before this sequence number.
+    pub before: Option<i64>,
+    /// Only entries by this actor.
+    pub actor: Option<String>,
+    /// Only entries with this action.
+    pub action: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// Operations available inside one store transaction.
 pub trait StoreTx {
     /// Records a newly issued certificate; fails with [`StoreError::DuplicateSerial`] if the
@@ -305,6 +451,84 @@ pub trait StoreTx {
     fn put_fleet_report(&self, report: &FleetReport) -> Result<(), StoreError>;
     /// The stored reports ordered by name: all of them, or only `name`'s.
     fn fleet_reports(&self, name: Option<&str>) -> Result<Vec<FleetReport>, StoreError>;
+
+    /// Records a new console account; [`StoreError::Conflict`] if the name is taken.
+    fn insert_account(&self, record: &AccountRecord) -> Result<(), StoreError>;
+    /// The console account with this name.
+    fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError>;
+    /// Every console account, by name.
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
+    /// Writes every field of `record` over the account of the same name; `false` if there
+    /// is none.
+    fn update_account(&self, record: &AccountRecord) -> Result<bool, StoreError>;
+    /// Counts a failed sign-in of `name` as one statement (concurrent failures all count):
+    /// when the count reaches `lock_after`, `locked_until` is set. Returns the new count and
+    /// lock, `None` if there is no such account.
+    fn count_login_failure(
+        &self,
+        name: &str,
+        lock_after: i64,
+        locked_until: i64,
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError>;
+    /// Accepts TOTP time step `step` for `name` only if it is later than the last one
+    /// accepted, as one conditional update, so a code is never accepted twice (also by two
+    /// servers at once).
+    fn accept_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError>;
+    /// Replaces the recovery codes of `account` with these hashes.
+    fn replace_recovery_codes(
+        &self,
+        account: &str,
+        hashes: &[String],
+        created_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Uses the unused recovery code with this hash; `false` if there is none.
+    fn use_recovery_code(&self, account: &str, hash: &str, at: i64) -> Result<bool, StoreError>;
+    /// How many unused recovery codes `account` has left.
+    fn recovery_codes_left(&self, account: &str) -> Result<i64, StoreError>;
+    /// Records a new console session.
+    fn insert_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// The session whose identifier hashes to `id_hash`.
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Records that a session was used at `at`.
+    fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError>;
+    /// Ends a session; `false` if there was none.
+    fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Ends every session of `account`; returns how many.
+    fn delete_sessions_of(&self, account: &str) -> Result<u64, StoreError>;
+    /// Removes sessions past their absolute expiry (`expires_at <= now`) or idle since
+    /// before `idle_before`; returns how many.
+    fn delete_expired_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError>;
+    /// One page of endpoints (see [`EndpointQuery`]).
+    fn endpoints_page(&self, query: &EndpointQuery) -> Result<Vec<EndpointRow>, StoreError>;
+    /// How many endpoints are in each state at `now`.
+    fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError>;
+    /// How many endpoints reported each installed release (`None`: none reported), by
+    /// release.
+    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError>;
+    /// Unrevoked certificates whose notAfter is in `[from, until)`: how many, and the first
+    /// `limit` of them, soonest first.
+    fn certificates_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(i64, Vec<CertRecord>), StoreError>;
+    /// Certificates newest first, after `(issued_at, serial)` of the previous page's last.
+    fn certificates_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<CertRecord>, StoreError>;
+    /// Status reports per hour, from `from_hour` on.
+    fn report_hours(&self, from_hour: i64) -> Result<Vec<ReportHour>, StoreError>;
+    /// One page of the audit log (see [`AuditQuery`]).
+    fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Enrollment tokens newest first, after `(created_at, id)` of the previous page's last.
+    fn enrollment_tokens_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentTokenRecord>, StoreError>;
 }
 
 /// A transactional store. `write` commits durably before returning; `read` sees a consistent

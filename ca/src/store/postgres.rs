@@ -36,13 +36,15 @@ use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    unlisted_to_db, version_to_db, RawFleetReport, ADMIN_TOKEN_COLUMNS, CERT_COLUMNS,
-    FLEET_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
+    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
+    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
-    AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport, ListFilter, Revocation,
-    RevokeOutcome, RevokedEntry, Store, StoreError, StoreTx, StoredCrl,
+    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
+    EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReportHour, Revocation,
+    RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx, StoredCrl,
 };
 
 /// A write transaction. It commits without waiting for the disk (`synchronous_commit` off for
@@ -752,24 +754,13 @@ impl StoreTx for PgTx<'_> {
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
         self.paged(
-            "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit
-             WHERE seq > $1 ORDER BY seq LIMIT 10000",
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT 10000"),
             &|last| {
                 let after: i64 = last.map(|row| get(row, 0)).transpose()?.unwrap_or(0);
                 Ok(vec![p(after)])
             },
             &mut |row| {
-                visit(AuditEntry {
-                    seq: get(row, 0)?,
-                    entry: NewAuditEntry {
-                        time: get(row, 1)?,
-                        actor: get(row, 2)?,
-                        action: get(row, 3)?,
-                        details: get(row, 4)?,
-                    },
-                    prev_hash: get(row, 5)?,
-                    hash: get(row, 6)?,
-                });
+                visit(audit_from_row(row)?);
                 Ok(())
             },
         )
@@ -990,4 +981,389 @@ impl StoreTx for PgTx<'_> {
         })
         .collect()
     }
+
+    fn insert_account(&self, r: &AccountRecord) -> Result<(), StoreError> {
+        let inserted = self.affected(
+            &format!(
+                "INSERT INTO admin_accounts ({ACCOUNT_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            account_params(r),
+        )?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "an account named {} exists",
+                r.name
+            )))
+        }
+    }
+
+    fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = $1"),
+            vec![p(name.to_owned())],
+        )?
+        .map(|row| account_from_row(&row))
+        .transpose()
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.query(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts ORDER BY name"),
+            Vec::new(),
+        )?
+        .iter()
+        .map(account_from_row)
+        .collect()
+    }
+
+    fn update_account(&self, r: &AccountRecord) -> Result<bool, StoreError> {
+        self.affected(
+            "UPDATE admin_accounts SET role = $2, password_hash = $3, password_one_time = $4,
+                 mfa_required = $5, totp_secret = $6, totp_enrolled_at = $7,
+                 totp_last_step = $8, created_at = $9, disabled_at = $10,
+                 failed_logins = $11, locked_until = $12, last_login_at = $13
+             WHERE name = $1 RETURNING 1",
+            account_params(r),
+        )
+    }
+
+    fn count_login_failure(
+        &self,
+        name: &str,
+        lock_after: i64,
+        locked_until: i64,
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        self.query_opt(
+            "UPDATE admin_accounts SET failed_logins = failed_logins + 1,
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3
+                                     ELSE locked_until END
+             WHERE name = $1 RETURNING failed_logins, locked_until",
+            vec![p(name.to_owned()), p(lock_after), p(locked_until)],
+        )?
+        .map(|row| Ok((get(&row, 0)?, get(&row, 1)?)))
+        .transpose()
+    }
+
+    fn accept_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        self.affected(
+            "UPDATE admin_accounts SET totp_last_step = $2
+             WHERE name = $1 AND (totp_last_step IS NULL OR totp_last_step < $2) RETURNING 1",
+            vec![p(name.to_owned()), p(step)],
+        )
+    }
+
+    fn replace_recovery_codes(
+        &self,
+        account: &str,
+        hashes: &[String],
+        created_at: i64,
+    ) -> Result<(), StoreError> {
+        self.query(
+            "DELETE FROM recovery_codes WHERE account = $1",
+            vec![p(account.to_owned())],
+        )?;
+        for hash in hashes {
+            self.query(
+                "INSERT INTO recovery_codes (account, hash, created_at) VALUES ($1, $2, $3)",
+                vec![p(account.to_owned()), p(hash.clone()), p(created_at)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn use_recovery_code(&self, account: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
+        self.affected(
+            "UPDATE recovery_codes SET used_at = $3
+             WHERE account = $1 AND hash = $2 AND used_at IS NULL RETURNING 1",
+            vec![p(account.to_owned()), p(hash.to_owned()), p(at)],
+        )
+    }
+
+    fn recovery_codes_left(&self, account: &str) -> Result<i64, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT count(*) FROM recovery_codes WHERE account = $1 AND used_at IS NULL",
+                vec![p(account.to_owned())],
+            )?
+            .ok_or_else(|| StoreError::Corrupt("no row from count".into()))?;
+        get(&row, 0)
+    }
+
+    fn insert_session(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        self.query(
+            &format!(
+                "INSERT INTO console_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            vec![
+                p(r.id_hash.clone()),
+                p(r.account.clone()),
+                p(r.stage.clone()),
+                p(r.created_at),
+                p(r.last_seen_at),
+                p(r.expires_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = $1"),
+            vec![p(id_hash.to_owned())],
+        )?
+        .map(|row| {
+            Ok(SessionRecord {
+                id_hash: get(&row, 0)?,
+                account: get(&row, 1)?,
+                stage: get(&row, 2)?,
+                created_at: get(&row, 3)?,
+                last_seen_at: get(&row, 4)?,
+                expires_at: get(&row, 5)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE console_sessions SET last_seen_at = $2 WHERE id_hash = $1",
+            vec![p(id_hash.to_owned()), p(at)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        self.affected(
+            "DELETE FROM console_sessions WHERE id_hash = $1 RETURNING 1",
+            vec![p(id_hash.to_owned())],
+        )
+    }
+
+    fn delete_sessions_of(&self, account: &str) -> Result<u64, StoreError> {
+        let rows = self.query(
+            "DELETE FROM console_sessions WHERE account = $1 RETURNING 1",
+            vec![p(account.to_owned())],
+        )?;
+        Ok(rows.len() as u64)
+    }
+
+    fn delete_expired_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
+        let rows = self.query(
+            "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at < $2
+             RETURNING 1",
+            vec![p(now), p(idle_before)],
+        )?;
+        Ok(rows.len() as u64)
+    }
+
+    fn endpoints_page(&self, query: &EndpointQuery) -> Result<Vec<EndpointRow>, StoreError> {
+        let (sql, values) = endpoints_page_sql(query, &|i| format!("${i}"));
+        self.query(&sql, pg_values(values))?
+            .iter()
+            .map(|row| {
+                Ok(EndpointRow {
+                    name: get(row, 0)?,
+                    group: get(row, 1)?,
+                    serial: get(row, 2)?,
+                    not_after: get(row, 3)?,
+                    revoked_at: get(row, 4)?,
+                    installed_version: version_from_db(get(row, 5)?)?,
+                    last_seen: get(row, 6)?,
+                    last_result: get(row, 7)?,
+                })
+            })
+            .collect()
+    }
+
+    fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
+        let row = self
+            .query_opt(&endpoint_counts_sql("$1::BIGINT"), vec![p(now)])?
+            .ok_or_else(|| StoreError::Corrupt("no row from the endpoint counts".into()))?;
+        Ok(EndpointCounts {
+            total: get(&row, 0)?,
+            valid: get(&row, 1)?,
+            revoked: get(&row, 2)?,
+            expired: get(&row, 3)?,
+            never_reported: get(&row, 4)?,
+            failing: get(&row, 5)?,
+        })
+    }
+
+    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
+        self.query(
+            "SELECT installed_version, count(*) FROM endpoints
+             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
+            Vec::new(),
+        )?
+        .iter()
+        .map(|row| Ok((version_from_db(get(row, 0)?)?, get(row, 1)?)))
+        .collect()
+    }
+
+    fn certificates_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(i64, Vec<CertRecord>), StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT count(*) FROM certificates
+                 WHERE revoked_at IS NULL AND not_after >= $1 AND not_after < $2",
+                vec![p(from), p(until)],
+            )?
+            .ok_or_else(|| StoreError::Corrupt("no row from count".into()))?;
+        let certs = self
+            .query(
+                &format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates
+                     WHERE revoked_at IS NULL AND not_after >= $1 AND not_after < $2
+                     ORDER BY not_after LIMIT $3"
+                ),
+                vec![p(from), p(until), p(i64::from(limit))],
+            )?
+            .iter()
+            .map(cert_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((get(&row, 0)?, certs))
+    }
+
+    fn certificates_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let rows = match after {
+            None => self.query(
+                &format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates
+                     ORDER BY issued_at DESC, serial LIMIT $1"
+                ),
+                vec![p(i64::from(limit))],
+            )?,
+            Some((issued_at, serial)) => self.query(
+                &format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates
+                     WHERE issued_at < $1 OR (issued_at = $1 AND serial > $2)
+                     ORDER BY issued_at DESC, serial LIMIT $3"
+                ),
+                vec![p(issued_at), p(serial), p(i64::from(limit))],
+            )?,
+        };
+        rows.iter().map(cert_from_row).collect()
+    }
+
+    fn report_hours(&self, from_hour: i64) -> Result<Vec<ReportHour>, StoreError> {
+        self.query(
+            "SELECT hour, reports, failures FROM fleet_report_hours
+             WHERE hour >= $1 ORDER BY hour",
+            vec![p(from_hour)],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(ReportHour {
+                hour: get(row, 0)?,
+                reports: get(row, 1)?,
+                failures: get(row, 2)?,
+            })
+        })
+        .collect()
+    }
+
+    fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, values) = audit_page_sql(query, &|i| format!("${i}"));
+        self.query(&sql, pg_values(values))?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    fn enrollment_tokens_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentTokenRecord>, StoreError> {
+        let rows = match after {
+            None => self.query(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
+                     ORDER BY created_at DESC, id DESC LIMIT $1"
+                ),
+                vec![p(i64::from(limit))],
+            )?,
+            Some((created_at, id)) => self.query(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
+                     WHERE created_at < $1 OR (created_at = $1 AND id < $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                ),
+                vec![p(created_at), p(id), p(i64::from(limit))],
+            )?,
+        };
+        rows.iter().map(token_from_row).collect()
+    }
+}
+
+fn pg_values(values: Vec<SqlValue>) -> Vec<Param> {
+    values
+        .into_iter()
+        .map(|value| match value {
+            SqlValue::Text(text) => p(text),
+            SqlValue::Int(n) => p(n),
+        })
+        .collect()
+}
+
+fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: get(row, 0)?,
+        entry: NewAuditEntry {
+            time: get(row, 1)?,
+            actor: get(row, 2)?,
+            action: get(row, 3)?,
+            details: get(row, 4)?,
+        },
+        prev_hash: get(row, 5)?,
+        hash: get(row, 6)?,
+    })
+}
+
+fn account_params(r: &AccountRecord) -> Vec<Param> {
+    vec![
+        p(r.name.clone()),
+        p(r.role.clone()),
+        p(r.password_hash.clone()),
+        p(i64::from(r.password_one_time)),
+        p(i64::from(r.mfa_required)),
+        p(r.totp_secret.clone()),
+        p(r.totp_enrolled_at),
+        p(r.totp_last_step),
+        p(r.created_at),
+        p(r.disabled_at),
+        p(r.failed_logins),
+        p(r.locked_until),
+        p(r.last_login_at),
+    ]
+}
+
+fn account_from_row(row: &Row) -> Result<AccountRecord, StoreError> {
+    Ok(AccountRecord {
+        name: get(row, 0)?,
+        role: get(row, 1)?,
+        password_hash: get(row, 2)?,
+        password_one_time: flag_from_db(get(row, 3)?, "password_one_time")?,
+        mfa_required: flag_from_db(get(row, 4)?, "mfa_required")?,
+        totp_secret: get(row, 5)?,
+        totp_enrolled_at: get(row, 6)?,
+        totp_last_step: get(row, 7)?,
+        created_at: get(row, 8)?,
+        disabled_at: get(row, 9)?,
+        failed_logins: get(row, 10)?,
+        locked_until: get(row, 11)?,
+        last_login_at: get(row, 12)?,
+    })
 }

@@ -193,6 +193,253 @@ CREATE INDEX certificates_revoked_entries
     ON certificates(issuer, serial, revoked_at, reason) WHERE revoked_at IS NOT NULL;
 ",
     },
+    // 5: the console: accounts (password, TOTP, lockout), their recovery codes and sessions;
+    // `endpoints`, one row per endpoint kept by triggers from certificates and status reports
+    // so that the console pages, counts and searches are indexed queries however large the
+    // fleet; reports per hour for the dashboard's chart; indexes for paging audit entries,
+    // enrollment tokens and expiring certificates. Every statement may run again over its own
+    // result (the trigger functions carry their schema, so rows written by any session keep
+    // the view current).
+    Migration {
+        sqlite: "
+CREATE TABLE IF NOT EXISTS admin_accounts (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    password_one_time INTEGER NOT NULL,
+    mfa_required INTEGER NOT NULL,
+    totp_secret TEXT,
+    totp_enrolled_at INTEGER,
+    totp_last_step INTEGER,
+    created_at INTEGER NOT NULL,
+    disabled_at INTEGER,
+    failed_logins INTEGER NOT NULL,
+    locked_until INTEGER,
+    last_login_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    account TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at INTEGER,
+    PRIMARY KEY (account, hash)
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions(account);
+CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions(expires_at);
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT PRIMARY KEY,
+    name_key TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    serial TEXT,
+    issued_at INTEGER,
+    not_after INTEGER,
+    revoked_at INTEGER,
+    installed_version INTEGER,
+    last_seen INTEGER,
+    last_result TEXT,
+    failing INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS endpoints_key ON endpoints(name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
+CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE TABLE IF NOT EXISTS fleet_report_hours (
+    hour INTEGER PRIMARY KEY,
+    reports INTEGER NOT NULL,
+    failures INTEGER NOT NULL
+);
+INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+SELECT c.name, lower(c.name), COALESCE(t.base, c.name), c.serial, c.issued_at, c.not_after,
+       c.revoked_at
+FROM certificates c LEFT JOIN enrollment_tokens t ON t.name = c.name
+WHERE c.profile = 'endpoint' AND NOT EXISTS (
+    SELECT 1 FROM certificates d WHERE d.name = c.name AND d.profile = 'endpoint'
+        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)))
+ON CONFLICT (name) DO NOTHING;
+INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result, failing)
+SELECT r.name, lower(r.name), COALESCE(t.base, r.name), r.installed_version, r.received_at,
+       r.last_result, r.last_result IS 'error'
+FROM fleet_reports r LEFT JOIN enrollment_tokens t ON t.name = r.name WHERE true
+ON CONFLICT(name) DO UPDATE SET installed_version = excluded.installed_version,
+    last_seen = excluded.last_seen, last_result = excluded.last_result,
+    failing = excluded.failing;
+CREATE TRIGGER IF NOT EXISTS endpoints_on_issue AFTER INSERT ON certificates
+WHEN NEW.profile = 'endpoint'
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT base FROM enrollment_tokens WHERE name = NEW.name), NEW.name),
+            NEW.serial, NEW.issued_at, NEW.not_after, NEW.revoked_at)
+    ON CONFLICT(name) DO UPDATE SET serial = excluded.serial, issued_at = excluded.issued_at,
+        not_after = excluded.not_after, revoked_at = excluded.revoked_at
+    WHERE endpoints.issued_at IS NULL OR excluded.issued_at >= endpoints.issued_at;
+END;
+CREATE TRIGGER IF NOT EXISTS endpoints_on_revoke AFTER UPDATE OF revoked_at ON certificates
+BEGIN
+    UPDATE endpoints SET revoked_at = NEW.revoked_at
+    WHERE name = NEW.name AND serial = NEW.serial;
+END;
+CREATE TRIGGER IF NOT EXISTS endpoints_on_report AFTER INSERT ON fleet_reports
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result,
+                           failing)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT base FROM enrollment_tokens WHERE name = NEW.name), NEW.name),
+            NEW.installed_version, NEW.received_at, NEW.last_result,
+            NEW.last_result IS 'error')
+    ON CONFLICT(name) DO UPDATE SET installed_version = excluded.installed_version,
+        last_seen = excluded.last_seen, last_result = excluded.last_result,
+        failing = excluded.failing;
+    INSERT INTO fleet_report_hours (hour, reports, failures)
+    VALUES (NEW.received_at / 3600, 1, NEW.last_result IS 'error')
+    ON CONFLICT(hour) DO UPDATE SET reports = reports + 1,
+        failures = failures + excluded.failures;
+END;
+CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action, seq);
+CREATE INDEX IF NOT EXISTS enrollment_tokens_created ON enrollment_tokens(created_at, id);
+CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
+",
+        postgres: "
+CREATE TABLE IF NOT EXISTS admin_accounts (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    password_one_time BIGINT NOT NULL,
+    mfa_required BIGINT NOT NULL,
+    totp_secret TEXT,
+    totp_enrolled_at BIGINT,
+    totp_last_step BIGINT,
+    created_at BIGINT NOT NULL,
+    disabled_at BIGINT,
+    failed_logins BIGINT NOT NULL,
+    locked_until BIGINT,
+    last_login_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    account TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    used_at BIGINT,
+    PRIMARY KEY (account, hash)
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions(account);
+CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions(expires_at);
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT COLLATE \"C\" PRIMARY KEY,
+    name_key TEXT COLLATE \"C\" NOT NULL,
+    grp TEXT NOT NULL,
+    serial TEXT,
+    issued_at BIGINT,
+    not_after BIGINT,
+    revoked_at BIGINT,
+    installed_version BIGINT,
+    last_seen BIGINT,
+    last_result TEXT,
+    failing BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS endpoints_key ON endpoints(name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_revoked ON endpoints(name_key, name) WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS endpoints_unreported ON endpoints(name_key, name) WHERE last_seen IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE failing = 1;
+CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE TABLE IF NOT EXISTS fleet_report_hours (
+    hour BIGINT PRIMARY KEY,
+    reports BIGINT NOT NULL,
+    failures BIGINT NOT NULL
+);
+INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+SELECT c.name, lower(c.name), COALESCE(t.base, c.name), c.serial, c.issued_at, c.not_after,
+       c.revoked_at
+FROM certificates c LEFT JOIN enrollment_tokens t ON t.name = c.name
+WHERE c.profile = 'endpoint' AND NOT EXISTS (
+    SELECT 1 FROM certificates d WHERE d.name = c.name AND d.profile = 'endpoint'
+        AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial)))
+ON CONFLICT (name) DO NOTHING;
+INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result, failing)
+SELECT r.name, lower(r.name), COALESCE(t.base, r.name), r.installed_version, r.received_at,
+       r.last_result, CASE WHEN r.last_result = 'error' THEN 1 ELSE 0 END
+FROM fleet_reports r LEFT JOIN enrollment_tokens t ON t.name = r.name
+ON CONFLICT (name) DO UPDATE SET installed_version = EXCLUDED.installed_version,
+    last_seen = EXCLUDED.last_seen, last_result = EXCLUDED.last_result,
+    failing = EXCLUDED.failing;
+CREATE OR REPLACE FUNCTION endpoints_on_issue() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+BEGIN
+    IF NEW.profile = 'endpoint' THEN
+        INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+        VALUES (NEW.name, lower(NEW.name),
+                COALESCE((SELECT base FROM enrollment_tokens WHERE name = NEW.name), NEW.name),
+                NEW.serial, NEW.issued_at, NEW.not_after, NEW.revoked_at)
+        ON CONFLICT (name) DO UPDATE SET serial = EXCLUDED.serial,
+            issued_at = EXCLUDED.issued_at, not_after = EXCLUDED.not_after,
+            revoked_at = EXCLUDED.revoked_at
+        WHERE endpoints.issued_at IS NULL OR EXCLUDED.issued_at >= endpoints.issued_at;
+    END IF;
+    RETURN NULL;
+END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_issue ON certificates;
+CREATE TRIGGER endpoints_on_issue AFTER INSERT ON certificates
+    FOR EACH ROW EXECUTE FUNCTION endpoints_on_issue();
+CREATE OR REPLACE FUNCTION endpoints_on_revoke() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+BEGIN
+    UPDATE endpoints SET revoked_at = NEW.revoked_at
+    WHERE name = NEW.name AND serial = NEW.serial;
+    RETURN NULL;
+END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_revoke ON certificates;
+CREATE TRIGGER endpoints_on_revoke AFTER UPDATE OF revoked_at ON certificates
+    FOR EACH ROW EXECUTE FUNCTION endpoints_on_revoke();
+CREATE OR REPLACE FUNCTION endpoints_on_report() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+DECLARE
+    failed BIGINT := CASE WHEN NEW.last_result = 'error' THEN 1 ELSE 0 END;
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result,
+                           failing)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT base FROM enrollment_tokens WHERE name = NEW.name), NEW.name),
+            NEW.installed_version, NEW.received_at, NEW.last_result, failed)
+    ON CONFLICT (name) DO UPDATE SET installed_version = EXCLUDED.installed_version,
+        last_seen = EXCLUDED.last_seen, last_result = EXCLUDED.last_result,
+        failing = EXCLUDED.failing;
+    INSERT INTO fleet_report_hours (hour, reports, failures)
+    VALUES (NEW.received_at / 3600, 1, failed)
+    ON CONFLICT (hour) DO UPDATE SET reports = fleet_report_hours.reports + 1,
+        failures = fleet_report_hours.failures + EXCLUDED.failures;
+    RETURN NULL;
+END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_report ON fleet_reports;
+CREATE TRIGGER endpoints_on_report AFTER INSERT OR UPDATE ON fleet_reports
+    FOR EACH ROW EXECUTE FUNCTION endpoints_on_report();
+CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, seq);
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action, seq);
+CREATE INDEX IF NOT EXISTS enrollment_tokens_created ON enrollment_tokens(created_at, id);
+CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
+",
+    },
 ];
 
 /// The schema version this build writes; a database at a higher version is refused.

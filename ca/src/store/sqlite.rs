@@ -9,13 +9,15 @@ use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    unlisted_to_db, version_to_db, RawFleetReport, ADMIN_TOKEN_COLUMNS, CERT_COLUMNS,
-    FLEET_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
+    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
+    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
-    AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport, ListFilter, Revocation,
-    RevokeOutcome, RevokedEntry, Store, StoreError, StoreTx, StoredCrl,
+    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
+    EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReportHour, Revocation,
+    RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx, StoredCrl,
 };
 
 /// The SQLite store: one database file in WAL mode with group commit. A write transaction
@@ -445,22 +447,12 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
-        let mut stmt = self.tx.prepare(
-            "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit ORDER BY seq",
-        )?;
+        let mut stmt = self
+            .tx
+            .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            visit(AuditEntry {
-                seq: row.get(0)?,
-                entry: NewAuditEntry {
-                    time: row.get(1)?,
-                    actor: row.get(2)?,
-                    action: row.get(3)?,
-                    details: row.get(4)?,
-                },
-                prev_hash: row.get(5)?,
-                hash: row.get(6)?,
-            });
+            visit(audit_from_row(row)?);
         }
         Ok(())
     }
@@ -657,6 +649,426 @@ impl StoreTx for SqliteTx<'_> {
         })?;
         rows.map(|row| row?.finish()).collect()
     }
+
+    fn insert_account(&self, r: &AccountRecord) -> Result<(), StoreError> {
+        let result = self.tx.execute(
+            &format!(
+                "INSERT INTO admin_accounts ({ACCOUNT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ),
+            params![
+                r.name,
+                r.role,
+                r.password_hash,
+                r.password_one_time,
+                r.mfa_required,
+                r.totp_secret,
+                r.totp_enrolled_at,
+                r.totp_last_step,
+                r.created_at,
+                r.disabled_at,
+                r.failed_logins,
+                r.locked_until,
+                r.last_login_at
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "an account named {} exists",
+                    r.name
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        self.tx
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = ?1"),
+                params![name],
+                raw_account,
+            )
+            .optional()?
+            .map(finish_account)
+            .transpose()
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM admin_accounts ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], raw_account)?;
+        rows.map(|row| finish_account(row?)).collect()
+    }
+
+    fn update_account(&self, r: &AccountRecord) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE admin_accounts SET role = ?2, password_hash = ?3, password_one_time = ?4,
+                 mfa_required = ?5, totp_secret = ?6, totp_enrolled_at = ?7,
+                 totp_last_step = ?8, created_at = ?9, disabled_at = ?10,
+                 failed_logins = ?11, locked_until = ?12, last_login_at = ?13
+             WHERE name = ?1",
+            params![
+                r.name,
+                r.role,
+                r.password_hash,
+                r.password_one_time,
+                r.mfa_required,
+                r.totp_secret,
+                r.totp_enrolled_at,
+                r.totp_last_step,
+                r.created_at,
+                r.disabled_at,
+                r.failed_logins,
+                r.locked_until,
+                r.last_login_at
+            ],
+        )? == 1)
+    }
+
+    fn count_login_failure(
+        &self,
+        name: &str,
+        lock_after: i64,
+        locked_until: i64,
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "UPDATE admin_accounts SET failed_logins = failed_logins + 1,
+                     locked_until = CASE WHEN failed_logins + 1 >= ?2 THEN ?3
+                                         ELSE locked_until END
+                 WHERE name = ?1 RETURNING failed_logins, locked_until",
+                params![name, lock_after, locked_until],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn accept_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE admin_accounts SET totp_last_step = ?2
+             WHERE name = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            params![name, step],
+        )? == 1)
+    }
+
+    fn replace_recovery_codes(
+        &self,
+        account: &str,
+        hashes: &[String],
+        created_at: i64,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "DELETE FROM recovery_codes WHERE account = ?1",
+            params![account],
+        )?;
+        for hash in hashes {
+            self.tx.execute(
+                "INSERT INTO recovery_codes (account, hash, created_at) VALUES (?1, ?2, ?3)",
+                params![account, hash, created_at],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn use_recovery_code(&self, account: &str, hash: &str, at: i64) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "UPDATE recovery_codes SET used_at = ?3
+             WHERE account = ?1 AND hash = ?2 AND used_at IS NULL",
+            params![account, hash, at],
+        )? == 1)
+    }
+
+    fn recovery_codes_left(&self, account: &str) -> Result<i64, StoreError> {
+        Ok(self.tx.query_row(
+            "SELECT count(*) FROM recovery_codes WHERE account = ?1 AND used_at IS NULL",
+            params![account],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn insert_session(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        self.tx.execute(
+            &format!(
+                "INSERT INTO console_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ),
+            params![
+                r.id_hash,
+                r.account,
+                r.stage,
+                r.created_at,
+                r.last_seen_at,
+                r.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
+                params![id_hash],
+                |row| {
+                    Ok(SessionRecord {
+                        id_hash: row.get(0)?,
+                        account: row.get(1)?,
+                        stage: row.get(2)?,
+                        created_at: row.get(3)?,
+                        last_seen_at: row.get(4)?,
+                        expires_at: row.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE console_sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+            params![id_hash, at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(
+            "DELETE FROM console_sessions WHERE id_hash = ?1",
+            params![id_hash],
+        )? == 1)
+    }
+
+    fn delete_sessions_of(&self, account: &str) -> Result<u64, StoreError> {
+        let n = self.tx.execute(
+            "DELETE FROM console_sessions WHERE account = ?1",
+            params![account],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn delete_expired_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError> {
+        let n = self.tx.execute(
+            "DELETE FROM console_sessions WHERE expires_at <= ?1 OR last_seen_at < ?2",
+            params![now, idle_before],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn endpoints_page(&self, query: &EndpointQuery) -> Result<Vec<EndpointRow>, StoreError> {
+        let (sql, values) = endpoints_page_sql(query, &|i| format!("?{i}"));
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
+            Ok((
+                EndpointRow {
+                    name: row.get(0)?,
+                    group: row.get(1)?,
+                    serial: row.get(2)?,
+                    not_after: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                    installed_version: None,
+                    last_seen: row.get(6)?,
+                    last_result: row.get(7)?,
+                },
+                row.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut row, version) = row?;
+            row.installed_version = version_from_db(version)?;
+            Ok(row)
+        })
+        .collect()
+    }
+
+    fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
+        let mut stmt = self.tx.prepare_cached(&endpoint_counts_sql("?1"))?;
+        Ok(stmt.query_row(params![now], |row| {
+            Ok(EndpointCounts {
+                total: row.get(0)?,
+                valid: row.get(1)?,
+                revoked: row.get(2)?,
+                expired: row.get(3)?,
+                never_reported: row.get(4)?,
+                failing: row.get(5)?,
+            })
+        })?)
+    }
+
+    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT installed_version, count(*) FROM endpoints
+             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        rows.map(|row| {
+            let (version, count) = row?;
+            Ok((version_from_db(version)?, count))
+        })
+        .collect()
+    }
+
+    fn certificates_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(i64, Vec<CertRecord>), StoreError> {
+        let count: i64 = self.tx.query_row(
+            "SELECT count(*) FROM certificates
+             WHERE revoked_at IS NULL AND not_after >= ?1 AND not_after < ?2",
+            params![from, until],
+            |row| row.get(0),
+        )?;
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {CERT_COLUMNS} FROM certificates
+             WHERE revoked_at IS NULL AND not_after >= ?1 AND not_after < ?2
+             ORDER BY not_after LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![from, until, limit], cert_from_row)?;
+        let certs = rows
+            .map(|row| finish_cert(row?))
+            .collect::<Result<_, _>>()?;
+        Ok((count, certs))
+    }
+
+    fn certificates_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let rows = match after {
+            None => {
+                let mut stmt = self.tx.prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates
+                     ORDER BY issued_at DESC, serial LIMIT ?1"
+                ))?;
+                let rows = stmt.query_map(params![limit], cert_from_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+            Some((issued_at, serial)) => {
+                let mut stmt = self.tx.prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates
+                     WHERE issued_at < ?1 OR (issued_at = ?1 AND serial > ?2)
+                     ORDER BY issued_at DESC, serial LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(params![issued_at, serial, limit], cert_from_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        rows.into_iter().map(finish_cert).collect()
+    }
+
+    fn report_hours(&self, from_hour: i64) -> Result<Vec<ReportHour>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT hour, reports, failures FROM fleet_report_hours
+             WHERE hour >= ?1 ORDER BY hour",
+        )?;
+        let rows = stmt.query_map(params![from_hour], |row| {
+            Ok(ReportHour {
+                hour: row.get(0)?,
+                reports: row.get(1)?,
+                failures: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, values) = audit_page_sql(query, &|i| format!("?{i}"));
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), audit_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn enrollment_tokens_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentTokenRecord>, StoreError> {
+        let rows = match after {
+            None => {
+                let mut stmt = self.tx.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
+                     ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ))?;
+                let rows = stmt.query_map(params![limit], token_from_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+            Some((created_at, id)) => {
+                let mut stmt = self.tx.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
+                     WHERE created_at < ?1 OR (created_at = ?1 AND id < ?2)
+                     ORDER BY created_at DESC, id DESC LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(params![created_at, id, limit], token_from_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(rows)
+    }
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            SqlValue::Text(text) => text.to_sql(),
+            SqlValue::Int(value) => value.to_sql(),
+        }
+    }
+}
+
+fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: row.get(0)?,
+        entry: NewAuditEntry {
+            time: row.get(1)?,
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            details: row.get(4)?,
+        },
+        prev_hash: row.get(5)?,
+        hash: row.get(6)?,
+    })
+}
+
+/// An account row before its flags are checked.
+type RawAccount = (AccountRecord, i64, i64);
+
+fn raw_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawAccount> {
+    Ok((
+        AccountRecord {
+            name: row.get(0)?,
+            role: row.get(1)?,
+            password_hash: row.get(2)?,
+            password_one_time: false,
+            mfa_required: true,
+            totp_secret: row.get(5)?,
+            totp_enrolled_at: row.get(6)?,
+            totp_last_step: row.get(7)?,
+            created_at: row.get(8)?,
+            disabled_at: row.get(9)?,
+            failed_logins: row.get(10)?,
+            locked_until: row.get(11)?,
+            last_login_at: row.get(12)?,
+        },
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn finish_account((mut record, one_time, mfa): RawAccount) -> Result<AccountRecord, StoreError> {
+    record.password_one_time = flag_from_db(one_time, "password_one_time")?;
+    record.mfa_required = flag_from_db(mfa, "mfa_required")?;
+    Ok(record)
 }
 
 fn admin_token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AdminTokenRecord> {

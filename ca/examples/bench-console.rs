@@ -1,0 +1,278 @@
+//! Benchmark: how fast the web console's pages answer with a large fleet in the store.
+//!
+//! Fills a CA's store with N endpoints (default 100,000; names `siteG-NNNNNN` in groups of
+//! 1,000, each with its enrollment token and certificate; 90% reported a release (1 to 3),
+//! 2% of those failing, 1% of the certificates revoked, 1% expired) and as many audit entries,
+//! starts the release `herald-ca serve` on it, signs in to the console over HTTPS (an account
+//! without a second factor, made for the benchmark) and requests each page 50 times, one
+//! request at a time, over one keep-alive connection. Prints a table of latencies per page.
+//! The target: every page under 100 ms. `HERALD_CA_STORE_URL` (and `HERALD_CA_STORE_SCHEMA`)
+//! run it on PostgreSQL. Not run by CI.
+//!
+//! ```sh
+//! cargo build --release -p herald-ca --bin herald-ca --example bench-console
+//! target/release/examples/bench-console [ENDPOINTS]
+//! ```
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use herald_ca::store::{
+    write_tx, CertRecord, EnrollmentTokenRecord, FleetReport, Revocation, StoreError,
+};
+use herald_ca::{NewAuditEntry, Reason};
+
+mod bench_common;
+use bench_common::http::{herald_ca, init_herald, run, serve_herald};
+use bench_common::percentile_ms;
+
+const REQUESTS: usize = 50;
+const BATCH: usize = 10_000;
+
+fn name_of(i: usize) -> String {
+    format!("site{}-{i:06}", i / 1000)
+}
+
+/// Records `n` endpoints (token, certificate, report) and `n` audit entries.
+fn fill(dir: &std::path::Path, n: usize) {
+    let store = herald_ca::open_store(dir).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for start in (0..n).step_by(BATCH) {
+        write_tx(store.as_ref(), |tx| {
+            for i in start..(start + BATCH).min(n) {
+                let name = name_of(i);
+                tx.insert_enrollment_token(&EnrollmentTokenRecord {
+                    id: format!("{i:016x}"),
+                    hash: format!("{i:064x}"),
+                    name: name.clone(),
+                    base: format!("site{}", i / 1000),
+                    profile: "endpoint".into(),
+                    created_at: now - 86_400,
+                    expires_at: now,
+                    created_by: "bench".into(),
+                    used_at: Some(now - 86_000),
+                    serial: None,
+                    spki_sha256: None,
+                    revoked_at: None,
+                })?;
+                let serial = herald_ca::random_serial().unwrap();
+                let expired = i % 100 == 7;
+                tx.insert_certificate(&CertRecord {
+                    serial: serial.clone(),
+                    issuer: herald_ca::ISSUER_ID.into(),
+                    name: name.clone(),
+                    profile: "endpoint".into(),
+                    not_before: now - 86_000,
+                    not_after: if expired { now - 10 } else { now + 86_400 * 90 },
+                    issued_at: now - 86_000 + (i % 3600) as i64,
+                    der: vec![0x30, 0x00],
+                    revocation: None,
+                })?;
+                if i % 100 == 3 {
+                    tx.revoke(
+                        &serial,
+                        Revocation {
+                            revoked_at: now - 100,
+                            reason: Reason::KeyCompromise,
+                        },
+                    )?;
+                }
+                if i % 10 != 0 {
+                    let failing = i % 50 == 1;
+                    tx.put_fleet_report(&FleetReport {
+                        name,
+                        serial: serial.to_hex(),
+                        received_at: now - (i % (48 * 3600)) as i64,
+                        installed_version: Some((i % 3 + 1) as u64),
+                        last_check: Some("2026-01-01T00:00:00Z".into()),
+                        last_result: Some(if failing { "error" } else { "up-to-date" }.into()),
+                        last_error: failing.then(|| "mirror unreachable".into()),
+                        unlisted: Vec::new(),
+                    })?;
+                }
+                tx.append_audit(&NewAuditEntry::now(
+                    if i % 2 == 0 { "cli" } else { "account:bench" },
+                    "bench",
+                    serde_json::json!({ "i": i }),
+                ))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    }
+}
+
+/// The value of `name="csrf" value="..."` in a page.
+fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The value a response sets for cookie `name`.
+fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Signs in as `account` with its one-time password, sets a password; returns the session.
+async fn sign_in(http: &reqwest::Client, base: &str, account: &str, once: &str) -> String {
+    let form = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let login = cookie(&form, "__Host-herald-login").unwrap();
+    let csrf = csrf_in(&form.text().await.unwrap());
+    let signed = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("__Host-herald-login={login}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", account),
+            ("password", once),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303, "{}", signed.text().await.unwrap());
+    let session = cookie(&signed, "__Host-herald-session").unwrap();
+    let setup = http
+        .get(format!("{base}/ui/setup"))
+        .header("cookie", format!("__Host-herald-session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_in(&setup.text().await.unwrap());
+    let password = "benchmark password 1234";
+    let done = http
+        .post(format!("{base}/ui/setup"))
+        .header("cookie", format!("__Host-herald-session={session}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("new_password", password),
+            ("new_password2", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303, "{}", done.text().await.unwrap());
+    cookie(&done, "__Host-herald-session").unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(100_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let (root, _operator) = init_herald(&dir);
+    let started = Instant::now();
+    fill(&dir, n);
+    eprintln!(
+        "{n} endpoints recorded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let added = run(herald_ca()
+        .args([
+            "admin", "user", "add", "bench", "--role", "admin", "--no-mfa", "--json",
+        ])
+        .arg("--data-dir")
+        .arg(&dir));
+    let added: serde_json::Value = serde_json::from_slice(&added).unwrap();
+    let once = added["one_time_password"].as_str().unwrap().to_owned();
+    let (_server, base) = serve_herald(&dir);
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let session = sign_in(&http, &base, "bench", &once).await;
+    let middle = name_of(n / 2);
+    let pages = [
+        ("dashboard", "/ui/".to_owned()),
+        ("endpoints, first page", "/ui/endpoints".to_owned()),
+        (
+            "endpoints, page in the middle",
+            format!("/ui/endpoints?after={middle}"),
+        ),
+        (
+            "endpoints, name prefix",
+            format!("/ui/endpoints?q=site{}", n / 2000),
+        ),
+        (
+            "endpoints, revoked",
+            "/ui/endpoints?state=revoked".to_owned(),
+        ),
+        (
+            "endpoints, expired",
+            "/ui/endpoints?state=expired".to_owned(),
+        ),
+        (
+            "endpoints, failing",
+            "/ui/endpoints?state=failing".to_owned(),
+        ),
+        (
+            "endpoints, never reported",
+            "/ui/endpoints?state=never-reported".to_owned(),
+        ),
+        (
+            "endpoints, group",
+            format!("/ui/endpoints?group=site{}", n / 3000),
+        ),
+        (
+            "endpoints, release 2, revoked",
+            "/ui/endpoints?release=2&state=revoked".to_owned(),
+        ),
+        ("endpoint detail", format!("/ui/endpoints/{middle}")),
+        ("certificates, first page", "/ui/certificates".to_owned()),
+        (
+            "certificates, by name",
+            format!("/ui/certificates?q={middle}"),
+        ),
+        ("enrollment tokens", "/ui/tokens".to_owned()),
+        ("audit log", "/ui/audit".to_owned()),
+        (
+            "audit log, by actor",
+            "/ui/audit?actor=account%3Abench".to_owned(),
+        ),
+    ];
+    println!(
+        "Console pages, {n} endpoints, {REQUESTS} sequential requests each (HTTPS, keep-alive)"
+    );
+    println!();
+    println!("| page | p50 (ms) | p95 (ms) | max (ms) | bytes |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, path) in pages {
+        let mut latencies = Vec::with_capacity(REQUESTS);
+        let mut bytes = 0;
+        for i in 0..REQUESTS + 3 {
+            let t = Instant::now();
+            let response = http
+                .get(format!("{base}{path}"))
+                .header("cookie", format!("__Host-herald-session={session}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            bytes = response.bytes().await.unwrap().len();
+            if i >= 3 {
+                latencies.push(t.elapsed());
+            }
+        }
+        latencies.sort();
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {bytes} |",
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.95),
+            percentile_ms(&latencies, 1.0),
+        );
+    }
+}

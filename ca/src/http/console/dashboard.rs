@@ -1,0 +1,119 @@
+//! `GET /ui/`: the dashboard.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::html;
+
+use super::{blocking, chart, layout, page, signed_in, trusted_markup, when, Nav, PageError};
+use crate::core::admin::Role;
+use crate::core::console;
+use crate::http::AppState;
+
+pub(super) async fn page_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let current = signed_in(&state, &headers, Role::Auditor).await?;
+    let console_state = state.clone();
+    let now = crate::model::time::now_unix();
+    let dashboard =
+        blocking(move || Ok(console::dashboard(&console_state.authority, now)?)).await?;
+    let c = dashboard.counts;
+    let states = [
+        ("Valid", c.valid, "valid"),
+        ("Revoked", c.revoked, "revoked"),
+        ("Expired", c.expired, "expired"),
+        ("Never reported", c.never_reported, "never-reported"),
+        ("Failing", c.failing, "failing"),
+    ];
+    let health = &dashboard.revocation;
+    let body = html! {
+        h1 { "Dashboard" }
+        section aria-labelledby="states" {
+            h2 id="states" { "Endpoints by state" }
+            ul.tiles {
+                li { a href="/ui/endpoints" { span.n { (c.total) } span { "All endpoints" } } }
+                @for (label, n, filter) in states {
+                    li { a href=(format!("/ui/endpoints?state={filter}")) {
+                        span.n { (n) } span { (label) } } }
+                }
+            }
+        }
+        section aria-labelledby="reports" {
+            h2 id="reports" { "Status reports per hour (UTC)" }
+            (trusted_markup(chart::reports_svg(&dashboard.hours)))
+            p.legend { span.key.ok {} "reports " span.key.bad {} "failed checks" }
+        }
+        div.columns {
+            section aria-labelledby="releases" {
+                h2 id="releases" { "Releases" }
+                table {
+                    thead { tr { th scope="col" { "Installed release" } th scope="col" class="num" { "Endpoints" } } }
+                    tbody {
+                        @for (release, n) in &dashboard.releases {
+                            tr {
+                                td { @match release {
+                                    Some(r) => a href=(format!("/ui/endpoints?release={r}")) { "release " (r) },
+                                    None => "none reported",
+                                } }
+                                td.num { (n) }
+                            }
+                        }
+                    }
+                }
+                // Rollout progress per release goes here once releases carry a rollout
+                // policy; until then the table shows what the fleet has installed.
+                p.note id="rollout-progress" { "Rollout progress: not available yet; the table shows the releases installed now." }
+            }
+            section aria-labelledby="revocation" {
+                h2 id="revocation" { "Revocation services" }
+                dl {
+                    dt { "CRL" }
+                    dd { @match &health.crl {
+                        Some(crl) => {
+                            "number " (crl.number) ", produced " (when(Some(crl.this_update)))
+                            " (" (age(now - crl.this_update)) " ago), next update "
+                            (when(Some(crl.next_update)))
+                        }
+                        None => "not produced yet",
+                    } }
+                    dt { "OCSP" }
+                    dd { (health.ocsp_cached) " pre-signed responses cached; signer certificate valid until "
+                        (when(Some(health.ocsp_signer_not_after))) }
+                }
+            }
+        }
+        section aria-labelledby="expiring" {
+            h2 id="expiring" { "Certificates expiring within 30 days: " (dashboard.expiring.0) }
+            @if !dashboard.expiring.1.is_empty() {
+                table {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Profile" } th scope="col" { "Serial" } th scope="col" { "Expires" } } }
+                    tbody {
+                        @for cert in &dashboard.expiring.1 {
+                            tr {
+                                td { (cert.name) }
+                                td { (cert.profile) }
+                                td { a href=(format!("/ui/certificates/{}", cert.serial.to_hex())) { code { (cert.serial.to_hex()) } } }
+                                td { (when(Some(cert.not_after))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout("Dashboard", Some((&current, Nav::Dashboard)), body),
+    ))
+}
+
+/// A duration for people: `42 s`, `17 min`, `3 h`.
+fn age(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
