@@ -186,7 +186,7 @@ pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
         )
         .unwrap();
     let mut out = Vec::new();
-    for (path, entry) in &targets.targets {
+    for (path, entry) in targets.targets() {
         let stored = repo
             .join("targets")
             .join(path.with_hash_prefix(entry.sha256().unwrap()));
