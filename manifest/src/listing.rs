@@ -337,7 +337,7 @@ mod tests {
             format!(r#"{{"length":1,"hashes":{{"sha256":"{sha}"}},"custom":1e400}}"#),
             format!(r#"{{"length":1,"hashes":{{"sha256":"{sha}"}},"custom":"\ud800"}}"#),
             format!(r#"{{"length":1,"hashes":{{"sha256":"{sha}"}},"custom":{{"\ud800":1}}}}"#),
-            format!(r#"{{"length":1,"length":2,"hashes":{{}}}}"#),
+            r#"{"length":1,"length":2,"hashes":{}}"#.to_owned(),
             format!(r#"[1,{{"sha256":"{sha}"}}]"#),
             format!(r#"[1,{{"sha256":"{sha}"}},{{"k":1}}]"#),
             r#"{"length":-1,"hashes":{}}"#.to_owned(),

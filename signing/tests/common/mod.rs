@@ -180,7 +180,7 @@ pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
     let tv = snap.meta["targets.json"].version;
     let targets = root
         .verify_targets(
-            &fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
+            fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
             &snap,
             now(),
         )
