@@ -70,7 +70,8 @@ fn start_cfssl(dir: &Path) -> Option<(Server, String, Vec<u8>)> {
     )
     .unwrap();
     let addr = free_addr();
-    let server = Server(
+    let server = Server::spawn(
+        "cfssl serve",
         Command::new("cfssl")
             .args([
                 "serve",
@@ -97,10 +98,9 @@ fn start_cfssl(dir: &Path) -> Option<(Server, String, Vec<u8>)> {
             ])
             .current_dir(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     wait_listening(addr);
     let root = std::fs::read(dir.join("ca.pem")).unwrap();
     Some((server, format!("https://{addr}"), root))
@@ -113,6 +113,7 @@ fn main() {
         .unwrap_or(1);
     let levels: Vec<(usize, usize)> = LEVELS.iter().map(|&(c, n)| (c, n * scale)).collect();
     let total: usize = levels.iter().map(|l| l.1).sum();
+    bench_common::stop_servers_on_signal();
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -165,4 +166,6 @@ fn main() {
         println!("cfssl is not installed (Debian package golang-cfssl): only herald-ca measured.");
     }
     drop(herald);
+    drop(cfssl);
+    bench_common::assert_no_server_left(tmp.path());
 }

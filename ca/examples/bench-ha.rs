@@ -89,6 +89,7 @@ fn main() {
     );
     let csrs: Vec<String> = (0..rows * per_row).map(|_| csr_pem()).collect();
     let (sqlite_csrs, pg_csrs) = csrs.split_at(levels.len() * per_row);
+    bench_common::stop_servers_on_signal();
     let tmp = tempfile::tempdir().unwrap();
 
     println!(
@@ -123,4 +124,5 @@ fn main() {
         per_row,
         pg_csrs,
     );
+    bench_common::assert_no_server_left(tmp.path());
 }

@@ -17,13 +17,14 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use der::asn1::{Any, OctetString};
 use der::{Decode, Encode};
 use herald_ca::{Authority, KeyAccess, Serial};
+use herald_e2e::servers::ServerProcess;
 
 mod bench_common;
 use x509_ocsp::{CertId, OcspRequest, Request, TbsRequest, Version};
@@ -254,19 +255,6 @@ fn request_der(id: CertId, nonce: Option<[u8; 16]>) -> Vec<u8> {
     .unwrap()
 }
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // `openssl ocsp -multi` and nginx fork workers: stop the whole tree.
-        for pid in descendants(self.0.id()) {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn descendants(root: u32) -> Vec<u32> {
     let mut pids = vec![root];
     let mut i = 0;
@@ -299,6 +287,9 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10);
+    // `openssl ocsp -multi` and nginx fork workers: each server runs in a process group of
+    // its own and is stopped with the whole group (also when this program is interrupted).
+    bench_common::stop_servers_on_signal();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
     let https = free_addr();
@@ -356,18 +347,18 @@ fn main() {
     let mut rows = Vec::new();
 
     // herald-ca, as a separate process like in production.
-    let server = Guard(
+    let server = ServerProcess::spawn(
+        "herald-ca serve",
         Command::new(herald_bin())
             .args(["serve", "--data-dir"])
             .arg(&dir)
             .env("HERALD_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("build herald-ca first: cargo build --release -p herald-ca"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("build herald-ca first: cargo build --release -p herald-ca");
     wait_for(http);
-    let pid = server.0.id();
+    let pid = server.id();
     // Warm the pre-signed cache (the first request for each certificate signs it).
     let _ = load("warm-up", http, &get_mix, 3, pid);
     let _ = load("warm-up", http, &post_mix, 2, pid);
@@ -407,7 +398,8 @@ fn main() {
     }
     std::fs::write(odir.join("index.txt"), index).unwrap();
     let oaddr = free_addr();
-    let openssl = Guard(
+    let openssl = ServerProcess::spawn(
+        "openssl ocsp",
         Command::new("openssl")
             .args(["ocsp", "-index"])
             .arg(odir.join("index.txt"))
@@ -427,17 +419,16 @@ fn main() {
             .arg("-CA")
             .arg(dir.join("intermediate.crt"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(odir.join("stderr")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+            .stderr(std::fs::File::create(odir.join("stderr")).unwrap()),
+    )
+    .unwrap();
     if !wait_until_listening(oaddr) {
         panic!(
             "openssl ocsp did not start: {}",
             std::fs::read_to_string(odir.join("stderr")).unwrap_or_default()
         );
     }
-    let pid = openssl.0.id();
+    let pid = openssl.id();
     rows.push(load(
         "openssl ocsp -multi 4, POST",
         oaddr,
@@ -472,19 +463,19 @@ fn main() {
         ),
     )
     .unwrap();
-    let nginx = Guard(
+    let nginx = ServerProcess::spawn(
+        "nginx",
         Command::new("nginx")
             .arg("-p")
             .arg(&ndir)
             .arg("-c")
             .arg(ndir.join("nginx.conf"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx runs (apt-get install nginx)"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("nginx runs (apt-get install nginx)");
     wait_for(naddr);
-    let pid = nginx.0.id();
+    let pid = nginx.id();
     rows.push(load(
         "nginx static response (ceiling)",
         naddr,
@@ -493,6 +484,7 @@ fn main() {
         pid,
     ));
     drop(nginx);
+    bench_common::assert_no_server_left(tmp.path());
 
     println!(
         "OCSP, {CERTS} certificates, {CONNECTIONS} keep-alive client connections for {seconds} s on loopback"

@@ -7,6 +7,12 @@
 //! must be integers, and `true`, `false`, `null` are written as such. Floating-point numbers
 //! cannot be encoded.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Why a JSON value has no canonical form.
@@ -68,6 +74,136 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), Canonical
     Ok(())
 }
 
+/// Why JSON text could not be put in canonical form.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JsonCanonicalError {
+    /// Not JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// JSON without a canonical form.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    /// Nested deeper than a JSON value may be read.
+    #[error("nested more than {MAX_NESTING} levels deep")]
+    TooDeep,
+}
+
+/// How deep arrays and objects may nest: as deep as serde_json reads a `Value`.
+const MAX_NESTING: usize = 127;
+
+/// The canonical JSON of JSON text, written as the text is walked, without building a JSON
+/// tree: each object's members are sorted while the values stay slices of the text. The
+/// result is what [`to_canonical_bytes`] gives for the text read as a `Value` (a member
+/// repeated in an object counts with its last value), and the same texts are refused.
+pub(crate) fn canonical_from_json(json: &[u8]) -> Result<Vec<u8>, JsonCanonicalError> {
+    let raw: &RawValue = serde_json::from_slice(json)?;
+    let mut out = Vec::with_capacity(json.len());
+    write_raw(raw, &mut out, 1)?;
+    Ok(out)
+}
+
+fn write_raw(raw: &RawValue, out: &mut Vec<u8>, level: usize) -> Result<(), JsonCanonicalError> {
+    let text = raw.get();
+    let nested = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+    if nested && level > MAX_NESTING {
+        return Err(JsonCanonicalError::TooDeep);
+    }
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let Members(mut members) = serde_json::from_str(text)?;
+            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            members.dedup_by(|later, kept| {
+                if later.0 != kept.0 {
+                    return false;
+                }
+                kept.1 = later.1;
+                true
+            });
+            out.push(b'{');
+            for (i, (key, value)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(&key, out);
+                out.push(b':');
+                write_raw(value, out, level + 1)?;
+            }
+            out.push(b'}');
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            out.push(b'[');
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_raw(item, out, level + 1)?;
+            }
+            out.push(b']');
+        }
+        _ => write_canonical(&serde_json::from_str::<Value>(text)?, out)?,
+    }
+    Ok(())
+}
+
+/// An object's members in the order received, values as slices of the text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for MembersVisitor<'a> {
+            type Value = Members<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(Key(key)) = map.next_key()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(MembersVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A member name, borrowed from the text unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = Key<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
+}
+
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for &byte in s.as_bytes() {
@@ -108,6 +244,43 @@ mod tests {
             to_canonical_bytes(&json!(1.5)),
             Err(CanonicalError::NonInteger(_))
         ));
+    }
+
+    /// Walking the text gives what reading it into a `Value` gives, and refuses the same.
+    #[test]
+    fn canonical_from_text_matches_canonical_from_value() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let deep_objects = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        for text in [
+            r#"{ "b" : 1 , "a" : [ true , null , false ] }"#.to_owned(),
+            r#"{"z":{"y":[{"b":2,"a":1}],"x":"\u00e9\"\\\n"},"a":-0}"#.to_owned(),
+            r#"{"a":1,"b":2,"a":3}"#.to_owned(),
+            r#"{"\u0062":1,"a":2,"b":3}"#.to_owned(),
+            r#"{"é":1,"z":2,"\ud83d\ude00":3}"#.to_owned(),
+            r#"[18446744073709551615,-9223372036854775808,0]"#.to_owned(),
+            r#""\ud800""#.to_owned(),
+            r#"{"\ud800":1}"#.to_owned(),
+            r#"{"a":1.5}"#.to_owned(),
+            r#"{"a":1e400}"#.to_owned(),
+            r#"{"a":1,}"#.to_owned(),
+            deep(127),
+            deep(128),
+            deep_objects(127),
+            deep_objects(128),
+        ] {
+            let by_value = serde_json::from_str::<Value>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| to_canonical_bytes(&v).map_err(|e| e.to_string()));
+            let by_text = canonical_from_json(text.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(
+                by_value.is_ok(),
+                by_text.is_ok(),
+                "{text}: {by_value:?} {by_text:?}"
+            );
+            if let (Ok(a), Ok(b)) = (by_value, by_text) {
+                assert_eq!(a, b, "{text}");
+            }
+        }
     }
 
     #[test]

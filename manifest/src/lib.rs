@@ -45,6 +45,7 @@ mod canonical;
 mod envelope;
 mod hash;
 mod keys;
+mod listing;
 mod metadata;
 mod path;
 mod release;
@@ -54,6 +55,7 @@ pub use canonical::{to_canonical_bytes, write_canonical, CanonicalError};
 pub use envelope::{envelope_canonical_bytes, sign_canonical, Envelope, EnvelopeError, Signature};
 pub use hash::{ContentDigests, HashAlgorithm};
 pub use keys::{Ed25519Signer, KeyError, KeyId, KeyVal, PublicKey, Signer, VerifyingKey};
+pub use listing::TargetsIndex;
 pub use metadata::{
     tuf_time, DelegatedRole, Delegations, MetaFile, ReleaseKeys, RoleKeys, RoleType, Root,
     Snapshot, TargetFile, Targets, Timestamp, RELEASE_KEYS_FIELD, SPEC_VERSION,

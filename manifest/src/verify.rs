@@ -6,11 +6,12 @@
 //! release signatures. Every step takes the verified result of the step before it. No step
 //! reads a clock: `now` is a parameter.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Deref;
 use std::sync::OnceLock;
 
-use crate::canonical::to_canonical_bytes;
+use crate::canonical::canonical_from_json;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -18,9 +19,9 @@ use time::OffsetDateTime;
 use crate::envelope::{Envelope, EnvelopeError, Signature};
 use crate::hash::{ContentDigests, HashAlgorithm};
 use crate::keys::{KeyId, PublicKey};
+use crate::listing::TargetsIndex;
 use crate::metadata::{
-    tuf_time, DelegatedRole, Header, MetaFile, RoleType, Root, Snapshot, TargetFile, Targets,
-    Timestamp,
+    tuf_time, DelegatedRole, Header, MetaFile, RoleType, Root, Snapshot, TargetFile, Timestamp,
 };
 use crate::path::TargetPath;
 use crate::release::{release_signatures, target_statement};
@@ -157,8 +158,10 @@ pub type VerifiedRoot = Verified<Root>;
 pub type VerifiedTimestamp = Verified<Timestamp>;
 /// Verified snapshot metadata.
 pub type VerifiedSnapshot = Verified<Snapshot>;
-/// Verified targets metadata (top-level or delegated).
-pub type VerifiedTargets = Verified<Targets>;
+/// Verified targets metadata (top-level or delegated): its header and delegations typed, its
+/// targets an index into the verified bytes, each entry read when looked up
+/// ([`Verified::target`]).
+pub type VerifiedTargets = Verified<TargetsIndex>;
 
 /// A target file whose length, listed hashes and (if root declares release keys) release
 /// signatures were verified. Its SHA-256 is that of the verified content, listed or not.
@@ -186,33 +189,38 @@ impl VerifiedTarget {
     }
 }
 
-/// A parsed but not yet verified document.
-struct Parsed<T> {
+/// A parsed but not yet verified document, borrowing the received bytes.
+struct Parsed<'a, T> {
     signatures: Vec<Signature>,
     /// The `signed` member exactly as received.
-    raw_signed: Vec<u8>,
+    raw_signed: &'a [u8],
     /// Canonical JSON of `signed`, computed only when the received form is not canonical.
     canonical: OnceLock<Result<Vec<u8>, String>>,
     value: T,
     header: Header,
 }
 
-impl<T> Parsed<T> {
+/// The verified result: the typed view and the received bytes, copied only when the caller
+/// lent them.
+fn verified<T>(value: T, bytes: Cow<'_, [u8]>) -> Verified<T> {
+    Verified {
+        value,
+        signed: OnceLock::new(),
+        bytes: bytes.into_owned(),
+    }
+}
+
+impl<T> Parsed<'_, T> {
     fn into_verified(self, bytes: &[u8]) -> Verified<T> {
-        Verified {
-            value: self.value,
-            signed: OnceLock::new(),
-            bytes: bytes.to_vec(),
-        }
+        verified(self.value, Cow::Borrowed(bytes))
     }
 
-    /// Canonical JSON of `signed` (TUF's signing form), built from the received bytes.
+    /// Canonical JSON of `signed` (TUF's signing form), built from the received bytes
+    /// without a JSON tree ([`canonical_from_json`]).
     fn canonical(&self) -> Result<&[u8], VerifyError> {
-        let canonical = self.canonical.get_or_init(|| {
-            let value: Value =
-                serde_json::from_slice(&self.raw_signed).map_err(|e| e.to_string())?;
-            to_canonical_bytes(&value).map_err(|e| e.to_string())
-        });
+        let canonical = self
+            .canonical
+            .get_or_init(|| canonical_from_json(self.raw_signed).map_err(|e| e.to_string()));
         canonical.as_deref().map_err(|message| VerifyError::Fields {
             role: self.header.role_type.clone(),
             source: serde::de::Error::custom(message),
@@ -234,7 +242,7 @@ impl<T> Parsed<T> {
     ) -> Result<usize, VerifyError> {
         let fast = check_metadata_signatures(
             role,
-            &self.raw_signed,
+            self.raw_signed,
             &self.signatures,
             keys,
             keyids,
@@ -243,7 +251,7 @@ impl<T> Parsed<T> {
         match fast {
             Err(VerifyError::Threshold { .. }) => {
                 let canonical = self.canonical()?;
-                if canonical == self.raw_signed.as_slice() {
+                if canonical == self.raw_signed {
                     return fast;
                 }
                 check_metadata_signatures(
@@ -268,11 +276,47 @@ struct RawEnvelope<'a> {
     signatures: Vec<Signature>,
 }
 
-fn parse<T: DeserializeOwned>(
-    bytes: &[u8],
+/// How a role's typed view is read from its `signed` member.
+trait FromSigned: Sized {
+    /// Reads `signed`, a part of the received `document`.
+    fn from_signed(signed: &[u8], document: &[u8]) -> Result<Self, serde_json::Error>;
+}
+
+/// Root, timestamp and snapshot are read whole.
+fn read_whole<T: DeserializeOwned>(signed: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(signed)
+}
+
+impl FromSigned for Root {
+    fn from_signed(signed: &[u8], _: &[u8]) -> Result<Self, serde_json::Error> {
+        read_whole(signed)
+    }
+}
+
+impl FromSigned for Timestamp {
+    fn from_signed(signed: &[u8], _: &[u8]) -> Result<Self, serde_json::Error> {
+        read_whole(signed)
+    }
+}
+
+impl FromSigned for Snapshot {
+    fn from_signed(signed: &[u8], _: &[u8]) -> Result<Self, serde_json::Error> {
+        read_whole(signed)
+    }
+}
+
+/// Targets metadata is not read into a typed map of every entry: see [`TargetsIndex`].
+impl FromSigned for TargetsIndex {
+    fn from_signed(signed: &[u8], document: &[u8]) -> Result<Self, serde_json::Error> {
+        TargetsIndex::parse(signed, document)
+    }
+}
+
+fn parse<'a, T: FromSigned>(
+    bytes: &'a [u8],
     role_type: RoleType,
     role: &str,
-) -> Result<Parsed<T>, VerifyError> {
+) -> Result<Parsed<'a, T>, VerifyError> {
     let raw: RawEnvelope<'_> = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         // Not the expected shape: the generic parser gives the precise reason.
@@ -311,10 +355,10 @@ fn parse<T: DeserializeOwned>(
             found: header.spec_version,
         });
     }
-    let value: T = serde_json::from_slice(raw_signed).map_err(fields)?;
+    let value = T::from_signed(raw_signed, bytes).map_err(fields)?;
     Ok(Parsed {
         signatures: raw.signatures,
-        raw_signed: raw_signed.to_vec(),
+        raw_signed,
         canonical: OnceLock::new(),
         value,
         header,
@@ -392,7 +436,11 @@ fn check_metadata_signatures(
     Ok(valid)
 }
 
-fn check_role_signed<T>(root: &Root, role: RoleType, doc: &Parsed<T>) -> Result<(), VerifyError> {
+fn check_role_signed<T>(
+    root: &Root,
+    role: RoleType,
+    doc: &Parsed<'_, T>,
+) -> Result<(), VerifyError> {
     let keys = root.role(role).ok_or_else(|| VerifyError::BadRole {
         role: role.as_str().into(),
     })?;
@@ -603,9 +651,12 @@ impl Verified<Root> {
     /// Verifies top-level targets metadata (TUF 1.0 step 5.6): length and hashes as the
     /// snapshot lists them, threshold of targets keys, version equal to the snapshot's, not
     /// expired at `now`.
-    pub fn verify_targets(
+    ///
+    /// `bytes` may be lent (copied into the result) or given (kept without a copy): a client
+    /// that fetched a large targets file gives it, so it is held in memory once.
+    pub fn verify_targets<'b>(
         &self,
-        bytes: &[u8],
+        bytes: impl Into<Cow<'b, [u8]>>,
         snapshot: &VerifiedSnapshot,
         now: OffsetDateTime,
     ) -> Result<VerifiedTargets, VerifyError> {
@@ -617,7 +668,7 @@ impl Verified<Root> {
             })?;
         verify_targets_role(
             "targets",
-            bytes,
+            bytes.into(),
             snapshot,
             &self.value.keys,
             &keys.keyids,
@@ -638,7 +689,7 @@ impl Verified<Root> {
         let entry = listed(targets, path)?;
         let expected = entry.expected_digests(path)?;
         let digests = ContentDigests::of(content, expected.keys().copied());
-        self.check_target(path, entry, &expected, &digests)
+        self.check_target(path, &entry, &expected, &digests)
     }
 
     /// Like [`Verified::verify_target_content`] for a file whose length and SHA-256 were
@@ -667,7 +718,7 @@ impl Verified<Root> {
     ) -> Result<VerifiedTarget, VerifyError> {
         let entry = listed(targets, path)?;
         let expected = entry.expected_digests(path)?;
-        self.check_target(path, entry, &expected, digests)
+        self.check_target(path, &entry, &expected, digests)
     }
 
     /// Length and every expected digest, then the release signatures over the statement
@@ -735,14 +786,9 @@ impl Verified<Root> {
     }
 }
 
-fn listed<'a>(
-    targets: &'a VerifiedTargets,
-    path: &TargetPath,
-) -> Result<&'a TargetFile, VerifyError> {
+fn listed(targets: &VerifiedTargets, path: &TargetPath) -> Result<TargetFile, VerifyError> {
     targets
-        .value
-        .targets
-        .get(path)
+        .target(path)
         .ok_or_else(|| VerifyError::NotListed(path.to_string()))
 }
 
@@ -779,7 +825,7 @@ fn expect_version(role: &str, expected: u64, found: u64) -> Result<(), VerifyErr
 
 fn verify_targets_role(
     name: &str,
-    bytes: &[u8],
+    bytes: Cow<'_, [u8]>,
     snapshot: &VerifiedSnapshot,
     keys: &BTreeMap<KeyId, PublicKey>,
     keyids: &[KeyId],
@@ -795,18 +841,30 @@ fn verify_targets_role(
             role: "snapshot".into(),
             entry: file.clone(),
         })?;
-    check_meta_file(&format!("{name} metadata"), bytes, meta)?;
-    let doc: Parsed<Targets> = parse(bytes, RoleType::Targets, name)?;
+    check_meta_file(&format!("{name} metadata"), &bytes, meta)?;
+    let doc: Parsed<TargetsIndex> = parse(&bytes, RoleType::Targets, name)?;
     doc.check(name, keys, keyids, threshold)?;
     expect_version(name, meta.version, doc.header.version)?;
     check_expiry(name, doc.header.expires, now)?;
-    Ok(doc.into_verified(bytes))
+    let value = doc.value;
+    Ok(verified(value, bytes))
 }
 
-impl Verified<Targets> {
-    /// The entry for `path` in this role's own `targets`.
-    pub fn target(&self, path: &TargetPath) -> Option<&TargetFile> {
-        self.value.targets.get(path)
+impl Verified<TargetsIndex> {
+    /// The entry for `path` in this role's own `targets`, read from the verified bytes.
+    pub fn target(&self, path: &TargetPath) -> Option<TargetFile> {
+        self.value.entry(&self.bytes, path)
+    }
+
+    /// The paths this role lists in its own `targets`, in order.
+    pub fn paths(&self) -> impl ExactSizeIterator<Item = &TargetPath> + '_ {
+        self.value.paths()
+    }
+
+    /// Every entry of this role's own `targets`, in path order, each read from the verified
+    /// bytes as the iteration reaches it.
+    pub fn targets(&self) -> impl Iterator<Item = (&TargetPath, TargetFile)> + '_ {
+        self.value.entries(&self.bytes)
     }
 
     /// The delegated roles trusted for `path`, in priority order. A client visits them in
@@ -825,10 +883,12 @@ impl Verified<Targets> {
     /// Verifies the metadata of `role`, delegated by this targets role: length and hashes as
     /// the snapshot lists them, threshold of the delegated keys, version equal to the
     /// snapshot's, not expired at `now`.
-    pub fn verify_delegated(
+    ///
+    /// `bytes` may be lent (copied into the result) or given (kept without a copy).
+    pub fn verify_delegated<'b>(
         &self,
         role: &str,
-        bytes: &[u8],
+        bytes: impl Into<Cow<'b, [u8]>>,
         snapshot: &VerifiedSnapshot,
         now: OffsetDateTime,
     ) -> Result<VerifiedTargets, VerifyError> {
@@ -844,7 +904,7 @@ impl Verified<Targets> {
             .ok_or_else(|| VerifyError::NotDelegated { role: role.into() })?;
         verify_targets_role(
             role,
-            bytes,
+            bytes.into(),
             snapshot,
             &delegations.keys,
             &delegated.keyids,

@@ -154,7 +154,7 @@ pub fn verify_repository(
 
     let mut count = 0;
     for role in &roles {
-        for (path, entry) in &role.targets {
+        for (path, entry) in role.targets() {
             let sha = entry.sha256().unwrap_or_default();
             let stored = layout.targets_dir().join(path.with_hash_prefix(sha));
             root.verify_target_content(role, path, &read(&stored)?)

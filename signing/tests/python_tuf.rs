@@ -167,7 +167,7 @@ fn manifest_verifies_python_tuf_repository() {
         .unwrap();
     // Targets signed with ECDSA P-256.
     let targets = root
-        .verify_targets(&read(&repo, "metadata/1.targets.json"), &snap, now())
+        .verify_targets(read(&repo, "metadata/1.targets.json"), &snap, now())
         .unwrap();
     let file = TargetPath::new("file.txt").unwrap();
     let entry = targets.target(&file).unwrap();
@@ -181,7 +181,7 @@ fn manifest_verifies_python_tuf_repository() {
     let tool = TargetPath::new("tools/tool.bin").unwrap();
     let role = targets.delegations_for(&tool).next().unwrap().name.clone();
     let tools = targets
-        .verify_delegated(&role, &read(&repo, "metadata/1.tools.json"), &snap, now())
+        .verify_delegated(&role, read(&repo, "metadata/1.tools.json"), &snap, now())
         .unwrap();
     let entry = tools.target(&tool).unwrap();
     let stored = read(
@@ -208,7 +208,7 @@ fn python_tuf_repository_tampered_signature_rejected() {
     let flipped = if &sig[mid..mid + 1] == "a" { "b" } else { "a" };
     env["signatures"][0]["sig"] = format!("{}{flipped}{}", &sig[..mid], &sig[mid + 1..]).into();
     let err = root
-        .verify_targets(&serde_json::to_vec(&env).unwrap(), &snap, now())
+        .verify_targets(serde_json::to_vec(&env).unwrap(), &snap, now())
         .unwrap_err();
     assert!(matches!(err, VerifyError::Threshold { .. }), "{err}");
 }

@@ -1,7 +1,10 @@
 //! Helpers for Herald's end-to-end scenarios, which run the real binaries built by
-//! `cargo test --workspace` (or `cargo build --workspace`).
+//! `cargo test --workspace` (or `cargo build --workspace`), and for the benchmark programs
+//! that start servers ([`servers`]).
 
 #![forbid(unsafe_code)]
+
+pub mod servers;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -16,7 +16,12 @@
 //! Each cell is the median of `HERALD_BENCH_RUNS` runs (default 5), taken in rounds of one run
 //! of each tool so that the machine's slower and faster spells fall on every tool alike. The
 //! repositories are served by an in-process rustls server; scenario (a) is also served by
-//! nginx (with its default settings) when `nginx` is on `PATH`.
+//! nginx (with its default settings) when `nginx` is on `PATH`, in a process group of its
+//! own, stopped with the whole group; the program fails if any server process is left.
+//!
+//! `HERALD_BENCH_BASELINE=PATH` names another `herald-update` binary (e.g. the release build
+//! of an earlier commit): it runs in every round too, before or after this one by turns, and
+//! the table gets its column and the change between the two.
 
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +37,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use herald_e2e::servers::ServerProcess;
 use support::SignedRepo;
 
 /// Wall time (s) and peak resident memory (MiB) of one command.
@@ -88,9 +94,10 @@ fn release_folder(dir: &Path, count: usize, size: usize) {
     }
 }
 
-/// nginx serving `root` over HTTPS with the test server certificate, stopped on drop.
+/// nginx serving `root` over HTTPS with the test server certificate, stopped with its
+/// process group on drop.
 struct Nginx {
-    child: std::process::Child,
+    _server: ServerProcess,
     url: url::Url,
 }
 
@@ -122,30 +129,28 @@ impl Nginx {
             ),
         )
         .unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+        let server = ServerProcess::spawn(
+            "nginx",
+            Command::new("nginx")
+                .arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .ok()?;
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 let url = url::Url::parse(&format!("https://localhost:{port}/")).unwrap();
-                return Some(Nginx { child, url });
+                return Some(Nginx {
+                    _server: server,
+                    url,
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("nginx did not start; see {}/error.log", dir.display());
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -165,6 +170,8 @@ fn build_repo(work: &Path, name: &str, count: usize, size: usize) -> SignedRepo 
 
 struct Bench {
     herald: PathBuf,
+    /// Another herald-update binary measured in the same rounds (`HERALD_BENCH_BASELINE`).
+    baseline: Option<PathBuf>,
     python: PathBuf,
     script: PathBuf,
     ca: String,
@@ -187,20 +194,46 @@ impl Bench {
         dir
     }
 
-    /// Runs herald-update, python-tuf and (when given) the unsigned floor `runs` times each,
-    /// in rounds of one run of each, and prints their medians by wall time as a table row.
-    /// Interleaving puts a slower or faster spell of the machine on every tool alike instead
-    /// of on whichever happened to run then.
+    /// The header of the table [`Bench::compare`] prints rows of.
+    fn print_header(&self) {
+        if self.baseline.is_some() {
+            println!(
+                "| scenario | herald-update | herald-update (baseline) | change against the baseline | python-tuf | speed-up (medians) | speed-up per round | curl + sha256sum |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+        } else {
+            println!(
+                "| scenario | herald-update | python-tuf | speed-up (medians) | speed-up per round | curl + sha256sum |"
+            );
+            println!("|---|---|---|---|---|---|");
+        }
+    }
+
+    /// Runs herald-update, the baseline herald-update (when given), python-tuf and (when
+    /// given) the unsigned floor `runs` times each, in rounds of one run of each, and prints
+    /// their medians by wall time as a table row. Interleaving puts a slower or faster spell
+    /// of the machine on every tool alike instead of on whichever happened to run then.
     fn compare(
         &self,
         scenario: &str,
-        herald: impl Fn() -> Measure,
+        herald: impl Fn(&Path) -> Measure,
         python: impl Fn() -> Measure,
         floor: Option<&dyn Fn() -> Measure>,
     ) {
-        let mut runs: [Vec<Measure>; 3] = Default::default();
-        for _ in 0..self.runs {
-            runs[0].push(herald());
+        let mut runs: [Vec<Measure>; 4] = Default::default();
+        for round in 0..self.runs {
+            // The two herald-update builds take turns at going first in a round.
+            match &self.baseline {
+                Some(baseline) if round % 2 == 1 => {
+                    runs[3].push(herald(baseline));
+                    runs[0].push(herald(&self.herald));
+                }
+                Some(baseline) => {
+                    runs[0].push(herald(&self.herald));
+                    runs[3].push(herald(baseline));
+                }
+                None => runs[0].push(herald(&self.herald)),
+            }
             runs[1].push(python());
             if let Some(floor) = floor {
                 runs[2].push(floor());
@@ -214,7 +247,7 @@ impl Bench {
             .collect();
         let lowest = rounds.iter().copied().fold(f64::INFINITY, f64::min);
         let highest = rounds.iter().copied().fold(0.0, f64::max);
-        let [herald, python, floor] = runs.map(|mut all| {
+        let [herald, python, floor, baseline] = runs.map(|mut all| {
             all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
             all.get(all.len() / 2).copied()
         });
@@ -223,8 +256,17 @@ impl Bench {
             || "-".to_owned(),
             |f| format!("{:.2} s / {:.0} MiB", f.seconds, f.mib),
         );
+        let baseline = baseline.map_or_else(String::new, |b| {
+            format!(
+                " {:.2} s / {:.0} MiB | time {:+.0}%, peak memory {:+.0}% |",
+                b.seconds,
+                b.mib,
+                (herald.seconds / b.seconds - 1.0) * 100.0,
+                (herald.mib / b.mib - 1.0) * 100.0,
+            )
+        });
         println!(
-            "| {scenario} | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.1}x | {lowest:.1}x to {highest:.1}x | {floor} |",
+            "| {scenario} | {:.2} s / {:.0} MiB |{baseline} {:.2} s / {:.0} MiB | {:.1}x | {lowest:.1}x to {highest:.1}x | {floor} |",
             herald.seconds,
             herald.mib,
             python.seconds,
@@ -233,11 +275,17 @@ impl Bench {
         );
     }
 
-    fn herald_tuf_client(&self, base: &url::Url, repo: &SignedRepo, targets: &[String]) -> Measure {
+    fn herald_tuf_client(
+        &self,
+        herald: &Path,
+        base: &url::Url,
+        repo: &SignedRepo,
+        targets: &[String],
+    ) -> Measure {
         let dir = self.fresh("herald-client");
         let md = dir.join("md");
         let root = repo.path().join("metadata/1.root.json");
-        let init = Command::new(&self.herald)
+        let init = Command::new(herald)
             .args([
                 "tuf-client",
                 "--metadata-dir",
@@ -272,15 +320,10 @@ impl Bench {
                 "download",
             ]);
         }
-        measure(
-            "herald-update tuf-client",
-            &self.herald,
-            &args,
-            &self.envs(),
-        )
+        measure("herald-update tuf-client", herald, &args, &self.envs())
     }
 
-    fn herald_apply(&self, base: &url::Url, repo: &SignedRepo) -> Measure {
+    fn herald_apply(&self, herald: &Path, base: &url::Url, repo: &SignedRepo) -> Measure {
         let dir = self.fresh("herald-apply");
         let config = dir.join("update.toml");
         std::fs::write(
@@ -297,7 +340,7 @@ impl Bench {
         .unwrap();
         measure(
             "herald-update apply",
-            &self.herald,
+            herald,
             &["--config", config.to_str().unwrap(), "apply"],
             &[],
         )
@@ -353,6 +396,11 @@ fn main() {
         herald.is_file(),
         "build it first: cargo build --release --bin herald-update"
     );
+    let baseline = std::env::var_os("HERALD_BENCH_BASELINE").map(PathBuf::from);
+    if let Some(baseline) = &baseline {
+        assert!(baseline.is_file(), "{} is not a file", baseline.display());
+    }
+    herald_e2e::servers::stop_all_on_signal();
     let runs: usize = std::env::var("HERALD_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -379,6 +427,7 @@ fn main() {
     std::fs::create_dir_all(&clients).unwrap();
     let bench = Bench {
         herald,
+        baseline,
         python: support::python(),
         script: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench_python_client.py"),
         ca: support::write_pki(&clients)
@@ -413,10 +462,7 @@ fn main() {
     let hundred: Vec<String> = (0..100)
         .map(|i| format!("d{:03}/f{:06}.txt", (i * 97) % 100, i * 97))
         .collect();
-    println!(
-        "| scenario | herald-update | python-tuf | speed-up (medians) | speed-up per round | curl + sha256sum |"
-    );
-    println!("|---|---|---|---|---|---|");
+    bench.print_header();
     if wanted('a') {
         let big_target = std::fs::read_dir(big.path().join("targets"))
             .unwrap()
@@ -442,7 +488,7 @@ fn main() {
             let floor = || bench.curl_sha256(&file_url(&url));
             bench.compare(
                 &format!("(a) 1 GiB target, fresh client (apply), served by {server}"),
-                || bench.herald_apply(&url, &big),
+                |herald| bench.herald_apply(herald, &url, &big),
                 || bench.python_tuf(&url, &big, &big_name),
                 Some(&floor),
             );
@@ -451,13 +497,13 @@ fn main() {
     if wanted('b') {
         bench.compare(
             "(b) refresh, 10,000 targets",
-            || bench.herald_tuf_client(&url_10k, &r10k, &[]),
+            |herald| bench.herald_tuf_client(herald, &url_10k, &r10k, &[]),
             || bench.python_tuf(&url_10k, &r10k, &[]),
             None,
         );
         bench.compare(
             "(b) refresh, 100,000 targets",
-            || bench.herald_tuf_client(&url_100k, &r100k, &[]),
+            |herald| bench.herald_tuf_client(herald, &url_100k, &r100k, &[]),
             || bench.python_tuf(&url_100k, &r100k, &[]),
             None,
         );
@@ -465,10 +511,14 @@ fn main() {
     if wanted('c') {
         bench.compare(
             "(c) 100 targets out of 10,000",
-            || bench.herald_tuf_client(&url_10k, &r10k, &hundred),
+            |herald| bench.herald_tuf_client(herald, &url_10k, &r10k, &hundred),
             || bench.python_tuf(&url_10k, &r10k, &hundred),
             None,
         );
+    }
+    if let Err(left) = herald_e2e::servers::check_none_left(&[&work, &clients]) {
+        eprintln!("{left}");
+        panic!("server processes were left running after the benchmark");
     }
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&clients);

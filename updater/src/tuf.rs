@@ -141,15 +141,27 @@ struct Trusted {
     now: OffsetDateTime,
 }
 
-/// A target found in verified metadata, with the role that lists it.
+/// A target found in verified metadata, with the role that lists it. Only the length and
+/// SHA-256 are kept; the rest of the entry is read from the role when needed, so a list of
+/// every target of a large repository stays small.
 #[derive(Debug)]
 pub struct FoundTarget {
     path: TargetPath,
-    entry: TargetFile,
+    length: u64,
+    sha256: Option<String>,
     role: Arc<VerifiedTargets>,
 }
 
 impl FoundTarget {
+    fn new(path: TargetPath, entry: &TargetFile, role: Arc<VerifiedTargets>) -> Self {
+        FoundTarget {
+            path,
+            length: entry.length,
+            sha256: entry.sha256().map(str::to_owned),
+            role,
+        }
+    }
+
     /// The target path.
     pub fn path(&self) -> &TargetPath {
         &self.path
@@ -157,19 +169,23 @@ impl FoundTarget {
 
     /// The declared length.
     pub fn length(&self) -> u64 {
-        self.entry.length
+        self.length
     }
 
     /// The declared SHA-256, hex, if listed.
     pub fn sha256(&self) -> Option<&str> {
-        self.entry.sha256()
+        self.sha256.as_deref()
     }
 
     /// The length and every supported listed digest the file must have.
     fn expected(&self) -> Result<ExpectedFile, VerifyError> {
+        let entry = self
+            .role
+            .target(&self.path)
+            .ok_or_else(|| VerifyError::NotListed(self.path.to_string()))?;
         Ok(ExpectedFile {
-            length: self.entry.length,
-            digests: self.entry.expected_digests(&self.path)?,
+            length: entry.length,
+            digests: entry.expected_digests(&self.path)?,
         })
     }
 }
@@ -348,18 +364,20 @@ impl Client {
     }
 
     /// Loads a targets role (top-level or delegated): the local copy if it is the version
-    /// the snapshot lists, otherwise a download, verified by `verify`.
+    /// the snapshot lists, otherwise a download, verified by `verify`. The bytes read or
+    /// fetched are handed to `verify`, which keeps them: a large targets file is held in
+    /// memory once.
     async fn targets_role(
         &self,
         role: &str,
         snapshot: &VerifiedSnapshot,
         consistent_snapshot: bool,
-        verify: impl Fn(&[u8]) -> Result<VerifiedTargets, VerifyError>,
+        verify: impl Fn(Vec<u8>) -> Result<VerifiedTargets, VerifyError>,
     ) -> Result<VerifiedTargets, ClientError> {
         let encoded = encode_role(role)?;
         let local_name = format!("{encoded}.json");
         if let Some(local) = self.read_local(&local_name)? {
-            if let Ok(targets) = verify(&local) {
+            if let Ok(targets) = verify(local) {
                 return Ok(targets);
             }
         }
@@ -378,7 +396,7 @@ impl Client {
         };
         let max = meta.length.unwrap_or(self.limits.max_targets_size);
         let bytes = self.fetch(&name, role, max).await?;
-        let targets = verify(&bytes)?;
+        let targets = verify(bytes)?;
         self.write_local(&local_name, targets.bytes())?;
         Ok(targets)
     }
@@ -414,11 +432,7 @@ impl Client {
                 Some(parent) => Arc::new(self.delegated_role(state, &parent, &name).await?),
             };
             if let Some(entry) = role.target(path) {
-                return Ok(FoundTarget {
-                    path: path.clone(),
-                    entry: entry.clone(),
-                    role,
-                });
+                return Ok(FoundTarget::new(path.clone(), &entry, role));
             }
             let mut children = Vec::new();
             for child in role.delegations_for(path) {
@@ -456,7 +470,7 @@ impl Client {
     /// trusts, and a path listed only by a role not trusted for it is left out.
     pub async fn all_targets(&self) -> Result<Vec<FoundTarget>, ClientError> {
         let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
-        let mut paths: BTreeSet<TargetPath> = state.targets.targets.keys().cloned().collect();
+        let mut paths: BTreeSet<TargetPath> = state.targets.paths().cloned().collect();
         let mut queue: std::collections::VecDeque<(String, Arc<VerifiedTargets>)> =
             child_roles(&state.targets).collect();
         let mut seen = BTreeSet::new();
@@ -468,17 +482,15 @@ impl Client {
                 continue;
             }
             let role = Arc::new(self.delegated_role(state, &parent, &name).await?);
-            paths.extend(role.targets.keys().cloned());
+            paths.extend(role.paths().cloned());
             queue.extend(child_roles(&role));
         }
         let mut found = Vec::with_capacity(paths.len());
         for path in paths {
             match state.targets.target(&path) {
-                Some(entry) => found.push(FoundTarget {
-                    path,
-                    entry: entry.clone(),
-                    role: Arc::clone(&state.targets),
-                }),
+                Some(entry) => {
+                    found.push(FoundTarget::new(path, &entry, Arc::clone(&state.targets)))
+                }
                 None => match self.find_target(&path).await {
                     Ok(target) => found.push(target),
                     Err(ClientError::TargetNotFound(_)) => {}

@@ -3,18 +3,11 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed when dropped.
-pub(crate) struct Server(pub(crate) Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// A server process in a process group of its own, stopped with the whole group when dropped.
+pub(crate) use herald_e2e::servers::ServerProcess as Server;
 
 pub(crate) fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -179,17 +172,17 @@ pub(crate) fn init_herald(dir: &Path) -> (Vec<u8>, String) {
 /// Starts one `herald-ca serve` on `dir` with addresses of its own; returns it and its HTTPS URL.
 pub(crate) fn serve_herald(dir: &Path) -> (Server, String) {
     let (https, http) = (free_addr(), free_addr());
-    let server = Server(
+    let server = Server::spawn(
+        "herald-ca serve",
         herald_ca()
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &https.to_string()])
             .args(["--http-listen", &http.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     wait_listening(https);
     wait_listening(http);
     (server, format!("https://{https}"))

@@ -11,6 +11,22 @@ use herald_ca::{init, Authority, CaKeyType, InitOptions, KeyAccess, KeyProtectio
 
 pub(crate) mod http;
 
+/// Makes an interruption of the program stop the servers it started (they run in process
+/// groups of their own, out of reach of the terminal's Ctrl-C).
+pub(crate) fn stop_servers_on_signal() {
+    herald_e2e::servers::stop_all_on_signal();
+}
+
+/// Fails the program when a server it started, or any process naming its work folder
+/// `work`, is still running: every server must have been stopped with its whole group.
+pub(crate) fn assert_no_server_left(work: &Path) {
+    if let Err(left) = herald_e2e::servers::check_none_left(&[work]) {
+        eprintln!("{left}");
+        panic!("servers were left running after the benchmark");
+    }
+    eprintln!("no server process left running");
+}
+
 /// A CA in `dir` (unencrypted keys: benchmarks only) serving on the given addresses.
 pub(crate) fn bench_ca(dir: &Path, https: SocketAddr, http: SocketAddr) -> Authority {
     init(

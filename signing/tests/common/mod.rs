@@ -180,13 +180,13 @@ pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
     let tv = snap.meta["targets.json"].version;
     let targets = root
         .verify_targets(
-            &fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
+            fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
             &snap,
             now(),
         )
         .unwrap();
     let mut out = Vec::new();
-    for (path, entry) in &targets.targets {
+    for (path, entry) in targets.targets() {
         let stored = repo
             .join("targets")
             .join(path.with_hash_prefix(entry.sha256().unwrap()));
