@@ -4,8 +4,7 @@
 //!
 //! Every change happens inside [`Store::write`], one transaction committed durably (WAL,
 //! group-committed fsync) before the call returns, so a caller can record a certificate together
-//! with any other writes (an audit entry, and later a burnt enrollment token) atomically. A
-//! PostgreSQL implementation fits behind the same two traits.
+//! with any other writes (an audit entry, a burnt enrollment token) atomically.
 
 mod columns;
 pub(crate) mod open;
@@ -251,9 +250,11 @@ pub trait StoreTx {
     /// A counter bumped on every status change (revocation), so that other processes sharing
     /// the store notice changes.
     fn status_epoch(&self) -> Result<i64, StoreError>;
-    /// Appends an entry to the hash-chained audit log.
-    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
-    /// Visits the audit log in order.
+    /// Appends an entry to this store's chain of the hash-chained audit log, as part of the
+    /// transaction. The PostgreSQL store sends the append with the commit (so the head of its
+    /// chain is held for the shortest time); a failure to append fails the transaction.
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+    /// Visits the audit log in order: chain by chain, each in sequence.
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError>;
     /// Records an admin token (hash only).
     fn insert_admin_token(&self, record: &AdminTokenRecord) -> Result<(), StoreError>;

@@ -266,10 +266,13 @@ fn finish_cert((mut record, serial, reason): RawCert) -> Result<CertRecord, Stor
 
 impl StoreTx for SqliteTx<'_> {
     fn insert_certificate(&self, r: &CertRecord) -> Result<(), StoreError> {
-        let result = self.tx.execute(
-            "INSERT INTO certificates (serial, issuer, name, profile, not_before, not_after,
-                issued_at, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        let result = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO certificates (serial, issuer, name, profile, not_before, not_after,
+                    issued_at, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 r.serial.to_hex(),
                 r.issuer,
                 r.name,
@@ -278,8 +281,7 @@ impl StoreTx for SqliteTx<'_> {
                 r.not_after,
                 r.issued_at,
                 r.der
-            ],
-        );
+            ]);
         match result {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -294,11 +296,10 @@ impl StoreTx for SqliteTx<'_> {
     fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
         let row = self
             .tx
-            .query_row(
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                params![serial.to_hex()],
-                cert_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+            ))?
+            .query_row(params![serial.to_hex()], cert_from_row)
             .optional()?;
         row.map(finish_cert).transpose()
     }
@@ -409,24 +410,26 @@ impl StoreTx for SqliteTx<'_> {
         Ok(epoch.unwrap_or(0))
     }
 
-    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        // One process writes a SQLite store (under its write lock): one chain, 0.
         let last: Option<(i64, String)> = self
             .tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .prepare_cached(
+                "SELECT seq, hash FROM audit WHERE chain = 0 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
         let (seq, prev_hash) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS_HASH.to_owned()),
         };
         let hash = chain_hash(&prev_hash, seq, entry);
-        self.tx.execute(
-            "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+        self.tx
+            .prepare_cached(
+                "INSERT INTO audit (chain, seq, time, actor, action, details, prev_hash, hash)
+                 VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
                 seq,
                 entry.time,
                 entry.actor,
@@ -434,32 +437,28 @@ impl StoreTx for SqliteTx<'_> {
                 entry.details,
                 prev_hash,
                 hash
-            ],
-        )?;
-        Ok(AuditEntry {
-            seq,
-            entry: entry.clone(),
-            prev_hash,
-            hash,
-        })
+            ])?;
+        Ok(())
     }
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare(
-            "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit ORDER BY seq",
+            "SELECT chain, seq, time, actor, action, details, prev_hash, hash FROM audit
+             ORDER BY chain, seq",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             visit(AuditEntry {
-                seq: row.get(0)?,
+                chain: row.get(0)?,
+                seq: row.get(1)?,
                 entry: NewAuditEntry {
-                    time: row.get(1)?,
-                    actor: row.get(2)?,
-                    action: row.get(3)?,
-                    details: row.get(4)?,
+                    time: row.get(2)?,
+                    actor: row.get(3)?,
+                    action: row.get(4)?,
+                    details: row.get(5)?,
                 },
-                prev_hash: row.get(5)?,
-                hash: row.get(6)?,
+                prev_hash: row.get(6)?,
+                hash: row.get(7)?,
             });
         }
         Ok(())
@@ -591,11 +590,13 @@ impl StoreTx for SqliteTx<'_> {
         serial: &str,
         spki_sha256: &str,
     ) -> Result<bool, StoreError> {
-        let changed = self.tx.execute(
-            "UPDATE enrollment_tokens SET used_at = ?2, serial = ?3, spki_sha256 = ?4
-             WHERE id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
-            params![id, used_at, serial, spki_sha256],
-        )?;
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE enrollment_tokens SET used_at = ?2, serial = ?3, spki_sha256 = ?4
+                 WHERE id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
+            )?
+            .execute(params![id, used_at, serial, spki_sha256])?;
         Ok(changed == 1)
     }
 
@@ -697,11 +698,10 @@ impl SqliteTx<'_> {
     ) -> Result<Option<EnrollmentTokenRecord>, StoreError> {
         Ok(self
             .tx
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"),
-                params![value],
-                token_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"
+            ))?
+            .query_row(params![value], token_from_row)
             .optional()?)
     }
 }
