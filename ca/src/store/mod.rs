@@ -7,6 +7,7 @@
 //! with any other writes (an audit entry, a burnt enrollment token) atomically.
 
 mod columns;
+mod group_commit;
 pub(crate) mod open;
 mod postgres;
 mod schema;

@@ -22,9 +22,10 @@
 //!   statement, statements whose answer nobody waits for (the certificate row, audit
 //!   entries) go with the next one that needs an answer or with `COMMIT`, and a read's
 //!   `COMMIT` is not waited for, so an enrollment waits for three round trips (`BEGIN` +
-//!   token read; `BEGIN` + certificate + token burn; audit entry + `COMMIT` + flush);
+//!   token read; `BEGIN` + certificate + token burn; audit entry + `COMMIT`) and for a flush
+//!   it shares with the writers waiting at the time;
 //! - writes commit asynchronously and then wait for a flush shared with concurrent writers
-//!   (group commit, see [`COMMIT_AND_FLUSH`]), so locks are not held across a disk flush;
+//!   (group commit, see [`FLUSH`]), so locks are not held across a disk flush;
 //! - a revocation bumps the status epoch and sends `NOTIFY herald_status` in its transaction;
 //!   each server LISTENs and wakes its refresh loop at once (see
 //!   [`Store::wait_status_change`]).
@@ -48,6 +49,7 @@ use crate::store::columns::{
     unlisted_to_db, version_to_db, RawFleetReport, ADMIN_TOKEN_COLUMNS, CERT_COLUMNS,
     FLEET_COLUMNS, TOKEN_COLUMNS,
 };
+use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport, ListFilter, Revocation,
@@ -60,12 +62,12 @@ use crate::store::{
 const WRITE_BEGIN: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off";
 
-/// Commits a write transaction, then group commit: a transaction with a transaction id commits
+/// The flush of group commit ([`GroupCommit`]): a transaction with a transaction id commits
 /// with `synchronous_commit` on, so PostgreSQL answers only once the WAL up to its commit
-/// record, which follows the writer's, is flushed (and, with synchronous replication, on the
-/// standby). Concurrent flushes share one fsync. Sent as one batch: no write returns before it
-/// is durable. If the write transaction had failed, its `COMMIT` rolls it back.
-const COMMIT_AND_FLUSH: &str = "COMMIT; BEGIN; SELECT txid_current(); COMMIT";
+/// record, which follows every commit that returned before it started, is flushed (and, with
+/// synchronous replication, on the standby). One flush serves every writer of this server
+/// waiting at the time; concurrent flushes of several servers share one fsync.
+const FLUSH: &str = "BEGIN; SELECT txid_current(); COMMIT";
 
 /// A read transaction: one consistent snapshot.
 const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -114,6 +116,8 @@ pub struct PgStore {
     status: Arc<StatusSignal>,
     /// The audit chain this store appends to.
     chain: i64,
+    /// Write commits waiting for a flush.
+    flush: GroupCommit,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -240,6 +244,7 @@ impl PgStore {
             pool,
             status: Arc::new(StatusSignal::default()),
             chain: 0,
+            flush: GroupCommit::default(),
         };
         store.migrate(&options.schema)?;
         let claim = config.clone();
@@ -308,8 +313,18 @@ impl PgStore {
         if nothing_sent {
             tx.open.set(false);
         } else if write {
-            tx.round_trip(None, Some(COMMIT_AND_FLUSH))?;
+            // If the transaction failed, its COMMIT rolls it back and the failure is returned.
+            tx.round_trip(None, Some("COMMIT"))?;
             tx.open.set(false);
+            let seq = self.flush.committed()?;
+            // The connection goes back to the pool while this writer waits; the one that runs
+            // the flush takes a connection for it.
+            drop(tx);
+            self.flush.wait_durable(seq, &|| {
+                let client = self.connection()?;
+                self.block(async move { client.batch_execute(FLUSH).await })?
+                    .map_err(|e| pg_error(&e))
+            })?;
         } else if let Some(client) = tx.client.borrow_mut().take() {
             // A read has its answers: its COMMIT is sent without waiting for the reply, and
             // the connection goes back to the pool once the transaction has ended.

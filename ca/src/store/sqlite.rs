@@ -12,6 +12,7 @@ use crate::store::columns::{
     unlisted_to_db, version_to_db, RawFleetReport, ADMIN_TOKEN_COLUMNS, CERT_COLUMNS,
     FLEET_COLUMNS, TOKEN_COLUMNS,
 };
+use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport, ListFilter, Revocation,
@@ -26,7 +27,8 @@ use crate::store::{
 /// writer rarely does that work (and its fsync) while it holds the store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    sync: GroupSync,
+    sync: GroupCommit,
+    wal: WalSync,
     /// Wakes the checkpoint thread; it ends when this is dropped.
     checkpoints: std::sync::mpsc::SyncSender<()>,
 }
@@ -64,54 +66,12 @@ fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::SyncSender<()>, St
     Ok(wake)
 }
 
-/// Group commit: commits are numbered; one waiter at a time syncs the WAL file, which makes
-/// every commit numbered before the sync started durable, and wakes the others.
-struct GroupSync {
+/// Makes the WAL file durable: one `fdatasync` covers every commit written to it.
+struct WalSync {
     wal: std::path::PathBuf,
-    state: Mutex<SyncState>,
-    synced: std::sync::Condvar,
 }
 
-#[derive(Default)]
-struct SyncState {
-    committed: u64,
-    durable: u64,
-    syncing: bool,
-}
-
-impl GroupSync {
-    /// Numbers a commit (call with the connection locked, right after the commit).
-    fn committed(&self) -> Result<u64, StoreError> {
-        let mut state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-        state.committed += 1;
-        Ok(state.committed)
-    }
-
-    /// Returns once commit `seq` is on disk.
-    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-        loop {
-            if state.durable >= seq {
-                return Ok(());
-            }
-            if !state.syncing {
-                state.syncing = true;
-                let target = state.committed;
-                drop(state);
-                let result = self.sync_wal();
-                state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-                state.syncing = false;
-                if result.is_ok() {
-                    state.durable = state.durable.max(target);
-                }
-                self.synced.notify_all();
-                result?;
-            } else {
-                state = self.synced.wait(state).map_err(|_| StoreError::Poisoned)?;
-            }
-        }
-    }
-
+impl WalSync {
     fn sync_wal(&self) -> Result<(), StoreError> {
         match std::fs::File::open(&self.wal) {
             Ok(file) => file
@@ -212,11 +172,8 @@ impl SqliteStore {
         wal.push("-wal");
         Ok(Self {
             conn: Mutex::new(conn),
-            sync: GroupSync {
-                wal: wal.into(),
-                state: Mutex::new(SyncState::default()),
-                synced: std::sync::Condvar::new(),
-            },
+            sync: GroupCommit::default(),
+            wal: WalSync { wal: wal.into() },
             checkpoints: spawn_checkpointer(path)?,
         })
     }
@@ -241,7 +198,7 @@ impl SqliteStore {
                         // Full: a checkpoint is pending already.
                         let _ = self.checkpoints.try_send(());
                     }
-                    self.sync.wait_durable(seq)?;
+                    self.sync.wait_durable(seq, &|| self.wal.sync_wal())?;
                 }
                 Ok(())
             }
