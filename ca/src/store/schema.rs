@@ -195,14 +195,14 @@ CREATE INDEX certificates_revoked_entries
     },
     // 5: the audit log in chains. Each chain has its own sequence numbers and hash links;
     // existing entries form chain 0. SQLite stores are written by one process and keep one
-    // chain. On PostgreSQL each server appends to a chain of its own, whose head (`audit_chains`)
-    // the append statement advances and hashes in one step, so servers never wait for each
-    // other's appends. The column has no default there: a server of an older version, which
-    // would link its entry to another chain's head, fails its writes instead.
+    // chain (its `seq` stays the table's key, so no index is needed). On PostgreSQL each
+    // server appends to a chain of its own, whose head (`audit_chains`) the append statement
+    // advances and hashes in one step, so servers never wait for each other's appends. The
+    // column has no default there: a server of an older version, which would link its entry
+    // to another chain's head, fails its writes instead. The PostgreSQL steps can run again.
     Migration {
         sqlite: "
 ALTER TABLE audit ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX audit_chain_seq ON audit(chain, seq);
 ",
         postgres: "
 ALTER TABLE audit ADD COLUMN IF NOT EXISTS chain BIGINT;

@@ -27,6 +27,9 @@ use crate::store::{
 /// writer rarely does that work (and its fsync) while it holds the store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Read transactions run here, so that they never wait for a writer's turn (WAL lets a
+    /// reader see the last commit while a write is in progress).
+    reader: Mutex<Connection>,
     sync: GroupCommit,
     wal: WalSync,
     /// Wakes the checkpoint thread; it ends when this is dropped.
@@ -168,10 +171,15 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(open_err)?;
         migrate(&mut conn)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             sync: GroupCommit::default(),
             wal: WalSync { wal: wal.into() },
             checkpoints: spawn_checkpointer(path)?,
@@ -184,7 +192,8 @@ impl SqliteStore {
         f: &mut dyn FnMut(&dyn StoreTx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let write = matches!(behavior, rusqlite::TransactionBehavior::Immediate);
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let connection = if write { &self.conn } else { &self.reader };
+        let mut conn = connection.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = conn.transaction_with_behavior(behavior)?;
         let result = f(&SqliteTx { tx: &tx });
         match result {
@@ -444,8 +453,9 @@ impl StoreTx for SqliteTx<'_> {
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare(
+            // One chain (0) in a SQLite store: in sequence is in chain order.
             "SELECT chain, seq, time, actor, action, details, prev_hash, hash FROM audit
-             ORDER BY chain, seq",
+             ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
