@@ -664,14 +664,13 @@ mod tests {
                     details: format!("{{\"seq\":{seq}}}"),
                 };
                 let hash = chain_hash(&prev, seq, &entry);
-                let e = AuditEntry {
+                AuditEntry {
                     chain,
                     seq,
                     entry,
                     prev_hash: std::mem::replace(&mut prev, hash.clone()),
                     hash,
-                };
-                e
+                }
             })
             .collect()
     }
