@@ -24,7 +24,7 @@ use herald_ca::store::{
 use herald_ca::{NewAuditEntry, Reason};
 
 mod bench_common;
-use bench_common::http::{herald_ca, init_herald, run, serve_herald};
+use bench_common::http::{builds, herald_ca, init_herald, run, serve_herald};
 use bench_common::percentile_ms;
 
 const REQUESTS: usize = 50;
@@ -169,14 +169,16 @@ async fn main() {
         .unwrap_or(100_000);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
-    let (root, _operator) = init_herald(&dir);
+    // This build only: the console of the current version is what is measured.
+    let build = builds().pop().unwrap();
+    let (root, _operator) = init_herald(&build, &dir);
     let started = Instant::now();
     fill(&dir, n);
     eprintln!(
         "{n} endpoints recorded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let added = run(herald_ca()
+    let added = run(herald_ca(&build)
         .args([
             "admin", "user", "add", "bench", "--role", "admin", "--no-mfa", "--json",
         ])
@@ -184,7 +186,7 @@ async fn main() {
         .arg(&dir));
     let added: serde_json::Value = serde_json::from_slice(&added).unwrap();
     let once = added["one_time_password"].as_str().unwrap().to_owned();
-    let (_server, base) = serve_herald(&dir);
+    let (_server, base) = serve_herald(&build, &dir);
     let http = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)

@@ -3,13 +3,17 @@
 //! `serve` sign endpoint with its SQLite store (Debian package `golang-cfssl`) on the same
 //! certificate requests. Tokens and client keys are made before the clock starts; each
 //! Herald enrollment is token check + proof of possession + issuance + durable store in one
-//! transaction. Each client keeps one HTTPS connection. Prints a table. Not run by CI.
+//! transaction. Each client keeps one HTTPS connection. Server CPU per enrollment is the
+//! server process's user + system time during the level divided by its enrollments. Prints a
+//! table. Not run by CI.
 //!
 //! ```sh
 //! cargo build --release -p herald-ca
 //! cargo run --release -p herald-ca --example bench-enroll -- [SCALE]
 //! ```
 //! SCALE (default 1) multiplies the number of enrollments per level (500, 4,000, 8,000).
+//! With `HERALD_BENCH_BEFORE=/path/to/previous/herald-ca`, each level is measured with that
+//! build too, just before this one, on a data folder of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,8 +22,8 @@ use std::process::{Command, Stdio};
 
 mod bench_common;
 use bench_common::http::{
-    create_tokens, csr_pem, enroll_bodies, free_addr, init_herald, load, row, run, serve_herald,
-    wait_listening, Server,
+    builds, cpu_secs, create_tokens, csr_pem, enroll_bodies, free_addr, init_herald, load,
+    per_success_us, row, run, serve_herald, wait_listening, Server,
 };
 
 const LEVELS: [(usize, usize); 3] = [(1, 500), (16, 4000), (64, 8000)];
@@ -112,7 +116,9 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
     let levels: Vec<(usize, usize)> = LEVELS.iter().map(|&(c, n)| (c, n * scale)).collect();
-    let total: usize = levels.iter().map(|l| l.1).sum();
+    let builds = builds();
+    let per_build: usize = levels.iter().map(|l| l.1).sum();
+    let total = per_build * builds.len();
     bench_common::stop_servers_on_signal();
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -122,42 +128,64 @@ fn main() {
     eprintln!("generating {total} keys and requests (not measured)...");
     let csrs: Vec<String> = (0..total).map(|_| csr_pem()).collect();
 
-    let dir = tmp.path().join("herald");
-    let (root, operator) = init_herald(&dir);
-    let (herald, base) = serve_herald(&dir);
     eprintln!("creating {total} enrollment tokens (not measured)...");
-    let tokens = rt.block_on(create_tokens(&root, &base, &operator, total));
+    // One data folder, server and token set per build.
+    let heralds: Vec<_> = builds
+        .iter()
+        .enumerate()
+        .map(|(i, build)| {
+            let dir = tmp.path().join(format!("herald-{i}"));
+            let (root, operator) = init_herald(build, &dir);
+            let (server, base) = serve_herald(build, &dir);
+            let tokens = rt.block_on(create_tokens(&root, &base, &operator, per_build));
+            (build, root, server, base, tokens)
+        })
+        .collect();
     let cfssl = start_cfssl(&tmp.path().join("cfssl"));
 
     println!(
         "Enrollment over HTTPS on loopback, SQLite stores, every certificate durably recorded"
     );
     println!();
-    println!("| server | clients | certificates | per second | p50 | p99 | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| server | clients | certificates | per second | p50 | p99 | server CPU per certificate | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut offset = 0;
     for &(clients, n) in &levels {
+        for (i, (build, root, server, base, tokens)) in heralds.iter().enumerate() {
+            let csrs = &csrs[per_build * i..];
+            let bodies = enroll_bodies(&csrs[offset..offset + n], &tokens[offset..offset + n]);
+            let cpu = cpu_secs(server.id());
+            let outcome = rt.block_on(load(
+                root,
+                &[format!("{base}/api/v1/enroll")],
+                bodies,
+                clients,
+            ));
+            let cpu = per_success_us(cpu_secs(server.id()) - cpu, &outcome);
+            row(
+                &format!("herald-ca{} POST /api/v1/enroll", build.label),
+                clients,
+                &outcome,
+                &[cpu],
+            );
+        }
         let slice = &csrs[offset..offset + n];
-        let bodies = enroll_bodies(slice, &tokens[offset..offset + n]);
-        let outcome = rt.block_on(load(
-            &root,
-            &[format!("{base}/api/v1/enroll")],
-            bodies,
-            clients,
-        ));
-        row("herald-ca POST /api/v1/enroll", clients, &outcome);
-        if let Some((_, cf_base, cf_root)) = &cfssl {
+        if let Some((cf_server, cf_base, cf_root)) = &cfssl {
             let bodies: Vec<String> = slice
                 .iter()
                 .map(|csr| serde_json::json!({"certificate_request": csr}).to_string())
                 .collect();
+            let cpu = cpu_secs(cf_server.id());
             let outcome = rt.block_on(load(
                 cf_root,
                 &[format!("{cf_base}/api/v1/cfssl/sign")],
                 bodies,
                 clients,
             ));
-            row("cfssl serve /api/v1/cfssl/sign", clients, &outcome);
+            let cpu = per_success_us(cpu_secs(cf_server.id()) - cpu, &outcome);
+            row("cfssl serve /api/v1/cfssl/sign", clients, &outcome, &[cpu]);
         }
         offset += n;
     }
@@ -165,7 +193,7 @@ fn main() {
         println!();
         println!("cfssl is not installed (Debian package golang-cfssl): only herald-ca measured.");
     }
-    drop(herald);
+    drop(heralds);
     drop(cfssl);
     bench_common::assert_no_server_left(tmp.path());
 }

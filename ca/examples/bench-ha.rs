@@ -3,7 +3,9 @@
 //! run. Clients are spread round-robin over the servers' HTTPS URLs (as a load balancer would);
 //! each keeps one connection. Tokens are created over the API and client keys generated before
 //! the clock starts; each enrollment is token check + proof of possession + issuance + durable
-//! store in one transaction. Prints a table. Not run by CI.
+//! store in one transaction. Prints a table with the CPU the `herald-ca` processes and the
+//! PostgreSQL processes spent per enrollment (PostgreSQL's counts every client of the
+//! database server, so run it on an otherwise idle database). Not run by CI.
 //!
 //! ```sh
 //! cargo build --release -p herald-ca
@@ -12,18 +14,21 @@
 //!
 //! ENROLLMENTS per row (default 4,000); CLIENTS the concurrency levels (default 64).
 //! PostgreSQL: `HERALD_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
-//! a schema of its own, dropped at the end.
+//! a schema of its own per build, dropped at the end. With
+//! `HERALD_BENCH_BEFORE=/path/to/previous/herald-ca`, every row is also measured with that
+//! build, just before this one (its own data folder and schema).
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::PathBuf;
 
 mod bench_common;
 #[path = "../tests/pg_support/mod.rs"]
 mod pg_support;
 
 use bench_common::http::{
-    create_tokens, csr_pem, enroll_bodies, init_herald, load, row, serve_herald,
+    builds, cpu_secs, create_tokens, csr_pem, enroll_bodies, init_herald, load, per_success_us,
+    postgres_cpu_secs, row, serve_herald, Build, Server,
 };
 
 const SERVERS: [usize; 3] = [1, 2, 3];
@@ -37,37 +42,104 @@ impl Drop for Schema {
     }
 }
 
-/// Initialises a CA in `dir`, then for each count in `servers` starts servers up to that count
-/// and measures one row per concurrency level. `csrs` has one request per enrollment made.
-fn measure(
-    rt: &tokio::runtime::Runtime,
-    store: &str,
-    dir: &Path,
-    servers: &[usize],
-    levels: &[usize],
-    per_row: usize,
-    csrs: &[String],
-) {
-    let (root, operator) = init_herald(dir);
-    let mut running = vec![serve_herald(dir)];
-    let tokens = rt.block_on(create_tokens(&root, &running[0].1, &operator, csrs.len()));
-    let mut offset = 0;
-    for &n in servers {
-        while running.len() < n {
-            running.push(serve_herald(dir));
+/// One build's CA: its data folder, its store, its running servers and its unspent tokens.
+struct Cluster<'b> {
+    build: &'b Build,
+    dir: PathBuf,
+    /// The PostgreSQL schema (kept until the end of the run), or `None` for SQLite.
+    schema: Option<Schema>,
+    root: Vec<u8>,
+    running: Vec<(Server, String)>,
+    tokens: std::vec::IntoIter<String>,
+}
+
+/// Points the environment that `herald-ca` inherits at `schema`, or at the SQLite store.
+fn select_store(schema: Option<&Schema>) {
+    match schema {
+        Some(schema) => {
+            std::env::set_var("HERALD_CA_STORE_URL", pg_support::pg_url());
+            std::env::set_var("HERALD_CA_STORE_SCHEMA", &schema.0);
         }
-        let urls: Vec<String> = running
+        None => {
+            std::env::remove_var("HERALD_CA_STORE_URL");
+            std::env::remove_var("HERALD_CA_STORE_SCHEMA");
+        }
+    }
+}
+
+impl<'b> Cluster<'b> {
+    /// Initialises a CA in `dir` with `build` on the store the environment names, starts one
+    /// server and creates `tokens` tokens.
+    fn new(
+        rt: &tokio::runtime::Runtime,
+        build: &'b Build,
+        dir: PathBuf,
+        schema: Option<Schema>,
+        tokens: usize,
+    ) -> Self {
+        select_store(schema.as_ref());
+        let (root, operator) = init_herald(build, &dir);
+        let running = vec![serve_herald(build, &dir)];
+        let tokens = rt.block_on(create_tokens(&root, &running[0].1, &operator, tokens));
+        Self {
+            build,
+            dir,
+            schema,
+            root,
+            running,
+            tokens: tokens.into_iter(),
+        }
+    }
+
+    /// Stops all servers but the first (so that idle servers of another build hold no
+    /// database connections during a row).
+    fn shrink(&mut self) {
+        self.running.truncate(1);
+    }
+
+    /// Measures one row with `servers` servers (starting more as needed).
+    fn measure(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        servers: usize,
+        clients: usize,
+        csrs: &[String],
+    ) {
+        while self.running.len() < servers {
+            select_store(self.schema.as_ref());
+            self.running.push(serve_herald(self.build, &self.dir));
+        }
+        let urls: Vec<String> = self.running[..servers]
             .iter()
             .map(|(_, base)| format!("{base}/api/v1/enroll"))
             .collect();
-        let label = format!("{store}, {n} server{}", if n == 1 { "" } else { "s" });
-        for &clients in levels {
-            let range = offset..offset + per_row;
-            let bodies = enroll_bodies(&csrs[range.clone()], &tokens[range]);
-            let outcome = rt.block_on(load(&root, &urls, bodies, clients));
-            row(&label, clients, &outcome);
-            offset += per_row;
-        }
+        let tokens: Vec<String> = self.tokens.by_ref().take(csrs.len()).collect();
+        let bodies = enroll_bodies(csrs, &tokens);
+        let herald_cpu = || -> f64 {
+            self.running[..servers]
+                .iter()
+                .map(|(server, _)| cpu_secs(server.id()))
+                .sum()
+        };
+        let (herald_before, pg_before) = (herald_cpu(), postgres_cpu_secs());
+        let outcome = rt.block_on(load(&self.root, &urls, bodies, clients));
+        let herald = per_success_us(herald_cpu() - herald_before, &outcome);
+        let pg = if self.schema.is_some() {
+            per_success_us(postgres_cpu_secs() - pg_before, &outcome)
+        } else {
+            "-".to_owned()
+        };
+        let store = if self.schema.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        let label = format!(
+            "{store}{}, {servers} server{}",
+            self.build.label,
+            if servers == 1 { "" } else { "s" }
+        );
+        row(&label, clients, &outcome, &[herald, pg]);
     }
 }
 
@@ -78,51 +150,63 @@ fn main() {
     if levels.is_empty() {
         levels.push(64);
     }
-    let rows = (1 + SERVERS.len()) * levels.len();
+    let builds = builds();
+    let sqlite_rows = levels.len();
+    let pg_rows = SERVERS.len() * levels.len();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    eprintln!(
-        "generating {} keys and requests, creating tokens (not measured)...",
-        rows * per_row
-    );
-    let csrs: Vec<String> = (0..rows * per_row).map(|_| csr_pem()).collect();
-    let (sqlite_csrs, pg_csrs) = csrs.split_at(levels.len() * per_row);
+    let requests = (sqlite_rows + pg_rows) * per_row * builds.len();
+    eprintln!("generating {requests} keys and requests, creating tokens (not measured)...");
+    let csrs: Vec<String> = (0..requests).map(|_| csr_pem()).collect();
+    let mut csrs = csrs.chunks(per_row);
     bench_common::stop_servers_on_signal();
     let tmp = tempfile::tempdir().unwrap();
+
+    let mut sqlite: Vec<Cluster> = builds
+        .iter()
+        .enumerate()
+        .map(|(i, build)| {
+            let dir = tmp.path().join(format!("sqlite-{i}"));
+            Cluster::new(&rt, build, dir, None, sqlite_rows * per_row)
+        })
+        .collect();
+    let mut pg: Vec<Cluster> = builds
+        .iter()
+        .enumerate()
+        .map(|(i, build)| {
+            let schema = Schema(pg_support::unique_schema("herald_bench_ha"));
+            let dir = tmp.path().join(format!("pg-{i}"));
+            Cluster::new(&rt, build, dir, Some(schema), pg_rows * per_row)
+        })
+        .collect();
 
     println!(
         "Enrollment over HTTPS on loopback, {per_row} per row, every certificate and its audit \
          entry durably recorded before the answer"
     );
     println!();
-    println!("| store, servers | clients | enrollments | per second | p50 | p99 | errors |");
-    println!("|---|---|---|---|---|---|---|");
-
-    std::env::remove_var("HERALD_CA_STORE_URL");
-    std::env::remove_var("HERALD_CA_STORE_SCHEMA");
-    measure(
-        &rt,
-        "SQLite",
-        &tmp.path().join("sqlite"),
-        &[1],
-        &levels,
-        per_row,
-        sqlite_csrs,
+    println!(
+        "| store, servers | clients | enrollments | per second | p50 | p99 | herald-ca CPU per enrollment | PostgreSQL CPU per enrollment | errors |"
     );
-
-    let schema = Schema(pg_support::unique_schema("herald_bench_ha"));
-    std::env::set_var("HERALD_CA_STORE_URL", pg_support::pg_url());
-    std::env::set_var("HERALD_CA_STORE_SCHEMA", &schema.0);
-    measure(
-        &rt,
-        "PostgreSQL",
-        &tmp.path().join("pg"),
-        &SERVERS,
-        &levels,
-        per_row,
-        pg_csrs,
-    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &clients in &levels {
+        for cluster in &mut sqlite {
+            let batch = csrs.next().unwrap();
+            cluster.measure(&rt, 1, clients, batch);
+        }
+    }
+    for &servers in &SERVERS {
+        for &clients in &levels {
+            for i in 0..pg.len() {
+                pg.iter_mut().for_each(Cluster::shrink);
+                let batch = csrs.next().unwrap();
+                pg[i].measure(&rt, servers, clients, batch);
+            }
+        }
+    }
+    drop(sqlite);
+    drop(pg);
     bench_common::assert_no_server_left(tmp.path());
 }

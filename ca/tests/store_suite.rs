@@ -277,6 +277,55 @@ fn audit_chain_unbroken_under_concurrent_appends() {
 }
 
 #[test]
+fn postgres_servers_append_to_audit_chains_of_their_own_without_waiting() {
+    let schema = PgSchema::new();
+    let (a, b) = (schema.open(), schema.open());
+    assert_ne!(
+        a.audit_chain(),
+        b.audit_chain(),
+        "each server claims a chain"
+    );
+    let entry = |actor: &str| NewAuditEntry {
+        time: 7,
+        actor: actor.into(),
+        action: "test".into(),
+        // Multi-byte text: the database hashes UTF-8 lengths as the chain hash does.
+        details: r#"{"name":"café ✓ 名前"}"#.into(),
+    };
+    let (appended_tx, appended) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let a = &a;
+        scope.spawn(move || {
+            write_tx(a, |tx| {
+                tx.append_audit(&entry("a"))?;
+                // A statement that needs an answer: the append goes to the database with it,
+                // and `a`'s transaction stays open until released.
+                tx.status_epoch()?;
+                appended_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        });
+        appended.recv().unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (b, entry) = (&b, &entry);
+        scope.spawn(move || {
+            write_tx(b, |tx| tx.append_audit(&entry("b"))).unwrap();
+            done_tx.send(()).unwrap();
+        });
+        let waited = done.recv_timeout(Duration::from_secs(10));
+        release.send(()).unwrap();
+        assert!(waited.is_ok(), "b's append waited for a's open transaction");
+    });
+    let report = verify_audit_log(&a).unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.entries, 2);
+    assert_eq!(report.chains.len(), 2);
+}
+
+#[test]
 fn admin_token_found_by_hash_only() {
     both(|a, b| {
         let record = AdminTokenRecord {
@@ -626,8 +675,8 @@ fn postgres_crl_and_audit_longer_than_a_page_read_whole_in_order() {
              (serial, issuer, name, profile, not_before, not_after, issued_at, der, revoked_at, reason)
          SELECT '1' || lpad(to_hex(i), 7, '0'), 'intermediate', 'n', 'endpoint', 0, 1, 0, '\\x00', 5, 1
          FROM generate_series(1, {n}) AS i;
-         INSERT INTO {s}.audit (seq, time, actor, action, details, prev_hash, hash)
-         SELECT i, 0, 'a', 'b', '{{}}', 'p', 'h' FROM generate_series(1, {n}) AS i;",
+         INSERT INTO {s}.audit (chain, seq, time, actor, action, details, prev_hash, hash)
+         SELECT 0, i, 0, 'a', 'b', '{{}}', 'p', 'h' FROM generate_series(1, {n}) AS i;",
         s = schema.name
     ));
     let mut serials = Vec::new();

@@ -2,7 +2,7 @@
 //! starting servers, creating tokens, sending enrollments from concurrent clients.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,9 +38,18 @@ pub(crate) fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-/// The release `herald-ca` next to the example. It inherits the environment, so
-/// `HERALD_CA_STORE_URL` and `HERALD_CA_STORE_SCHEMA` choose its store.
-pub(crate) fn herald_ca() -> Command {
+/// A `herald-ca` binary a benchmark measures.
+#[derive(Debug, Clone)]
+pub(crate) struct Build {
+    /// Appended to row labels: empty for this build, ` (before)` for the previous one.
+    pub(crate) label: &'static str,
+    pub(crate) bin: PathBuf,
+}
+
+/// The builds to measure, in the order each row is measured: the previous version's
+/// `herald-ca` if `HERALD_BENCH_BEFORE` names it (so before and after run in the same
+/// program run, alternating), then the release `herald-ca` next to the example.
+pub(crate) fn builds() -> Vec<Build> {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("herald-ca");
     assert!(
@@ -48,10 +57,72 @@ pub(crate) fn herald_ca() -> Command {
         "{} missing: run `cargo build --release -p herald-ca` first",
         bin.display()
     );
-    let mut cmd = Command::new(bin);
+    let mut builds = Vec::new();
+    if let Some(before) = std::env::var_os("HERALD_BENCH_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(before.is_file(), "{} missing", before.display());
+        builds.push(Build {
+            label: " (before)",
+            bin: before,
+        });
+    }
+    builds.push(Build { label: "", bin });
+    builds
+}
+
+/// `build`'s `herald-ca`. It inherits the environment, so `HERALD_CA_STORE_URL` and
+/// `HERALD_CA_STORE_SCHEMA` choose its store.
+pub(crate) fn herald_ca(build: &Build) -> Command {
+    let mut cmd = Command::new(&build.bin);
     cmd.env("HERALD_CA_PASSPHRASE", "benchmark passphrase")
         .env("HERALD_LOG", "error");
     cmd
+}
+
+/// CPU seconds (user + system, all threads) a process has used so far.
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name: state is 0, utime 11, stime 12.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let get = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (get(11) + get(12)) / ticks
+}
+
+/// CPU seconds used so far by every process named `postgres` on the machine (the server and
+/// its backends; other users of the same server count too).
+pub(crate) fn postgres_cpu_secs() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(cpu_secs)
+        .sum()
+}
+
+/// Microseconds of `cpu` (seconds) per success of `outcome`, as a table cell.
+pub(crate) fn per_success_us(cpu: f64, (lat, _, _): &Outcome) -> String {
+    if lat.is_empty() {
+        return "-".to_owned();
+    }
+    format!("{:.0} µs", cpu * 1e6 / lat.len() as f64)
 }
 
 /// An HTTPS client trusting only `root_pem`, keeping one connection.
@@ -137,10 +208,12 @@ pub(crate) async fn load(
     (all, errors, wall)
 }
 
-/// Prints one table row: label, clients, successes, per second, p50, p99, errors.
-pub(crate) fn row(label: &str, clients: usize, (lat, errors, wall): &Outcome) {
+/// Prints one table row: label, clients, successes, per second, p50, p99, the `extra` cells,
+/// errors.
+pub(crate) fn row(label: &str, clients: usize, (lat, errors, wall): &Outcome, extra: &[String]) {
+    let extra: String = extra.iter().map(|cell| format!(" {cell} |")).collect();
     println!(
-        "| {label} | {clients} | {} | {:.0} | {:.1} ms | {:.1} ms | {errors} |",
+        "| {label} | {clients} | {} | {:.0} | {:.1} ms | {:.1} ms |{extra} {errors} |",
         lat.len(),
         lat.len() as f64 / wall.as_secs_f64(),
         super::percentile_ms(lat, 0.5),
@@ -148,10 +221,10 @@ pub(crate) fn row(label: &str, clients: usize, (lat, errors, wall): &Outcome) {
     );
 }
 
-/// Initialises a CA in `dir` (store chosen by the environment); returns the root PEM and an
-/// operator token.
-pub(crate) fn init_herald(dir: &Path) -> (Vec<u8>, String) {
-    run(herald_ca()
+/// Initialises a CA in `dir` with `build` (store chosen by the environment); returns the root
+/// PEM and an operator token.
+pub(crate) fn init_herald(build: &Build, dir: &Path) -> (Vec<u8>, String) {
+    run(herald_ca(build)
         .args(["init", "--kdf-iterations", "1000", "--data-dir"])
         .arg(dir)
         .args([
@@ -160,7 +233,7 @@ pub(crate) fn init_herald(dir: &Path) -> (Vec<u8>, String) {
             "--http-listen",
             &free_addr().to_string(),
         ]));
-    let operator = String::from_utf8(run(herald_ca()
+    let operator = String::from_utf8(run(herald_ca(build)
         .args(["admin-token", "create", "--role", "operator", "--data-dir"])
         .arg(dir)))
     .unwrap()
@@ -169,12 +242,13 @@ pub(crate) fn init_herald(dir: &Path) -> (Vec<u8>, String) {
     (std::fs::read(dir.join("root.crt")).unwrap(), operator)
 }
 
-/// Starts one `herald-ca serve` on `dir` with addresses of its own; returns it and its HTTPS URL.
-pub(crate) fn serve_herald(dir: &Path) -> (Server, String) {
+/// Starts one `herald-ca serve` of `build` on `dir` with addresses of its own; returns it and
+/// its HTTPS URL.
+pub(crate) fn serve_herald(build: &Build, dir: &Path) -> (Server, String) {
     let (https, http) = (free_addr(), free_addr());
     let server = Server::spawn(
         "herald-ca serve",
-        herald_ca()
+        herald_ca(build)
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &https.to_string()])

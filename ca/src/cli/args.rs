@@ -592,9 +592,10 @@ pub enum CertCommand {
 /// `herald-ca audit` commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the audit log's hash chain: a removed or altered entry is reported (exit 1).
-    /// With --checkpoint, also hold the log against a checkpoint kept elsewhere, so that a
-    /// cut tail or a rewritten and recomputed chain is reported too.
+    /// Verify the audit log's hash chains (one per server sharing PostgreSQL, else one): a
+    /// removed or altered entry is reported (exit 1). With --checkpoint, also hold the log
+    /// against a checkpoint kept elsewhere, so that a cut tail or a rewritten and recomputed
+    /// chain is reported too.
     Verify {
         /// The data folder.
         #[command(flatten)]
@@ -607,7 +608,8 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Sign a checkpoint of the log's head with the CA's audit key and write it (JSON). Keep
+    /// Sign a checkpoint of the log's head (of every chain's head) with the CA's audit key
+    /// and write it (JSON). Keep
     /// checkpoints somewhere the CA's operators cannot rewrite (another host, a ticket, WORM
     /// storage); `audit verify --checkpoint` detects truncation and rewriting against them.
     /// The API serves the same at `GET /api/v1/audit/checkpoint` (auditor role).
@@ -622,26 +624,28 @@ pub enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Show audit entries, one per line (control characters escaped).
+    /// Show audit entries, one per line (control characters escaped). Entries of chains
+    /// other than 0 (servers sharing PostgreSQL each append to a chain of their own) are
+    /// numbered CHAIN.SEQ.
     Show {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
-        /// First sequence number shown.
+        /// First sequence number shown (in every chain).
         #[arg(long, default_value_t = 1)]
         from: i64,
         /// At most this many entries.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
-    /// Export audit entries as JSON lines (seq, time, actor, action, details, prev_hash,
-    /// hash), for archiving or a log pipeline. The API serves the same at
+    /// Export audit entries as JSON lines (chain, seq, time, actor, action, details,
+    /// prev_hash, hash), chain by chain, for archiving or a log pipeline. The API serves the same at
     /// `GET /api/v1/audit?from=SEQ&limit=N` (auditor role).
     Export {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
-        /// First sequence number exported.
+        /// First sequence number exported (in every chain).
         #[arg(long, default_value_t = 1)]
         from: i64,
         /// At most this many entries (default: all).

@@ -700,9 +700,14 @@ fn cmd_audit(cmd: AuditCommand) -> Result<(), Error> {
         AuditCommand::Show { data, from, limit } => {
             let store = open_store(&data.data_dir)?;
             crate::core::audit::entries(store.as_ref(), from, limit, &mut |e| {
+                // Entries of other chains than 0 (servers sharing PostgreSQL) as CHAIN.SEQ.
+                let position = if e.chain == 0 {
+                    e.seq.to_string()
+                } else {
+                    format!("{}.{}", e.chain, e.seq)
+                };
                 let line = format!(
-                    "{:>6} {} {} {} {}",
-                    e.seq,
+                    "{position:>6} {} {} {} {}",
                     format_time(e.entry.time),
                     e.entry.actor,
                     e.entry.action,

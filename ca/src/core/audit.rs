@@ -8,6 +8,11 @@
 //! the data folder), operators keep checkpoints elsewhere, and [`verify_against`] then reports
 //! a log shorter than a checkpoint (truncated) or whose entry at the checkpoint's position has
 //! another hash (rewritten), even when the chain itself is consistent.
+//!
+//! Servers sharing a PostgreSQL store append to chains of their own (so that they never wait
+//! for each other); each chain is verified on its own, and a checkpoint signs the heads of all
+//! chains together, so the chains are merged under one signature. A log of one chain (every
+//! SQLite store) is checkpointed exactly as before chains existed (format v1).
 
 use std::path::Path;
 
@@ -19,79 +24,171 @@ use crate::core::keys::{KeyError, KeyProtection, Passphrase};
 use crate::model::audit::{chain_hash, AuditEntry, GENESIS_HASH};
 use crate::store::{read_tx, Store, StoreError};
 
-/// The first break found in the chain.
+/// The first break found in the log.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ChainBreak {
-    /// The sequence number where the break was found.
+    /// The chain where the break was found.
+    pub chain: i64,
+    /// The sequence number (in that chain) where the break was found.
     pub seq: i64,
     /// What is wrong.
     pub problem: String,
 }
 
+/// The head of one chain of the log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChainHead {
+    /// The chain's number.
+    pub chain: i64,
+    /// Its entries (the sequence number of its last entry).
+    pub entries: i64,
+    /// Hash of its last entry (hex).
+    pub head: String,
+}
+
 /// The result of verifying the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
-    /// Number of entries read.
+    /// Number of entries read, in all chains.
     pub entries: u64,
-    /// Hash of the last entry (anchor it elsewhere to detect truncation).
+    /// Hash of the last entry when the log is one chain (anchor it elsewhere to detect
+    /// truncation); for several chains, the hash of their heads (see [`heads_hash`]).
     pub head: String,
+    /// The head of each chain, in chain order.
+    pub chains: Vec<ChainHead>,
     /// The first break, if any.
     pub first_break: Option<ChainBreak>,
 }
 
-/// Walks the whole log and checks sequence numbers, links and hashes.
-pub fn verify(store: &dyn Store) -> Result<AuditReport, StoreError> {
-    read_tx(store, |tx| {
-        let mut expected_seq = 1;
-        let mut prev = GENESIS_HASH.to_owned();
-        let mut entries = 0;
-        let mut first_break = None;
-        tx.for_each_audit(&mut |e| {
-            entries += 1;
-            if first_break.is_some() {
-                return;
-            }
-            let problem = if e.seq != expected_seq {
-                Some(format!("entry {expected_seq} is missing (found {})", e.seq))
-            } else if e.prev_hash != prev {
-                Some("link to the previous entry does not match".to_owned())
-            } else if chain_hash(&e.prev_hash, e.seq, &e.entry) != e.hash {
-                Some("entry content does not match its hash (altered)".to_owned())
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                first_break = Some(ChainBreak {
-                    seq: e.seq,
-                    problem,
-                });
-            }
-            expected_seq = e.seq + 1;
-            prev = e.hash;
-        })?;
-        Ok(AuditReport {
-            entries,
-            head: prev,
-            first_break,
-        })
-    })
+/// One hash for several chains' heads: SHA-256 (hex) of one line `CHAIN ENTRIES HEAD` per
+/// chain, in chain order. A log that is one chain 0 (or empty) has that chain's head instead,
+/// as before the log had chains.
+pub(crate) fn heads_hash(chains: &[ChainHead]) -> String {
+    match chains {
+        [] => GENESIS_HASH.to_owned(),
+        [only] if only.chain == 0 => only.head.clone(),
+        several => {
+            let text: String = several
+                .iter()
+                .map(|c| format!("{} {} {}\n", c.chain, c.entries, c.head))
+                .collect();
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+        }
+    }
 }
 
-/// The format (and signature context) of checkpoints.
+/// `problem`, naming the chain unless it is chain 0 (the only chain of most logs).
+fn in_chain(chain: i64, problem: String) -> String {
+    if chain == 0 {
+        problem
+    } else {
+        format!("chain {chain}: {problem}")
+    }
+}
+
+/// Checks entries handed over in log order (chain by chain, each in sequence): sequence
+/// numbers from 1 without gaps, links and hashes, each chain on its own.
+struct Walk {
+    chains: Vec<ChainHead>,
+    expected_seq: i64,
+    prev: String,
+    entries: u64,
+    first_break: Option<ChainBreak>,
+}
+
+impl Walk {
+    fn new() -> Self {
+        Self {
+            chains: Vec::new(),
+            expected_seq: 1,
+            prev: GENESIS_HASH.to_owned(),
+            entries: 0,
+            first_break: None,
+        }
+    }
+
+    fn visit(&mut self, e: &AuditEntry) {
+        self.entries += 1;
+        if self.chains.last().is_none_or(|c| c.chain != e.chain) {
+            self.chains.push(ChainHead {
+                chain: e.chain,
+                entries: 0,
+                head: GENESIS_HASH.to_owned(),
+            });
+            self.expected_seq = 1;
+            GENESIS_HASH.clone_into(&mut self.prev);
+        }
+        if let Some(head) = self.chains.last_mut() {
+            head.entries = e.seq;
+            head.head.clone_from(&e.hash);
+        }
+        if self.first_break.is_some() {
+            return;
+        }
+        let problem = if e.seq != self.expected_seq {
+            Some(format!(
+                "entry {} is missing (found {})",
+                self.expected_seq, e.seq
+            ))
+        } else if e.prev_hash != self.prev {
+            Some("link to the previous entry does not match".to_owned())
+        } else if chain_hash(&e.prev_hash, e.seq, &e.entry) != e.hash {
+            Some("entry content does not match its hash (altered)".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.first_break = Some(ChainBreak {
+                chain: e.chain,
+                seq: e.seq,
+                problem: in_chain(e.chain, problem),
+            });
+        }
+        self.expected_seq = e.seq + 1;
+        self.prev.clone_from(&e.hash);
+    }
+
+    fn finish(self) -> AuditReport {
+        AuditReport {
+            entries: self.entries,
+            head: heads_hash(&self.chains),
+            chains: self.chains,
+            first_break: self.first_break,
+        }
+    }
+}
+
+/// Walks the whole log and checks, chain by chain, sequence numbers, links and hashes.
+pub fn verify(store: &dyn Store) -> Result<AuditReport, StoreError> {
+    let mut walk = Walk::new();
+    read_tx(store, |tx| tx.for_each_audit(&mut |e| walk.visit(&e)))?;
+    Ok(walk.finish())
+}
+
+/// The format (and signature context) of checkpoints of a log that is one chain 0.
 pub(crate) const CHECKPOINT_FORMAT: &str = "herald-audit-checkpoint-v1";
 
+/// The format of checkpoints of a log of several chains: also signs each chain's head.
+pub(crate) const CHECKPOINT_FORMAT_CHAINS: &str = "herald-audit-checkpoint-v2";
+
 /// A signed statement of the audit log's head: "the log had `entries` entries, the last with
-/// hash `head`, at `time`". Kept outside the CA, it lets [`verify_against`] detect a log cut
+/// hash `head`, at `time`" (format v1, a log of one chain), or "... and these chains with
+/// these heads" (format v2). Kept outside the CA, it lets [`verify_against`] detect a log cut
 /// or rewritten after it was taken.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    /// Always [`CHECKPOINT_FORMAT`].
+    /// [`CHECKPOINT_FORMAT`], or [`CHECKPOINT_FORMAT_CHAINS`] for several chains.
     pub format: String,
-    /// Number of entries covered (the sequence number of the head; 0 for an empty log).
+    /// Number of entries covered (v1: the sequence number of the head; 0 for an empty log;
+    /// v2: of all chains).
     pub entries: i64,
-    /// Hash of entry `entries` (hex).
+    /// v1: hash of entry `entries` (hex); v2: [`heads_hash`] of `chains`.
     pub head: String,
+    /// v2 only: the head of each chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<ChainHead>,
     /// When the checkpoint was signed, Unix seconds.
     pub time: i64,
     /// The audit key's Ed25519 public key (hex).
@@ -101,18 +198,47 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The signed bytes: format, entries, head and time, one per line.
-    fn message(format: &str, entries: i64, head: &str, time: i64) -> Vec<u8> {
-        format!("{format}\n{entries}\n{head}\n{time}\n").into_bytes()
+    /// The signed bytes: format, entries, head and time, one per line, then (v2) one line
+    /// `CHAIN ENTRIES HEAD` per chain.
+    fn message(format: &str, entries: i64, head: &str, time: i64, chains: &[ChainHead]) -> Vec<u8> {
+        let mut text = format!("{format}\n{entries}\n{head}\n{time}\n");
+        for c in chains {
+            text.push_str(&format!("{} {} {}\n", c.chain, c.entries, c.head));
+        }
+        text.into_bytes()
+    }
+
+    /// The heads this checkpoint vouches for: v1 speaks of chain 0 alone.
+    fn heads(&self) -> Vec<ChainHead> {
+        if self.format == CHECKPOINT_FORMAT {
+            vec![ChainHead {
+                chain: 0,
+                entries: self.entries,
+                head: self.head.clone(),
+            }]
+        } else {
+            self.chains.clone()
+        }
     }
 
     /// Checks the format and the signature; with `trusted_key`, also that this key signed it.
     pub fn check_signature(&self, trusted_key: Option<&[u8]>) -> Result<(), String> {
-        if self.format != CHECKPOINT_FORMAT {
-            return Err(format!(
-                "not a Herald audit checkpoint (format {:?})",
-                self.format
-            ));
+        let consistent = match self.format.as_str() {
+            CHECKPOINT_FORMAT => self.chains.is_empty(),
+            CHECKPOINT_FORMAT_CHAINS => {
+                !self.chains.is_empty()
+                    && self.head == heads_hash(&self.chains)
+                    && self.entries == self.chains.iter().map(|c| c.entries).sum::<i64>()
+            }
+            _ => {
+                return Err(format!(
+                    "not a Herald audit checkpoint (format {:?})",
+                    self.format
+                ))
+            }
+        };
+        if !consistent {
+            return Err("the checkpoint's chains do not match its head and entries".to_owned());
         }
         let key = hex::decode(&self.public_key).map_err(|_| "public_key is not hex".to_owned())?;
         let signature =
@@ -126,7 +252,13 @@ impl Checkpoint {
         }
         UnparsedPublicKey::new(&ED25519, &key)
             .verify(
-                &Self::message(&self.format, self.entries, &self.head, self.time),
+                &Self::message(
+                    &self.format,
+                    self.entries,
+                    &self.head,
+                    self.time,
+                    &self.chains,
+                ),
                 &signature,
             )
             .map_err(|_| "the checkpoint's signature is invalid".to_owned())
@@ -214,23 +346,34 @@ impl AuditSigner {
         self.key.public_key().as_ref()
     }
 
-    /// Verifies the chain and signs a checkpoint of its head. A broken chain is not signed.
+    /// Verifies the log and signs a checkpoint of its heads. A broken log is not signed.
     pub(crate) fn checkpoint(
         &self,
         store: &dyn Store,
     ) -> Result<Result<Checkpoint, ChainBreak>, StoreError> {
-        let report = verify(store)?;
+        self.sign(verify(store)?)
+    }
+
+    /// Signs a checkpoint of a verified log's heads, unless the log is broken.
+    fn sign(&self, report: AuditReport) -> Result<Result<Checkpoint, ChainBreak>, StoreError> {
         if let Some(broken) = report.first_break {
             return Ok(Err(broken));
         }
         let entries = i64::try_from(report.entries)
             .map_err(|_| StoreError::OutOfRange("the audit log's length".into()))?;
         let time = crate::model::time::now_unix();
-        let message = Checkpoint::message(CHECKPOINT_FORMAT, entries, &report.head, time);
+        // One chain 0 (or none): v1, as before chains existed; several: v2 with every head.
+        let (format, chains) = if report.chains.iter().all(|c| c.chain == 0) {
+            (CHECKPOINT_FORMAT, Vec::new())
+        } else {
+            (CHECKPOINT_FORMAT_CHAINS, report.chains)
+        };
+        let message = Checkpoint::message(format, entries, &report.head, time, &chains);
         Ok(Ok(Checkpoint {
-            format: CHECKPOINT_FORMAT.to_owned(),
+            format: format.to_owned(),
             entries,
             head: report.head,
+            chains,
             time,
             public_key: hex::encode(self.public_key()),
             signature: hex::encode(self.key.sign(&message).as_ref()),
@@ -250,51 +393,106 @@ pub(crate) fn read_public_key(layout: &DataLayout) -> Result<Option<Vec<u8>>, St
     }
 }
 
-/// Verifies the chain, then holds it against a checkpoint whose signature the caller has
-/// checked: a log with fewer entries than the checkpoint was truncated; a log whose entry at
-/// the checkpoint's position has another hash was rewritten (even if recomputed since).
+/// Verifies the log, then holds each chain against the checkpoint (whose signature the
+/// caller has checked): a chain with fewer entries than the checkpoint names (or missing) was
+/// truncated; a chain whose entry at the checkpoint's position has another hash was rewritten
+/// (even if recomputed since).
 pub fn verify_against(
     store: &dyn Store,
     checkpoint: &Checkpoint,
 ) -> Result<AuditReport, StoreError> {
-    let mut at_checkpoint = (checkpoint.entries == 0).then(|| GENESIS_HASH.to_owned());
-    let mut report = read_tx(store, |tx| {
-        tx.for_each_audit(&mut |e| {
-            if e.seq == checkpoint.entries {
-                at_checkpoint = Some(e.hash);
-            }
-        })
-    })
-    .and_then(|()| verify(store))?;
-    if report.first_break.is_some() {
-        return Ok(report);
-    }
-    let entries = i64::try_from(report.entries).unwrap_or(i64::MAX);
-    report.first_break = if entries < checkpoint.entries {
-        Some(ChainBreak {
-            seq: entries + 1,
-            problem: format!(
-                "the log was truncated: the checkpoint of {} covers {} entries, only {entries} remain",
-                crate::model::time::format_time(checkpoint.time),
-                checkpoint.entries
-            ),
-        })
-    } else if at_checkpoint.as_deref() != Some(checkpoint.head.as_str()) {
-        Some(ChainBreak {
-            seq: checkpoint.entries,
-            problem: format!(
-                "the log was rewritten: entry {} does not match the checkpoint of {}",
-                checkpoint.entries,
-                crate::model::time::format_time(checkpoint.time)
-            ),
-        })
-    } else {
-        None
-    };
-    Ok(report)
+    let mut held = HeldAgainst::new(checkpoint);
+    read_tx(store, |tx| tx.for_each_audit(&mut |e| held.visit(&e)))?;
+    Ok(held.finish())
 }
 
-/// Visits the entries with `from <= seq`, at most `limit` of them, in order.
+/// A [`Walk`] that also notes the hashes at a checkpoint's positions.
+struct HeldAgainst<'c> {
+    checkpoint: &'c Checkpoint,
+    heads: Vec<ChainHead>,
+    /// The hash found at each checkpointed position.
+    found: Vec<Option<String>>,
+    walk: Walk,
+}
+
+impl<'c> HeldAgainst<'c> {
+    fn new(checkpoint: &'c Checkpoint) -> Self {
+        let heads = checkpoint.heads();
+        let found = heads
+            .iter()
+            .map(|h| (h.entries == 0).then(|| GENESIS_HASH.to_owned()))
+            .collect();
+        Self {
+            checkpoint,
+            heads,
+            found,
+            walk: Walk::new(),
+        }
+    }
+
+    fn visit(&mut self, e: &AuditEntry) {
+        for (head, found) in self.heads.iter().zip(self.found.iter_mut()) {
+            if e.chain == head.chain && e.seq == head.entries {
+                *found = Some(e.hash.clone());
+            }
+        }
+        self.walk.visit(e);
+    }
+
+    fn finish(self) -> AuditReport {
+        let mut report = self.walk.finish();
+        if report.first_break.is_none() {
+            report.first_break = held_against(&report, self.checkpoint, &self.heads, &self.found);
+        }
+        report
+    }
+}
+
+/// The first chain of `heads` that `report`'s log no longer holds as the checkpoint saw it.
+fn held_against(
+    report: &AuditReport,
+    checkpoint: &Checkpoint,
+    heads: &[ChainHead],
+    at_checkpoint: &[Option<String>],
+) -> Option<ChainBreak> {
+    let when = crate::model::time::format_time(checkpoint.time);
+    heads.iter().zip(at_checkpoint).find_map(|(head, found)| {
+        let entries = report
+            .chains
+            .iter()
+            .find(|c| c.chain == head.chain)
+            .map_or(0, |c| c.entries);
+        if entries < head.entries {
+            Some(ChainBreak {
+                chain: head.chain,
+                seq: entries + 1,
+                problem: in_chain(
+                    head.chain,
+                    format!(
+                        "the log was truncated: the checkpoint of {when} covers {} entries, only {entries} remain",
+                        head.entries
+                    ),
+                ),
+            })
+        } else if found.as_deref() != Some(head.head.as_str()) {
+            Some(ChainBreak {
+                chain: head.chain,
+                seq: head.entries,
+                problem: in_chain(
+                    head.chain,
+                    format!(
+                        "the log was rewritten: entry {} does not match the checkpoint of {when}",
+                        head.entries
+                    ),
+                ),
+            })
+        } else {
+            None
+        }
+    })
+}
+
+/// Visits the entries with `from <= seq` (in every chain), at most `limit` of them, in order.
 pub(crate) fn entries(
     store: &dyn Store,
     from: i64,
@@ -452,6 +650,174 @@ mod tests {
             .unwrap();
         }
         store
+    }
+
+    /// A valid chain `chain` of `n` entries, as a server appending to it writes them.
+    fn chain_entries(chain: i64, n: i64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let entry = NewAuditEntry {
+                    time: 1,
+                    actor: format!("server-{chain}"),
+                    action: "issue".into(),
+                    details: format!("{{\"seq\":{seq}}}"),
+                };
+                let hash = chain_hash(&prev, seq, &entry);
+                AuditEntry {
+                    chain,
+                    seq,
+                    entry,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                }
+            })
+            .collect()
+    }
+
+    fn walk(entries: &[AuditEntry]) -> AuditReport {
+        let mut walk = Walk::new();
+        entries.iter().for_each(|e| walk.visit(e));
+        walk.finish()
+    }
+
+    fn held(entries: &[AuditEntry], checkpoint: &Checkpoint) -> AuditReport {
+        let mut held = HeldAgainst::new(checkpoint);
+        entries.iter().for_each(|e| held.visit(e));
+        held.finish()
+    }
+
+    #[test]
+    fn chains_of_several_servers_verified_each_on_its_own() {
+        let log = [chain_entries(0, 3), chain_entries(1, 2)].concat();
+        let report = walk(&log);
+        assert_eq!(report.first_break, None);
+        assert_eq!(report.entries, 5);
+        assert_eq!(
+            report
+                .chains
+                .iter()
+                .map(|c| (c.chain, c.entries))
+                .collect::<Vec<_>>(),
+            [(0, 3), (1, 2)]
+        );
+        assert_eq!(report.head, heads_hash(&report.chains));
+        assert_ne!(report.head, log[2].hash, "not one chain's head");
+    }
+
+    #[test]
+    fn altered_entry_in_second_chain_detected_and_named() {
+        let mut log = [chain_entries(0, 3), chain_entries(1, 3)].concat();
+        log[4].entry.actor = "mallory".into();
+        let broken = walk(&log).first_break.unwrap();
+        assert_eq!((broken.chain, broken.seq), (1, 2));
+        assert!(
+            broken.problem.starts_with("chain 1: "),
+            "{}",
+            broken.problem
+        );
+        // A chain that starts after its first entry was removed is broken too.
+        let log = [chain_entries(0, 2), chain_entries(1, 3)[1..].to_vec()].concat();
+        let broken = walk(&log).first_break.unwrap();
+        assert_eq!((broken.chain, broken.seq), (1, 2));
+        assert!(
+            broken.problem.contains("entry 1 is missing"),
+            "{}",
+            broken.problem
+        );
+    }
+
+    #[test]
+    fn checkpoint_of_one_chain_keeps_the_first_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = signer(dir.path())
+            .sign(walk(&chain_entries(0, 4)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(checkpoint.format, CHECKPOINT_FORMAT);
+        assert!(checkpoint.chains.is_empty());
+        assert_eq!(checkpoint.entries, 4);
+        let json = serde_json::to_value(&checkpoint).unwrap();
+        assert!(json.get("chains").is_none(), "{json}");
+    }
+
+    #[test]
+    fn truncated_or_dropped_chain_detected_against_checkpoint_of_several_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        let log = [
+            chain_entries(0, 3),
+            chain_entries(1, 4),
+            chain_entries(2, 2),
+        ]
+        .concat();
+        let checkpoint = signer.sign(walk(&log)).unwrap().unwrap();
+        assert_eq!(checkpoint.format, CHECKPOINT_FORMAT_CHAINS);
+        assert_eq!(checkpoint.entries, 9);
+        assert_eq!(
+            checkpoint.check_signature(Some(signer.public_key())),
+            Ok(())
+        );
+        assert_eq!(held(&log, &checkpoint).first_break, None);
+        // Entries appended to any chain after the checkpoint are fine.
+        let longer = [
+            chain_entries(0, 5),
+            chain_entries(1, 4),
+            chain_entries(2, 3),
+        ]
+        .concat();
+        assert_eq!(held(&longer, &checkpoint).first_break, None);
+        // Chain 1 cut after its second entry: the chain alone still verifies.
+        let cut = [
+            chain_entries(0, 3),
+            chain_entries(1, 2),
+            chain_entries(2, 2),
+        ]
+        .concat();
+        assert_eq!(walk(&cut).first_break, None, "the chains alone cannot tell");
+        let broken = held(&cut, &checkpoint).first_break.unwrap();
+        assert_eq!((broken.chain, broken.seq), (1, 3));
+        assert!(broken.problem.contains("truncated"), "{}", broken.problem);
+        // Chain 2 removed whole.
+        let dropped = [chain_entries(0, 3), chain_entries(1, 4)].concat();
+        let broken = held(&dropped, &checkpoint).first_break.unwrap();
+        assert_eq!((broken.chain, broken.seq), (2, 1));
+        assert!(broken.problem.contains("truncated"), "{}", broken.problem);
+        // Chain 1 rewritten and recomputed: same length, another hash.
+        let mut rewritten = chain_entries(1, 4);
+        rewritten.iter_mut().for_each(|e| e.entry.time = 2);
+        let mut prev = GENESIS_HASH.to_owned();
+        for e in &mut rewritten {
+            e.prev_hash.clone_from(&prev);
+            e.hash = chain_hash(&e.prev_hash, e.seq, &e.entry);
+            prev.clone_from(&e.hash);
+        }
+        let log = [chain_entries(0, 3), rewritten, chain_entries(2, 2)].concat();
+        assert_eq!(walk(&log).first_break, None, "the chains alone cannot tell");
+        let broken = held(&log, &checkpoint).first_break.unwrap();
+        assert_eq!((broken.chain, broken.seq), (1, 4));
+        assert!(broken.problem.contains("rewritten"), "{}", broken.problem);
+    }
+
+    #[test]
+    fn checkpoint_of_several_chains_with_altered_heads_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        let log = [chain_entries(0, 3), chain_entries(1, 4)].concat();
+        let checkpoint = signer.sign(walk(&log)).unwrap().unwrap();
+        // A lower count for chain 1 would let a truncation pass: the head no longer matches.
+        let mut lowered = checkpoint.clone();
+        lowered.chains[1].entries = 2;
+        assert!(lowered.check_signature(None).is_err());
+        // Recomputing head and entries does not help: the signature covers every chain.
+        lowered.head = heads_hash(&lowered.chains);
+        lowered.entries = 5;
+        let refused = lowered.check_signature(None).unwrap_err();
+        assert!(refused.contains("signature is invalid"), "{refused}");
+        // A chain left out.
+        let mut fewer = checkpoint.clone();
+        fewer.chains.pop();
+        assert!(fewer.check_signature(None).is_err());
     }
 
     #[test]

@@ -791,13 +791,32 @@ impl Authority {
         actor: &str,
         extra: &mut dyn FnMut(&dyn crate::store::StoreTx, &CertRecord) -> Result<(), StoreError>,
     ) -> Result<Issued, IssueError> {
+        self.issue_request(
+            || csr::parse_and_verify(csr_input),
+            name,
+            profile_name,
+            actor,
+            extra,
+        )
+    }
+
+    /// [`Authority::issue_with`] for a request that `verify` parses and verifies (after the
+    /// profile and the name are checked), for a caller that may have verified it already.
+    pub(crate) fn issue_request(
+        &self,
+        verify: impl FnOnce() -> Result<csr::VerifiedCsr, CsrError>,
+        name: &str,
+        profile_name: &str,
+        actor: &str,
+        extra: &mut dyn FnMut(&dyn crate::store::StoreTx, &CertRecord) -> Result<(), StoreError>,
+    ) -> Result<Issued, IssueError> {
         let profile = self
             .config
             .profiles
             .get(profile_name)
             .ok_or_else(|| PolicyError::UnknownProfile(profile_name.to_owned()))?;
         policy::check_name(name)?;
-        let csr = csr::parse_and_verify(csr_input)?;
+        let csr = verify()?;
         profile.check_key(csr.key)?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
             .map_err(|e| IssueError::Csr(CsrError::UnsupportedKey(e.to_string())))?;

@@ -5,6 +5,7 @@
 //! are recorded together; a certificate issued for a token is recorded in the transaction
 //! that burns the token.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use herald_wire::Discovery;
 
 use crate::core::authority::{Authority, IssueError, Issued, ISSUER_ID};
 use crate::core::config::Config;
+use crate::core::csr::{CsrError, VerifiedCsr};
 use crate::model::audit::NewAuditEntry;
 use crate::model::serial::Serial;
 use crate::store::{
@@ -76,6 +78,35 @@ impl TokenAuthority {
                 "the CA keys are not loaded in this process".into(),
             )),
         }
+    }
+}
+
+thread_local! {
+    /// The request this thread verified last, with its bytes. The token service verifies a
+    /// request's proof of possession before it checks the token, then asks for issuance on
+    /// the same thread; issuance takes the verification from here instead of verifying the
+    /// signature a second time. Only byte-identical requests match.
+    static LAST_VERIFIED: RefCell<Option<(Vec<u8>, VerifiedCsr)>> = const { RefCell::new(None) };
+}
+
+/// Parses and verifies `csr`, remembering the result for [`verified`] on this thread.
+fn verify_and_remember(csr: &[u8]) -> Result<VerifiedCsr, CsrError> {
+    let verified = crate::core::csr::parse_and_verify(csr)?;
+    LAST_VERIFIED.with(|last| *last.borrow_mut() = Some((csr.to_vec(), verified.clone())));
+    Ok(verified)
+}
+
+/// The verification of `csr`: remembered from [`verify_and_remember`] on this thread if the
+/// bytes are the same, otherwise done now.
+fn verified(csr: &[u8]) -> Result<VerifiedCsr, CsrError> {
+    let remembered = LAST_VERIFIED.with(|last| {
+        last.borrow_mut()
+            .take()
+            .filter(|(bytes, _)| bytes.as_slice() == csr)
+    });
+    match remembered {
+        Some((_, verified)) => Ok(verified),
+        None => crate::core::csr::parse_and_verify(csr),
     }
 }
 
@@ -146,7 +177,7 @@ impl TokenAuthority {
         extra: &mut dyn FnMut(&dyn StoreTx, &CertRecord) -> Result<(), StoreError>,
     ) -> Result<IssuedCertificate, AuthorityError> {
         self.authority()?
-            .issue_with(csr, name, profile, actor, extra)
+            .issue_request(|| verified(csr), name, profile, actor, extra)
             .map(|issued| self.issued(issued))
             .map_err(issue_error)
     }
@@ -154,7 +185,7 @@ impl TokenAuthority {
 
 impl herald_token_service::Authority for TokenAuthority {
     fn verify_request(&self, csr: &[u8]) -> Result<Vec<u8>, AuthorityError> {
-        crate::core::csr::parse_and_verify(csr)
+        verify_and_remember(csr)
             .map(|v| v.spki_der)
             .map_err(|e| AuthorityError::BadRequest(e.to_string()))
     }
@@ -321,7 +352,6 @@ impl herald_token_service::Authority for TokenAuthority {
     fn audit(&self, actor: &str, action: &str, details: serde_json::Value) {
         let result = write_tx(self.store(), |tx| {
             tx.append_audit(&NewAuditEntry::now(actor, action, details.clone()))
-                .map(|_| ())
         });
         if let Err(e) = result {
             tracing::error!(error = %e, action, "cannot audit a refusal");

@@ -1,6 +1,8 @@
 //! Audit log entries and their chain hash: each entry's hash covers the previous entry's hash
-//! and the entry's fields, so the log is a hash chain (see `core::audit` for verification and
-//! signed checkpoints).
+//! and the entry's fields, so each chain of the log is a hash chain (see `core::audit` for
+//! verification and signed checkpoints). A store written by one process holds one chain (0);
+//! servers sharing a PostgreSQL store each append to a chain of their own, so that appends of
+//! different servers never wait for each other.
 
 use serde::Serialize;
 
@@ -36,7 +38,9 @@ impl NewAuditEntry {
 /// An entry as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
-    /// Position in the log, from 1, without gaps.
+    /// The chain the entry belongs to (0 for the only chain of a SQLite store).
+    pub chain: i64,
+    /// Position in its chain, from 1, without gaps.
     pub seq: i64,
     /// The entry.
     #[serde(flatten)]
@@ -47,7 +51,11 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// The chain hash of an entry.
+/// The chain hash of an entry: SHA-256 over the previous hash, the sequence number, the time,
+/// the actor, the action and the details, each as its UTF-8 bytes preceded by their length
+/// (8 bytes, big-endian), numbers in decimal. The PostgreSQL store computes the same hash in
+/// its append statement (`herald_hash_part` in `store::schema`); the store suite verifies
+/// entries appended there with this function.
 pub(crate) fn chain_hash(prev_hash: &str, seq: i64, e: &NewAuditEntry) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in [

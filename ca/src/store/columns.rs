@@ -75,7 +75,7 @@ pub(crate) const ENDPOINT_COLUMNS: &str =
     "name, grp, serial, not_after, revoked_at, installed_version, last_seen, last_result";
 
 /// The columns of an audit entry, in the order both stores read them.
-pub(crate) const AUDIT_COLUMNS: &str = "seq, time, actor, action, details, prev_hash, hash";
+pub(crate) const AUDIT_COLUMNS: &str = "chain, seq, time, actor, action, details, prev_hash, hash";
 
 /// A statement parameter of a query built at run time, converted by each backend.
 #[derive(Debug, Clone)]

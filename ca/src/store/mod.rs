@@ -7,6 +7,7 @@
 //! with its other writes (the audit entry, the burnt enrollment token) atomically.
 
 mod columns;
+mod group_commit;
 pub(crate) mod open;
 mod postgres;
 mod schema;
@@ -396,9 +397,11 @@ pub trait StoreTx {
     /// A counter bumped on every status change (revocation), so that other processes sharing
     /// the store notice changes.
     fn status_epoch(&self) -> Result<i64, StoreError>;
-    /// Appends an entry to the hash-chained audit log.
-    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
-    /// Visits the audit log in order.
+    /// Appends an entry to this store's chain of the hash-chained audit log, as part of the
+    /// transaction. The PostgreSQL store sends the append with the commit (so the head of its
+    /// chain is held for the shortest time); a failure to append fails the transaction.
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+    /// Visits the audit log in order: chain by chain, each in sequence.
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError>;
     /// Records an admin token (hash only).
     fn insert_admin_token(&self, record: &AdminTokenRecord) -> Result<(), StoreError>;

@@ -12,17 +12,27 @@
 //! - write transactions run at READ COMMITTED; every check-then-write is one conditional
 //!   statement (`INSERT ... ON CONFLICT`, `UPDATE ... WHERE used_at IS NULL`), so concurrent
 //!   servers serialise on the row and exactly one wins;
-//! - the hash-chained audit log is appended under a transaction-scoped advisory lock, so its
-//!   sequence numbers and hashes form one chain whatever server writes;
+//! - the hash-chained audit log has a chain per server: each store claims a chain at open
+//!   (a session advisory lock on a connection of its own) and appends to it with one
+//!   statement that advances the chain's head row and computes the entry's hash in the
+//!   database, so two writers of one chain serialise on its head row (and never fork it),
+//!   while servers never wait for each other's appends;
 //! - read transactions are REPEATABLE READ, READ ONLY (one consistent snapshot);
+//! - statements are prepared once per connection and pipelined: `BEGIN` goes with the first
+//!   statement, statements whose answer nobody waits for (the certificate row, audit
+//!   entries) go with the next one that needs an answer or with `COMMIT`, and a read's
+//!   `COMMIT` is not waited for, so an enrollment waits for three round trips (`BEGIN` +
+//!   token read; `BEGIN` + certificate + token burn; audit entry + `COMMIT`) and for a flush
+//!   it shares with the writers waiting at the time;
 //! - writes commit asynchronously and then wait for a flush shared with concurrent writers
 //!   (group commit, see [`FLUSH`]), so locks are not held across a disk flush;
 //! - a revocation bumps the status epoch and sends `NOTIFY herald_status` in its transaction;
 //!   each server LISTENs and wakes its refresh loop at once (see
 //!   [`Store::wait_status_change`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -32,7 +42,7 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
+use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
@@ -40,6 +50,7 @@ use crate::store::columns::{
     version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
     AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
+use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
@@ -53,10 +64,11 @@ use crate::store::{
 const WRITE_BEGIN: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off";
 
-/// Group commit: a transaction with a transaction id commits with `synchronous_commit` on, so
-/// PostgreSQL returns only once the WAL up to its commit record, which follows the writer's,
-/// is flushed (and, with synchronous replication, on the standby). Concurrent flushes share one
-/// fsync. No write returns before it is durable.
+/// The flush of group commit ([`GroupCommit`]): a transaction with a transaction id commits
+/// with `synchronous_commit` on, so PostgreSQL answers only once the WAL up to its commit
+/// record, which follows every commit that returned before it started, is flushed (and, with
+/// synchronous replication, on the standby). One flush serves every writer of this server
+/// waiting at the time; concurrent flushes of several servers share one fsync.
 const FLUSH: &str = "BEGIN; SELECT txid_current(); COMMIT";
 
 /// A read transaction: one consistent snapshot.
@@ -65,8 +77,25 @@ const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// The LISTEN/NOTIFY channel of status changes.
 const STATUS_CHANNEL: &str = "herald_status";
 
-/// Advisory lock key (with the schema's hash) serialising audit appends.
-const AUDIT_LOCK: i32 = 0x4845_5241; // "HERA"
+/// Appends an audit entry to chain `$1`: advances the chain's head row and computes the
+/// entry's hash from the previous one (as `model::audit::chain_hash` does), in one statement.
+/// Concurrent appends to one chain wait for the head row and then see its new value, so the
+/// chain never forks. A missing head row leaves `seq` NULL, which fails the statement.
+const AUDIT_APPEND: &str = "
+WITH head AS (
+    UPDATE audit_chains SET seq = seq + 1, prev_hash = hash,
+        hash = encode(sha256(herald_hash_part(hash) || herald_hash_part((seq + 1)::TEXT)
+            || herald_hash_part($2::BIGINT::TEXT) || herald_hash_part($3::TEXT)
+            || herald_hash_part($4::TEXT) || herald_hash_part($5::TEXT)), 'hex')
+    WHERE chain = $1
+    RETURNING seq, prev_hash, hash
+)
+INSERT INTO audit (chain, seq, time, actor, action, details, prev_hash, hash)
+VALUES ($1, (SELECT seq FROM head), $2, $3, $4, $5,
+    (SELECT prev_hash FROM head), (SELECT hash FROM head))";
+
+/// Most audit chains a store looks through for one that no running process holds.
+const MAX_AUDIT_CHAINS: i64 = 10_000;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -87,6 +116,10 @@ pub struct PgStore {
     handle: tokio::runtime::Handle,
     pool: Pool,
     status: Arc<StatusSignal>,
+    /// The audit chain this store appends to.
+    chain: i64,
+    /// Write commits waiting for a flush.
+    flush: GroupCommit,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -207,16 +240,25 @@ impl PgStore {
             .create_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let store = Self {
+        let mut store = Self {
             runtime: Some(runtime),
             handle,
             pool,
             status: Arc::new(StatusSignal::default()),
+            chain: 0,
+            flush: GroupCommit::default(),
         };
         store.migrate(&options.schema)?;
+        let claim = config.clone();
+        store.chain = store.block(async move { claim_chain(claim).await })??;
         let status = store.status.clone();
         store.handle.spawn(listen_loop(config, status));
         Ok(store)
+    }
+
+    /// The audit chain this store appends to (claimed at open; see the module docs).
+    pub fn audit_chain(&self) -> i64 {
+        self.chain
     }
 
     /// How many status changes this store was told of (NOTIFY messages, plus one for each
@@ -225,17 +267,13 @@ impl PgStore {
         self.status.state.lock().map(|s| s.0).unwrap_or(0)
     }
 
-    /// Runs `fut` on the store's runtime and waits for it on the calling thread.
-    fn block<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .map_err(|_| StoreError::Unavailable("the database runtime stopped".into()))
+    /// Runs `fut` to completion on the calling thread, in the store runtime's context. The
+    /// futures run here talk to connection tasks, timers and sockets of that runtime, whose
+    /// workers drive them and wake this thread; no worker has to run the future itself, which
+    /// saves a hand-over to another thread and back on every round trip.
+    fn block<T>(&self, fut: impl Future<Output = T>) -> Result<T, StoreError> {
+        let _context = self.handle.enter();
+        Ok(run_here(fut))
     }
 
     fn connection(&self) -> Result<Arc<Object>, StoreError> {
@@ -257,24 +295,116 @@ impl PgStore {
         write: bool,
         f: &mut dyn FnMut(&dyn StoreTx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let begin = if write { WRITE_BEGIN } else { READ_BEGIN };
-        let client = self.connection()?;
-        // Until `open` is cleared, dropping `tx` (an error below, or a panic in `f`) rolls
-        // back, so a connection never returns to the pool inside a transaction.
+        // The connection is the transaction's from here on (if it is lost, so is the
+        // transaction). Until `open` is cleared, dropping `tx` (an error below, or a panic in
+        // `f`) rolls back what was sent, so a connection never returns to the pool inside a
+        // transaction.
         let tx = PgTx {
             store: self,
-            client,
+            client: RefCell::new(Some(self.connection()?)),
+            begin: Cell::new(Some(if write { WRITE_BEGIN } else { READ_BEGIN })),
+            deferred: RefCell::new(Vec::new()),
             open: Cell::new(true),
         };
-        tx.batch(begin)?;
         f(&tx)?;
-        tx.batch("COMMIT")?;
-        if write {
-            tx.batch(FLUSH)?;
+        let nothing_sent = tx.begin.get().is_some() && tx.deferred.borrow().is_empty();
+        if nothing_sent {
+            tx.open.set(false);
+        } else if write {
+            // If the transaction failed, its COMMIT rolls it back and the failure is returned.
+            tx.round_trip(None, Some("COMMIT"))?;
+            tx.open.set(false);
+            let seq = self.flush.committed()?;
+            // The connection goes back to the pool while this writer waits; the one that runs
+            // the flush takes a connection for it.
+            drop(tx);
+            self.flush.wait_durable(seq, &|| {
+                let client = self.connection()?;
+                self.block(async move { client.batch_execute(FLUSH).await })?
+                    .map_err(|e| pg_error(&e))
+            })?;
+        } else if let Some(client) = tx.client.borrow_mut().take() {
+            // A read has its answers: its COMMIT is sent without waiting for the reply, and
+            // the connection goes back to the pool once the transaction has ended.
+            tx.open.set(false);
+            self.handle.spawn(async move {
+                if let Err(e) = client.batch_execute("COMMIT").await {
+                    tracing::debug!(error = %e, "ending a read transaction failed");
+                }
+            });
         }
-        tx.open.set(false);
         Ok(())
     }
+}
+
+/// Wakes a thread parked in [`run_here`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `fut` on this thread, parking between polls until its waker is called.
+fn run_here<T>(fut: impl Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
+            return value;
+        }
+        // A wake-up that came before the park makes it return at once.
+        std::thread::park();
+    }
+}
+
+/// Claims an audit chain for this store: the first chain whose session advisory lock no
+/// other process holds, on a connection of its own kept for the store's lifetime (its task
+/// runs on the store's runtime and ends with it). The chain's head row is created if new. If
+/// that connection is lost, another process may claim the same chain: appends of both then
+/// wait for each other on its head row, and the chain stays whole.
+async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> {
+    let err = |e: tokio_postgres::Error| pg_error(&e);
+    let (client, connection) = config.connect(NoTls).await.map_err(err)?;
+    let driver = tokio::spawn(connection);
+    for chain in 0..MAX_AUDIT_CHAINS {
+        let claimed: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.audit_chain'), $1)",
+                &[&i32::try_from(chain).unwrap_or(i32::MAX)],
+            )
+            .await
+            .map_err(err)?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if !claimed {
+            continue;
+        }
+        client
+            .execute(
+                "INSERT INTO audit_chains (chain, seq, prev_hash, hash) VALUES ($1, 0, '', $2)
+                 ON CONFLICT (chain) DO NOTHING",
+                &[&chain, &GENESIS_HASH],
+            )
+            .await
+            .map_err(err)?;
+        tokio::spawn(async move {
+            // Holds the claim for as long as the connection lives.
+            let _claim = client;
+            if driver.await.is_ok() {
+                tracing::warn!(
+                    chain,
+                    "lost the connection holding this server's audit chain"
+                );
+            }
+        });
+        return Ok(chain);
+    }
+    Err(StoreError::Backend(format!(
+        "all {MAX_AUDIT_CHAINS} audit chains are held by running processes"
+    )))
 }
 
 async fn migrate(client: &Object, schema: &str) -> Result<(), StoreError> {
@@ -394,42 +524,161 @@ fn p<T: ToSql + Sync + Send + 'static>(value: T) -> Param {
     Box::new(value)
 }
 
+/// A statement sent later, in the same round trip as the next statement whose rows are
+/// needed, or as `COMMIT`: its failure must be a database error (a constraint), which aborts
+/// the transaction, so that a `COMMIT` in the same pipeline rolls it back.
+struct Deferred {
+    sql: String,
+    params: Vec<Param>,
+    /// Maps the statement's error (a duplicate serial, say) to the store's error.
+    error: Box<dyn FnOnce(&tokio_postgres::Error) -> StoreError + Send + Sync>,
+}
+
+/// A statement's parameters as `tokio-postgres` takes them.
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// What one round trip sends, in order.
+struct Pipeline {
+    begin: Option<&'static str>,
+    deferred: Vec<Deferred>,
+    /// The statement whose rows are wanted, if any.
+    query: Option<(String, Vec<Param>)>,
+    /// A simple-protocol batch sent last (`COMMIT` and the flush), if any.
+    end: Option<&'static str>,
+}
+
+/// Sends every statement of `pipeline` without waiting for the answers in between (one round
+/// trip; statements already prepared on this connection are not prepared again), then reads
+/// the answers in order. The first failure is returned; the statements after it failed only
+/// because the transaction was aborted.
+async fn send(client: &Object, pipeline: Pipeline) -> Result<Vec<Row>, StoreError> {
+    let err = |e: &tokio_postgres::Error| pg_error(e);
+    let mut deferred_statements = Vec::with_capacity(pipeline.deferred.len());
+    for d in &pipeline.deferred {
+        deferred_statements.push(client.prepare_cached(&d.sql).await.map_err(|e| err(&e))?);
+    }
+    let query_statement = match &pipeline.query {
+        Some((sql, _)) => Some(client.prepare_cached(sql).await.map_err(|e| err(&e))?),
+        None => None,
+    };
+    type Answer<'f> =
+        Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'f>>;
+    let deferred_params: Vec<Vec<&(dyn ToSql + Sync)>> =
+        pipeline.deferred.iter().map(|d| refs(&d.params)).collect();
+    let query_params = pipeline.query.as_ref().map(|(_, params)| refs(params));
+    let mut answers: Vec<Answer<'_>> = Vec::new();
+    if let Some(begin) = pipeline.begin {
+        answers.push(Box::pin(async move {
+            client.batch_execute(begin).await.map(|()| Vec::new())
+        }));
+    }
+    for (statement, params) in deferred_statements.iter().zip(&deferred_params) {
+        answers.push(Box::pin(client.query(statement, params)));
+    }
+    if let (Some(statement), Some(params)) = (&query_statement, &query_params) {
+        answers.push(Box::pin(client.query(statement, params)));
+    }
+    if let Some(end) = pipeline.end {
+        answers.push(Box::pin(async move {
+            client.batch_execute(end).await.map(|()| Vec::new())
+        }));
+    }
+    // `join_all` polls the futures in order, so the requests go out in order.
+    let mut results = futures_util::future::join_all(answers).await.into_iter();
+    if pipeline.begin.is_some() {
+        if let Some(Err(e)) = results.next() {
+            return Err(err(&e));
+        }
+    }
+    for d in pipeline.deferred {
+        if let Some(Err(e)) = results.next() {
+            return Err((d.error)(&e));
+        }
+    }
+    let rows = if pipeline.query.is_some() {
+        match results.next() {
+            Some(Ok(rows)) => rows,
+            Some(Err(e)) => return Err(err(&e)),
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    if let Some(Err(e)) = results.next() {
+        return Err(err(&e));
+    }
+    Ok(rows)
+}
+
+/// A transaction on a connection of the pool; its first round trip carries `BEGIN`.
 struct PgTx<'a> {
     store: &'a PgStore,
-    client: Arc<Object>,
+    /// The connection, until a read hands it to its `COMMIT`.
+    client: RefCell<Option<Arc<Object>>>,
+    /// `BEGIN ...`, until it is sent with the first statement.
+    begin: Cell<Option<&'static str>>,
+    /// Statements waiting for the next round trip.
+    deferred: RefCell<Vec<Deferred>>,
     open: Cell<bool>,
 }
 
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
-        if self.open.get() {
-            // Fails only if the connection is gone, which the pool then discards.
-            let _ = self.batch("ROLLBACK");
+        let began = self.begin.get().is_none();
+        if self.open.get() && began {
+            if let Some(client) = self.client.borrow().clone() {
+                // Fails only if the connection is gone, which the pool then discards.
+                let _ = self
+                    .store
+                    .block(async move { client.batch_execute("ROLLBACK").await });
+            }
         }
     }
 }
 
 impl PgTx<'_> {
-    fn batch(&self, sql: &'static str) -> Result<(), StoreError> {
-        let client = self.client.clone();
+    /// One round trip: `BEGIN` if not sent yet, the deferred statements, then `query` and
+    /// `end`. Returns `query`'s rows.
+    fn round_trip(
+        &self,
+        query: Option<(String, Vec<Param>)>,
+        end: Option<&'static str>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let pipeline = Pipeline {
+            begin: self.begin.take(),
+            deferred: std::mem::take(&mut *self.deferred.borrow_mut()),
+            query,
+            end,
+        };
+        let client = self
+            .client
+            .borrow()
+            .clone()
+            .ok_or_else(|| StoreError::Backend("the transaction has ended".into()))?;
         self.store
-            .block(async move { client.batch_execute(sql).await })?
-            .map_err(|e| pg_error(&e))
+            .block(async move { send(&client, pipeline).await })?
     }
 
     fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
-        let client = self.client.clone();
-        let sql = sql.to_owned();
-        self.store
-            .block(async move {
-                let statement = client.prepare_cached(&sql).await?;
-                let refs: Vec<&(dyn ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect();
-                client.query(&statement, &refs).await
-            })?
-            .map_err(|e| pg_error(&e))
+        self.round_trip(Some((sql.to_owned(), params)), None)
+    }
+
+    /// Sends `sql` with the next round trip. Its failure must be a database error (see
+    /// [`Deferred`]); `error` maps it.
+    fn defer(
+        &self,
+        sql: String,
+        params: Vec<Param>,
+        error: Box<dyn FnOnce(&tokio_postgres::Error) -> StoreError + Send + Sync>,
+    ) {
+        self.deferred
+            .borrow_mut()
+            .push(Deferred { sql, params, error });
     }
 
     /// Visits the rows of a keyset-paginated query (`... WHERE key > $n ORDER BY key LIMIT
@@ -561,11 +810,13 @@ impl StoreTx for PgTx<'_> {
             Some(rev) => (Some(rev.revoked_at), Some(i32::from(rev.reason.code()))),
             None => (None, None),
         };
-        let inserted = self.affected(
-            &format!(
+        // Sent with the next statement (the token burn) or the commit: a serial already
+        // recorded violates the primary key, which aborts the transaction.
+        let serial = r.serial.to_hex();
+        self.defer(
+            format!(
                 "INSERT INTO certificates ({CERT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (serial) DO NOTHING RETURNING 1"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             vec![
                 p(r.serial.to_hex()),
@@ -579,12 +830,15 @@ impl StoreTx for PgTx<'_> {
                 p(revoked_at),
                 p(reason),
             ],
-        )?;
-        if inserted {
-            Ok(())
-        } else {
-            Err(StoreError::DuplicateSerial(r.serial.to_hex()))
-        }
+            Box::new(move |e| {
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    StoreError::DuplicateSerial(serial)
+                } else {
+                    pg_error(e)
+                }
+            }),
+        );
+        Ok(())
     }
 
     fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
@@ -716,48 +970,34 @@ impl StoreTx for PgTx<'_> {
         }
     }
 
-    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        // Held until commit: one chain, whichever server appends.
-        self.query(
-            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
-            vec![p(AUDIT_LOCK)],
-        )?;
-        let last = self.query_opt(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            Vec::new(),
-        )?;
-        let (seq, prev_hash) = match last {
-            Some(row) => (get::<i64>(&row, 0)? + 1, get::<String>(&row, 1)?),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
-        let hash = chain_hash(&prev_hash, seq, entry);
-        self.query(
-            "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        // Sent with the commit, so this chain's head row is held only while the commit runs.
+        self.defer(
+            AUDIT_APPEND.to_owned(),
             vec![
-                p(seq),
+                p(self.store.chain),
                 p(entry.time),
                 p(entry.actor.clone()),
                 p(entry.action.clone()),
                 p(entry.details.clone()),
-                p(prev_hash.clone()),
-                p(hash.clone()),
             ],
-        )?;
-        Ok(AuditEntry {
-            seq,
-            entry: entry.clone(),
-            prev_hash,
-            hash,
-        })
+            Box::new(pg_error),
+        );
+        Ok(())
     }
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
         self.paged(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT 10000"),
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit
+                 WHERE (chain, seq) > ($1, $2) ORDER BY chain, seq LIMIT 10000"
+            ),
             &|last| {
-                let after: i64 = last.map(|row| get(row, 0)).transpose()?.unwrap_or(0);
-                Ok(vec![p(after)])
+                let (chain, seq): (i64, i64) = match last {
+                    Some(row) => (get(row, 0)?, get(row, 1)?),
+                    None => (i64::MIN, 0),
+                };
+                Ok(vec![p(chain), p(seq)])
             },
             &mut |row| {
                 visit(audit_from_row(row)?);
@@ -1320,15 +1560,16 @@ fn pg_values(values: Vec<SqlValue>) -> Vec<Param> {
 
 fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
-        seq: get(row, 0)?,
+        chain: get(row, 0)?,
+        seq: get(row, 1)?,
         entry: NewAuditEntry {
-            time: get(row, 1)?,
-            actor: get(row, 2)?,
-            action: get(row, 3)?,
-            details: get(row, 4)?,
+            time: get(row, 2)?,
+            actor: get(row, 3)?,
+            action: get(row, 4)?,
+            details: get(row, 5)?,
         },
-        prev_hash: get(row, 5)?,
-        hash: get(row, 6)?,
+        prev_hash: get(row, 6)?,
+        hash: get(row, 7)?,
     })
 }
 

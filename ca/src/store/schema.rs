@@ -440,6 +440,41 @@ CREATE INDEX IF NOT EXISTS enrollment_tokens_created ON enrollment_tokens(create
 CREATE INDEX IF NOT EXISTS certificates_expiry ON certificates(not_after) WHERE revoked_at IS NULL;
 ",
     },
+    // 6: the audit log in chains. Each chain has its own sequence numbers and hash links;
+    // existing entries form chain 0. SQLite stores are written by one process and keep one
+    // chain (its `seq` stays the table's key, so no index is needed). On PostgreSQL each
+    // server appends to a chain of its own, whose head (`audit_chains`) the append statement
+    // advances and hashes in one step, so servers never wait for each other's appends. The
+    // column has no default there: a server of an older version, which would link its entry
+    // to another chain's head, fails its writes instead. The PostgreSQL steps can run again.
+    Migration {
+        sqlite: "
+ALTER TABLE audit ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;
+",
+        postgres: "
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS chain BIGINT;
+UPDATE audit SET chain = 0 WHERE chain IS NULL;
+ALTER TABLE audit ALTER COLUMN chain SET NOT NULL;
+ALTER TABLE audit DROP CONSTRAINT IF EXISTS audit_pkey;
+ALTER TABLE audit ADD PRIMARY KEY (chain, seq);
+CREATE TABLE IF NOT EXISTS audit_chains (
+    chain BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_chains (chain, seq, prev_hash, hash)
+SELECT 0, coalesce(max(seq), 0), '',
+    coalesce((SELECT hash FROM audit WHERE chain = 0 ORDER BY seq DESC LIMIT 1),
+        '0000000000000000000000000000000000000000000000000000000000000000')
+FROM audit WHERE chain = 0
+ON CONFLICT (chain) DO NOTHING;
+CREATE OR REPLACE FUNCTION herald_hash_part(part TEXT) RETURNS BYTEA
+    LANGUAGE SQL IMMUTABLE STRICT
+    AS 'SELECT int8send(octet_length(convert_to(part, ''UTF8''))::BIGINT)
+        || convert_to(part, ''UTF8'')';
+",
+    },
 ];
 
 /// The schema version this build writes; a database at a higher version is refused.

@@ -13,6 +13,7 @@ use crate::store::columns::{
     version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
     AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
+use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
@@ -23,60 +24,59 @@ use crate::store::{
 /// The SQLite store: one database file in WAL mode with group commit. A write transaction
 /// commits without waiting for the disk, then waits until the write-ahead log holding its
 /// commit has been synced (fsync): concurrent writers share one sync, so throughput does not
-/// fall to one transaction per disk flush, and no write returns before it is durable.
+/// fall to one transaction per disk flush, and no write returns before it is durable. Pages
+/// are copied from the log into the database file (checkpoints) by a thread of its own, so a
+/// writer rarely does that work (and its fsync) while it holds the store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    sync: GroupSync,
+    /// Read transactions run here, so that they never wait for a writer's turn (WAL lets a
+    /// reader see the last commit while a write is in progress).
+    reader: Mutex<Connection>,
+    sync: GroupCommit,
+    wal: WalSync,
+    /// Wakes the checkpoint thread; it ends when this is dropped.
+    checkpoints: std::sync::mpsc::SyncSender<()>,
 }
 
-/// Group commit: commits are numbered; one waiter at a time syncs the WAL file, which makes
-/// every commit numbered before the sync started durable, and wakes the others.
-struct GroupSync {
-    wal: std::path::PathBuf,
-    state: Mutex<SyncState>,
-    synced: std::sync::Condvar,
-}
+/// Commits between two wake-ups of the checkpoint thread.
+const CHECKPOINT_EVERY_COMMITS: u64 = 100;
 
-#[derive(Default)]
-struct SyncState {
-    committed: u64,
-    durable: u64,
-    syncing: bool,
-}
+/// Log size (pages) at which a writer checkpoints itself, as SQLite does by default at 1,000
+/// pages: a backstop, since the checkpoint thread has then copied most pages already, and the
+/// log restarts only after a checkpoint that a writer completes (under constant load the
+/// thread's checkpoints always leave the newest commits behind).
+const WRITER_CHECKPOINT_PAGES: u32 = 8_000;
 
-impl GroupSync {
-    /// Numbers a commit (call with the connection locked, right after the commit).
-    fn committed(&self) -> Result<u64, StoreError> {
-        let mut state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-        state.committed += 1;
-        Ok(state.committed)
-    }
-
-    /// Returns once commit `seq` is on disk.
-    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-        loop {
-            if state.durable >= seq {
-                return Ok(());
-            }
-            if !state.syncing {
-                state.syncing = true;
-                let target = state.committed;
-                drop(state);
-                let result = self.sync_wal();
-                state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
-                state.syncing = false;
-                if result.is_ok() {
-                    state.durable = state.durable.max(target);
+/// Copies committed pages from the log into the database file whenever woken, on a connection
+/// of its own (PASSIVE: writers and readers are never blocked).
+fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::SyncSender<()>, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("herald-sqlite-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "checkpointing the store's log failed");
                 }
-                self.synced.notify_all();
-                result?;
-            } else {
-                state = self.synced.wait(state).map_err(|_| StoreError::Poisoned)?;
             }
-        }
-    }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(wake)
+}
 
+/// Makes the WAL file durable: one `fdatasync` covers every commit written to it.
+struct WalSync {
+    wal: std::path::PathBuf,
+}
+
+impl WalSync {
     fn sync_wal(&self) -> Result<(), StoreError> {
         match std::fs::File::open(&self.wal) {
             Ok(file) => file
@@ -170,16 +170,21 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(open_err)?;
         migrate(&mut conn)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
             conn: Mutex::new(conn),
-            sync: GroupSync {
-                wal: wal.into(),
-                state: Mutex::new(SyncState::default()),
-                synced: std::sync::Condvar::new(),
-            },
+            reader: Mutex::new(reader),
+            sync: GroupCommit::default(),
+            wal: WalSync { wal: wal.into() },
+            checkpoints: spawn_checkpointer(path)?,
         })
     }
 
@@ -189,7 +194,8 @@ impl SqliteStore {
         f: &mut dyn FnMut(&dyn StoreTx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let write = matches!(behavior, rusqlite::TransactionBehavior::Immediate);
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let connection = if write { &self.conn } else { &self.reader };
+        let mut conn = connection.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = conn.transaction_with_behavior(behavior)?;
         let result = f(&SqliteTx { tx: &tx });
         match result {
@@ -199,7 +205,11 @@ impl SqliteStore {
                     let seq = self.sync.committed()?;
                     // Let the next writer in while this commit waits for the disk.
                     drop(conn);
-                    self.sync.wait_durable(seq)?;
+                    if seq % CHECKPOINT_EVERY_COMMITS == 0 {
+                        // Full: a checkpoint is pending already.
+                        let _ = self.checkpoints.try_send(());
+                    }
+                    self.sync.wait_durable(seq, &|| self.wal.sync_wal())?;
                 }
                 Ok(())
             }
@@ -268,10 +278,13 @@ fn finish_cert((mut record, serial, reason): RawCert) -> Result<CertRecord, Stor
 
 impl StoreTx for SqliteTx<'_> {
     fn insert_certificate(&self, r: &CertRecord) -> Result<(), StoreError> {
-        let result = self.tx.execute(
-            "INSERT INTO certificates (serial, issuer, name, profile, not_before, not_after,
-                issued_at, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        let result = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO certificates (serial, issuer, name, profile, not_before, not_after,
+                    issued_at, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 r.serial.to_hex(),
                 r.issuer,
                 r.name,
@@ -280,8 +293,7 @@ impl StoreTx for SqliteTx<'_> {
                 r.not_after,
                 r.issued_at,
                 r.der
-            ],
-        );
+            ]);
         match result {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -296,11 +308,10 @@ impl StoreTx for SqliteTx<'_> {
     fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
         let row = self
             .tx
-            .query_row(
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                params![serial.to_hex()],
-                cert_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+            ))?
+            .query_row(params![serial.to_hex()], cert_from_row)
             .optional()?;
         row.map(finish_cert).transpose()
     }
@@ -411,24 +422,26 @@ impl StoreTx for SqliteTx<'_> {
         Ok(epoch.unwrap_or(0))
     }
 
-    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        // One process writes a SQLite store (under its write lock): one chain, 0.
         let last: Option<(i64, String)> = self
             .tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .prepare_cached(
+                "SELECT seq, hash FROM audit WHERE chain = 0 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
         let (seq, prev_hash) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS_HASH.to_owned()),
         };
         let hash = chain_hash(&prev_hash, seq, entry);
-        self.tx.execute(
-            "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+        self.tx
+            .prepare_cached(
+                "INSERT INTO audit (chain, seq, time, actor, action, details, prev_hash, hash)
+                 VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
                 seq,
                 entry.time,
                 entry.actor,
@@ -436,17 +449,12 @@ impl StoreTx for SqliteTx<'_> {
                 entry.details,
                 prev_hash,
                 hash
-            ],
-        )?;
-        Ok(AuditEntry {
-            seq,
-            entry: entry.clone(),
-            prev_hash,
-            hash,
-        })
+            ])?;
+        Ok(())
     }
 
     fn for_each_audit(&self, visit: &mut dyn FnMut(AuditEntry)) -> Result<(), StoreError> {
+        // One chain (0) in a SQLite store: in sequence is in chain order.
         let mut stmt = self
             .tx
             .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
@@ -583,11 +591,13 @@ impl StoreTx for SqliteTx<'_> {
         serial: &str,
         spki_sha256: &str,
     ) -> Result<bool, StoreError> {
-        let changed = self.tx.execute(
-            "UPDATE enrollment_tokens SET used_at = ?2, serial = ?3, spki_sha256 = ?4
-             WHERE id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
-            params![id, used_at, serial, spki_sha256],
-        )?;
+        let changed = self
+            .tx
+            .prepare_cached(
+                "UPDATE enrollment_tokens SET used_at = ?2, serial = ?3, spki_sha256 = ?4
+                 WHERE id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
+            )?
+            .execute(params![id, used_at, serial, spki_sha256])?;
         Ok(changed == 1)
     }
 
@@ -1028,15 +1038,16 @@ impl rusqlite::ToSql for SqlValue {
 
 fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
-        seq: row.get(0)?,
+        chain: row.get(0)?,
+        seq: row.get(1)?,
         entry: NewAuditEntry {
-            time: row.get(1)?,
-            actor: row.get(2)?,
-            action: row.get(3)?,
-            details: row.get(4)?,
+            time: row.get(2)?,
+            actor: row.get(3)?,
+            action: row.get(4)?,
+            details: row.get(5)?,
         },
-        prev_hash: row.get(5)?,
-        hash: row.get(6)?,
+        prev_hash: row.get(6)?,
+        hash: row.get(7)?,
     })
 }
 
@@ -1109,11 +1120,10 @@ impl SqliteTx<'_> {
     ) -> Result<Option<EnrollmentTokenRecord>, StoreError> {
         Ok(self
             .tx
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"),
-                params![value],
-                token_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"
+            ))?
+            .query_row(params![value], token_from_row)
             .optional()?)
     }
 }
@@ -1135,6 +1145,34 @@ mod tests {
             issued_at: i64::from(serial),
             der: vec![serial],
             revocation: None,
+        }
+    }
+
+    #[test]
+    fn log_checkpointed_into_the_database_by_its_own_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = SqliteStore::open(&path).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        // Fewer log pages than a writer's own checkpoint needs: only the thread copies them.
+        for i in 0..CHECKPOINT_EVERY_COMMITS {
+            let mut r = record(1);
+            r.serial = Serial::from_bytes(&i.to_be_bytes());
+            write_tx(&store, |tx| tx.insert_certificate(&r)).unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("db-wal")).unwrap().len();
+        assert!(
+            wal < 1_000 * (4096 + 24),
+            "the log stays below SQLite's own checkpoint threshold"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while size() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file never received the logged pages"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
