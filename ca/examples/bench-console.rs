@@ -169,6 +169,10 @@ async fn main() {
         .unwrap_or(100_000);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
+    if std::env::var_os("HERALD_BENCH_KEEP").is_some() {
+        eprintln!("data folder kept: {}", dir.display());
+        std::mem::forget(tmp);
+    }
     // This build only: the console of the current version is what is measured.
     let build = builds().pop().unwrap();
     let (root, _operator) = init_herald(&build, &dir);

@@ -481,7 +481,7 @@ async fn console_in_a_real_browser() {
     // The auditor cannot reach the accounts page either.
     client.goto(&format!("{base}/ui/accounts")).await.unwrap();
     assert!(page_text(&client).await.contains("admin role"));
-    client.goto(&format!("{base}/ui/")).await.unwrap();
+    shot(&client, "13-auditor-refused").await;
     submit(&client, "form.signout button").await;
 
     // Wrong TOTP codes are refused; after five the account is locked, even for the right one.
@@ -489,7 +489,7 @@ async fn console_in_a_real_browser() {
     fill(&client, "#password", "bob's long password!").await;
     submit(&client, "form.card button[type=submit]").await;
     assert_eq!(current_path(&client).await, "/ui/login/code");
-    shot(&client, "13-second-factor").await;
+    shot(&client, "14-second-factor").await;
     let right: u32 = totp_now(&bob_secret).parse().unwrap();
     let wrong = format!("{:06}", (right + 500_000) % 1_000_000);
     for attempt in 1..=5 {
@@ -505,7 +505,7 @@ async fn console_in_a_real_browser() {
             assert!(text.contains("locked until"), "attempt {attempt}: {text}");
         }
     }
-    shot(&client, "14-wrong-code-locked").await;
+    shot(&client, "15-wrong-code-locked").await;
     fill(&client, "#code", &totp_now(&bob_secret)).await;
     submit(&client, "form.card button[type=submit]").await;
     let text = page_text(&client).await;

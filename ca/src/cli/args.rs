@@ -66,9 +66,9 @@ pub enum Command {
     /// OpenSSL). After init, export the root key (`herald-ca root export`) and remove it from
     /// the server (`herald-ca root remove`): the server never needs it.
     Init(InitArgs),
-    /// Run the HTTPS server (admin, enrollment and status API, OCSP, CRL, health, metrics,
-    /// and the update repository of `[repository]` at /repo/) and the plain-HTTP OCSP/CRL
-    /// listener.
+    /// Run the HTTPS server (admin, enrollment and status API, the web console at /ui/,
+    /// OCSP, CRL, health, metrics, and the update repository of `[repository]` at /repo/) and
+    /// the plain-HTTP OCSP/CRL listener. Console accounts: `herald-ca admin user add`.
     ///
     /// The store is the SQLite file herald.db in the data folder, unless config.toml's
     /// `[store] url` (or HERALD_CA_STORE_URL) is a postgres:// URL: then several servers,

@@ -159,20 +159,29 @@ pub(crate) fn endpoints_page_sql(
     )
 }
 
-/// The endpoint counts of [`crate::store::StoreTx::endpoint_counts`]: one statement, `now`
-/// as the placeholder given.
+/// The endpoint counts of [`crate::store::StoreTx::endpoint_counts`] (total, valid, revoked,
+/// expired, never reported, failing): one statement, `now` as the placeholder given. The
+/// total is counted on the narrowest index and the valid ones derived from it (everything
+/// not revoked, not expired and with a certificate), so that only the small states are
+/// counted one by one on their partial indexes.
 pub(crate) fn endpoint_counts_sql(now: &str) -> String {
-    let count = |condition: String| format!("(SELECT count(*) FROM endpoints WHERE {condition})");
+    let count = |filter| {
+        format!(
+            "(SELECT count(*) FROM endpoints WHERE {})",
+            endpoint_filter_condition(filter, now)
+        )
+    };
     format!(
-        "SELECT (SELECT count(*) FROM endpoints), {}, {}, {}, {}, {}",
-        count(endpoint_filter_condition(EndpointFilter::Valid, now)),
-        count(endpoint_filter_condition(EndpointFilter::Revoked, now)),
-        count(endpoint_filter_condition(EndpointFilter::Expired, now)),
-        count(endpoint_filter_condition(
-            EndpointFilter::NeverReported,
-            now
-        )),
-        count(endpoint_filter_condition(EndpointFilter::Failing, now)),
+        "SELECT total, total - revoked - expired - uncertified, revoked, expired, unreported,
+                failing
+         FROM (SELECT (SELECT count(*) FROM endpoints) AS total, {} AS revoked, {} AS expired,
+                      {} AS unreported, {} AS failing,
+                      (SELECT count(*) FROM endpoints WHERE serial IS NULL) AS uncertified)
+              AS counts",
+        count(EndpointFilter::Revoked),
+        count(EndpointFilter::Expired),
+        count(EndpointFilter::NeverReported),
+        count(EndpointFilter::Failing),
     )
 }
 

@@ -1198,12 +1198,14 @@ impl StoreTx for PgTx<'_> {
     }
 
     fn fleet_reports(&self, name: Option<&str>) -> Result<Vec<FleetReport>, StoreError> {
+        // Two statements: a generic plan of `$1 IS NULL OR name = $1` scans every report.
+        let (condition, params) = match name {
+            Some(name) => ("WHERE name = $1", vec![p(name.to_owned())]),
+            None => ("", Vec::new()),
+        };
         self.query(
-            &format!(
-                "SELECT {FLEET_COLUMNS} FROM fleet_reports
-                 WHERE $1::TEXT IS NULL OR name = $1 ORDER BY name"
-            ),
-            vec![p(name.map(str::to_owned))],
+            &format!("SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"),
+            params,
         )?
         .iter()
         .map(|row| {

@@ -254,6 +254,8 @@ CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE 
 CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
 CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
 CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_by_release ON endpoints(installed_version);
+CREATE INDEX IF NOT EXISTS endpoints_uncertified ON endpoints(name) WHERE serial IS NULL;
 CREATE TABLE IF NOT EXISTS fleet_report_hours (
     hour INTEGER PRIMARY KEY,
     reports INTEGER NOT NULL,
@@ -364,6 +366,8 @@ CREATE INDEX IF NOT EXISTS endpoints_failing ON endpoints(name_key, name) WHERE 
 CREATE INDEX IF NOT EXISTS endpoints_not_after ON endpoints(not_after) WHERE revoked_at IS NULL;
 CREATE INDEX IF NOT EXISTS endpoints_group ON endpoints(grp, name_key, name);
 CREATE INDEX IF NOT EXISTS endpoints_release ON endpoints(installed_version, name_key, name);
+CREATE INDEX IF NOT EXISTS endpoints_by_release ON endpoints(installed_version);
+CREATE INDEX IF NOT EXISTS endpoints_uncertified ON endpoints(name) WHERE serial IS NULL;
 CREATE TABLE IF NOT EXISTS fleet_report_hours (
     hour BIGINT PRIMARY KEY,
     reports BIGINT NOT NULL,

@@ -641,9 +641,14 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn fleet_reports(&self, name: Option<&str>) -> Result<Vec<FleetReport>, StoreError> {
+        // Two statements: `?1 IS NULL OR name = ?1` would scan every report for one name.
+        let condition = if name.is_some() {
+            "WHERE name = ?1"
+        } else {
+            "WHERE ?1 IS NULL"
+        };
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FLEET_COLUMNS} FROM fleet_reports
-             WHERE ?1 IS NULL OR name = ?1 ORDER BY name"
+            "SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"
         ))?;
         let rows = stmt.query_map(params![name], |row| {
             Ok(RawFleetReport {

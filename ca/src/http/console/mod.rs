@@ -148,6 +148,8 @@ pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
 pub(super) enum PageError {
     /// A page with this status and message.
     Message(StatusCode, String),
+    /// The same for a signed-in caller: with the navigation and the sign-out button.
+    ForCaller(StatusCode, String, Box<Current>),
     /// Not signed in (or the session ended): to the sign-in page.
     SignIn,
     /// Somewhere else.
@@ -173,23 +175,29 @@ impl IntoResponse for PageError {
         match self {
             PageError::SignIn => Redirect::to("/ui/login").into_response(),
             PageError::Redirect(to) => Redirect::to(&to).into_response(),
-            PageError::Message(status, message) => {
-                let title = status.canonical_reason().unwrap_or("Error");
-                page(
-                    status,
-                    layout(
-                        title,
-                        None,
-                        html! {
-                            h1 { (title) }
-                            p.error role="alert" { (message) }
-                            p { a href="/ui/" { "Back to the dashboard" } }
-                        },
-                    ),
-                )
+            PageError::Message(status, message) => message_page(status, &message, None),
+            PageError::ForCaller(status, message, current) => {
+                message_page(status, &message, Some(&current))
             }
         }
     }
+}
+
+/// A page saying `message`, with the navigation when someone is signed in.
+fn message_page(status: StatusCode, message: &str, current: Option<&Current>) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    page(
+        status,
+        layout(
+            title,
+            current.map(|c| (c, Nav::Dashboard)),
+            html! {
+                h1 { (title) }
+                p.error role="alert" { (message) }
+                p { a href="/ui/" { "Back to the dashboard" } }
+            },
+        ),
+    )
 }
 
 impl From<StoreError> for PageError {
@@ -311,13 +319,15 @@ pub(super) async fn signed_in(
         None => return Err(PageError::SignIn),
     };
     if current.role < needed {
-        return Err(PageError::new(
+        let message = format!(
+            "This needs the {} role; your account has the {} role.",
+            needed.name(),
+            current.role.name()
+        );
+        return Err(PageError::ForCaller(
             StatusCode::FORBIDDEN,
-            format!(
-                "This needs the {} role; your account has the {} role.",
-                needed.name(),
-                current.role.name()
-            ),
+            message,
+            Box::new(current),
         ));
     }
     Ok(current)
@@ -337,13 +347,15 @@ pub(super) async fn form_caller(
     if current.role < needed {
         tracing::warn!(account = %current.account.name, role = current.role.name(),
             needed = needed.name(), "console: a form was refused for the caller's role");
-        return Err(PageError::new(
+        let message = format!(
+            "This needs the {} role; your account has the {} role. Nothing was changed.",
+            needed.name(),
+            current.role.name()
+        );
+        return Err(PageError::ForCaller(
             StatusCode::FORBIDDEN,
-            format!(
-                "This needs the {} role; your account has the {} role. Nothing was changed.",
-                needed.name(),
-                current.role.name()
-            ),
+            message,
+            Box::new(current),
         ));
     }
     Ok(current)
