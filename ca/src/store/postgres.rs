@@ -4,9 +4,10 @@
 //! The store trait is synchronous and is called both from blocking threads and from async
 //! handlers of the server's runtime. A blocking PostgreSQL client cannot run inside a Tokio
 //! runtime, so this store owns a small private runtime of its own: `tokio-postgres`
-//! connections pooled by `deadpool-postgres` live there, and every statement is handed to it
-//! and waited for on the calling thread. That works from any context (CLI, blocking pool,
-//! async handler) and keeps the trait unchanged.
+//! connections pooled by `deadpool-postgres` live there (their sockets, connection tasks and
+//! timers), and each round trip is polled to completion on the calling thread inside that
+//! runtime's context, parked until the runtime's workers wake it. That works from any context
+//! (CLI, blocking pool, async handler) and keeps the trait unchanged.
 //!
 //! Correctness across servers rests on the database, never on process memory:
 //! - write transactions run at READ COMMITTED; every check-then-write is one conditional
