@@ -94,7 +94,7 @@ VALUES ($1, (SELECT seq FROM head), $2, $3, $4, $5,
     (SELECT prev_hash FROM head), (SELECT hash FROM head))";
 
 /// Most audit chains a store looks through for one that no running process holds.
-const MAX_AUDIT_CHAINS: i64 = 10_000;
+const MAX_AUDIT_CHAINS: i32 = 10_000;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -372,7 +372,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
         let claimed: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.audit_chain'), $1)",
-                &[&i32::try_from(chain).unwrap_or(i32::MAX)],
+                &[&chain],
             )
             .await
             .map_err(err)?
@@ -385,7 +385,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
             .execute(
                 "INSERT INTO audit_chains (chain, seq, prev_hash, hash) VALUES ($1, 0, '', $2)
                  ON CONFLICT (chain) DO NOTHING",
-                &[&chain, &GENESIS_HASH],
+                &[&i64::from(chain), &GENESIS_HASH],
             )
             .await
             .map_err(err)?;
@@ -399,7 +399,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
                 );
             }
         });
-        return Ok(chain);
+        return Ok(i64::from(chain));
     }
     Err(StoreError::Backend(format!(
         "all {MAX_AUDIT_CHAINS} audit chains are held by running processes"
@@ -547,7 +547,7 @@ struct Pipeline {
     deferred: Vec<Deferred>,
     /// The statement whose rows are wanted, if any.
     query: Option<(String, Vec<Param>)>,
-    /// A simple-protocol batch sent last (`COMMIT` and the flush), if any.
+    /// A simple-protocol statement sent last (`COMMIT`), if any.
     end: Option<&'static str>,
 }
 
