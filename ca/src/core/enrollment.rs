@@ -419,3 +419,35 @@ pub(crate) fn discovery_document(authority: &Authority) -> Discovery {
         repository_urls,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn csr_der() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn remembered_verification_serves_only_the_same_bytes_once() {
+        let good = csr_der();
+        let mut forged = good.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1; // the signature's last byte
+        let spki = verify_and_remember(&good).unwrap().spki_der;
+        // Other bytes are verified, not taken from what was remembered.
+        assert!(matches!(verified(&forged), Err(CsrError::BadSignature)));
+        // The same bytes are taken from it, once.
+        verify_and_remember(&good).unwrap();
+        assert_eq!(verified(&good).unwrap().spki_der, spki);
+        assert!(LAST_VERIFIED.with(|last| last.borrow().is_none()));
+        assert!(matches!(verified(&forged), Err(CsrError::BadSignature)));
+    }
+}

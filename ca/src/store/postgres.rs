@@ -4,9 +4,10 @@
 //! The store trait is synchronous and is called both from blocking threads and from async
 //! handlers of the server's runtime. A blocking PostgreSQL client cannot run inside a Tokio
 //! runtime, so this store owns a small private runtime of its own: `tokio-postgres`
-//! connections pooled by `deadpool-postgres` live there, and every statement is handed to it
-//! and waited for on the calling thread. That works from any context (CLI, blocking pool,
-//! async handler) and keeps the trait unchanged.
+//! connections pooled by `deadpool-postgres` live there (their sockets, connection tasks and
+//! timers), and each round trip is polled to completion on the calling thread inside that
+//! runtime's context, parked until the runtime's workers wake it. That works from any context
+//! (CLI, blocking pool, async handler) and keeps the trait unchanged.
 //!
 //! Correctness across servers rests on the database, never on process memory:
 //! - write transactions run at READ COMMITTED; every check-then-write is one conditional
@@ -95,7 +96,7 @@ VALUES ($1, (SELECT seq FROM head), $2, $3, $4, $5,
     (SELECT prev_hash FROM head), (SELECT hash FROM head))";
 
 /// Most audit chains a store looks through for one that no running process holds.
-const MAX_AUDIT_CHAINS: i64 = 10_000;
+const MAX_AUDIT_CHAINS: i32 = 10_000;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -373,7 +374,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
         let claimed: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.audit_chain'), $1)",
-                &[&i32::try_from(chain).unwrap_or(i32::MAX)],
+                &[&chain],
             )
             .await
             .map_err(err)?
@@ -386,7 +387,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
             .execute(
                 "INSERT INTO audit_chains (chain, seq, prev_hash, hash) VALUES ($1, 0, '', $2)
                  ON CONFLICT (chain) DO NOTHING",
-                &[&chain, &GENESIS_HASH],
+                &[&i64::from(chain), &GENESIS_HASH],
             )
             .await
             .map_err(err)?;
@@ -400,7 +401,7 @@ async fn claim_chain(config: tokio_postgres::Config) -> Result<i64, StoreError> 
                 );
             }
         });
-        return Ok(chain);
+        return Ok(i64::from(chain));
     }
     Err(StoreError::Backend(format!(
         "all {MAX_AUDIT_CHAINS} audit chains are held by running processes"
@@ -548,7 +549,7 @@ struct Pipeline {
     deferred: Vec<Deferred>,
     /// The statement whose rows are wanted, if any.
     query: Option<(String, Vec<Param>)>,
-    /// A simple-protocol batch sent last (`COMMIT` and the flush), if any.
+    /// A simple-protocol statement sent last (`COMMIT`), if any.
     end: Option<&'static str>,
 }
 
