@@ -1171,7 +1171,8 @@ fn endpoints_of_an_older_store_backfilled_by_the_migration() {
         .unwrap()
         .execute_batch(&format!(
             "DROP TRIGGER endpoints_on_issue; DROP TRIGGER endpoints_on_revoke;
-             DROP TRIGGER endpoints_on_report; {undo_v5} PRAGMA user_version = 4;"
+             DROP TRIGGER endpoints_on_report; {undo_v5}
+             ALTER TABLE audit DROP COLUMN chain; PRAGMA user_version = 4;"
         ))
         .unwrap();
     let schema = PgSchema::new();
