@@ -330,6 +330,11 @@ async fn console_in_a_real_browser() {
         "the chart is drawn"
     );
     shot(&client, "02-dashboard").await;
+    // The same page at a phone's width.
+    client.set_window_size(390, 844).await.unwrap();
+    client.refresh().await.unwrap();
+    shot(&client, "02-dashboard-phone").await;
+    client.set_window_size(1280, 1000).await.unwrap();
 
     // A form whose CSRF token was removed is refused, and creates nothing.
     client.goto(&format!("{base}/ui/tokens")).await.unwrap();

@@ -1,7 +1,8 @@
 //! What the web console shows, as plain values: the dashboard's figures and the pages of
-//! endpoints, certificates, enrollment tokens and audit entries. Every page is one or a few
-//! indexed queries of a bounded size (the `endpoints` table, keyset paging), never a scan of
-//! the fleet, so pages answer in the same time for ten endpoints or a hundred thousand.
+//! endpoints, certificates, enrollment tokens and audit entries. Every list, filter and
+//! detail page is one or a few indexed queries of a bounded size (the `endpoints` table,
+//! keyset paging), never a scan of the fleet, so those pages answer in the same time for ten
+//! endpoints or a hundred thousand. The dashboard's totals count rows on narrow indexes.
 
 use std::sync::Arc;
 

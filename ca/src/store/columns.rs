@@ -140,8 +140,9 @@ pub(crate) fn endpoints_page_sql(
     if let Some(after) = &query.after {
         let key = param(SqlValue::Text(after.to_lowercase()));
         let name = param(SqlValue::Text(after.clone()));
+        // The leading `name_key >=` bounds the index scan in both databases.
         conditions.push(format!(
-            "(name_key > {key} OR (name_key = {key} AND name > {name}))"
+            "name_key >= {key} AND (name_key > {key} OR name > {name})"
         ));
     }
     let limit = param(SqlValue::Int(i64::from(query.limit)));

@@ -857,13 +857,18 @@ impl StoreTx for PgTx<'_> {
             Some(false) => " AND revoked_at IS NULL",
             None => "",
         };
+        // Two statements: a generic plan of `$1 IS NULL OR name = $1` scans the table.
+        let limit: Option<i64> = filter.limit.map(i64::from);
+        let (by_name, params) = match &filter.name {
+            Some(name) => ("name = $2", vec![p(limit), p(name.clone())]),
+            None => ("TRUE", vec![p(limit)]),
+        };
         let sql = format!(
             "SELECT {CERT_COLUMNS} FROM certificates
-             WHERE ($1::TEXT IS NULL OR name = $1){revoked}
-             ORDER BY issued_at DESC, serial LIMIT $2"
+             WHERE {by_name}{revoked}
+             ORDER BY issued_at DESC, serial LIMIT $1"
         );
-        let limit: Option<i64> = filter.limit.map(i64::from);
-        self.query(&sql, vec![p(filter.name.clone()), p(limit)])?
+        self.query(&sql, params)?
             .iter()
             .map(cert_from_row)
             .collect()
@@ -1491,7 +1496,7 @@ impl StoreTx for PgTx<'_> {
             Some((issued_at, serial)) => self.query(
                 &format!(
                     "SELECT {CERT_COLUMNS} FROM certificates
-                     WHERE issued_at < $1 OR (issued_at = $1 AND serial > $2)
+                     WHERE issued_at <= $1 AND (issued_at < $1 OR serial > $2)
                      ORDER BY issued_at DESC, serial LIMIT $3"
                 ),
                 vec![p(issued_at), p(serial), p(i64::from(limit))],
@@ -1541,7 +1546,7 @@ impl StoreTx for PgTx<'_> {
             Some((created_at, id)) => self.query(
                 &format!(
                     "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
-                     WHERE created_at < $1 OR (created_at = $1 AND id < $2)
+                     WHERE created_at <= $1 AND (created_at < $1 OR id < $2)
                      ORDER BY created_at DESC, id DESC LIMIT $3"
                 ),
                 vec![p(created_at), p(id), p(i64::from(limit))],

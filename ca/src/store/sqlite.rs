@@ -972,7 +972,7 @@ impl StoreTx for SqliteTx<'_> {
             Some((issued_at, serial)) => {
                 let mut stmt = self.tx.prepare_cached(&format!(
                     "SELECT {CERT_COLUMNS} FROM certificates
-                     WHERE issued_at < ?1 OR (issued_at = ?1 AND serial > ?2)
+                     WHERE issued_at <= ?1 AND (issued_at < ?1 OR serial > ?2)
                      ORDER BY issued_at DESC, serial LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(params![issued_at, serial, limit], cert_from_row)?;
@@ -1021,7 +1021,7 @@ impl StoreTx for SqliteTx<'_> {
             Some((created_at, id)) => {
                 let mut stmt = self.tx.prepare_cached(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
-                     WHERE created_at < ?1 OR (created_at = ?1 AND id < ?2)
+                     WHERE created_at <= ?1 AND (created_at < ?1 OR id < ?2)
                      ORDER BY created_at DESC, id DESC LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(params![created_at, id, limit], token_from_row)?;
