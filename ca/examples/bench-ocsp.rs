@@ -7,8 +7,10 @@
 //!
 //! ```sh
 //! cargo build --release -p herald-ca --bin herald-ca --example bench-ocsp
-//! target/release/examples/bench-ocsp [SECONDS]
+//! target/release/examples/bench-ocsp [SECONDS] [HERALD_CA]
 //! ```
+//! `HERALD_CA` is the `herald-ca` binary to measure (default: the one built beside this
+//! program), so that two builds can be compared with the same load generator.
 //! Needs `nginx` and `openssl` on PATH (`apt-get install nginx openssl`).
 
 #![allow(clippy::unwrap_used)]
@@ -285,6 +287,9 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 fn herald_bin() -> PathBuf {
+    if let Some(path) = std::env::args_os().nth(2) {
+        return PathBuf::from(path);
+    }
     std::env::current_exe()
         .unwrap()
         .parent()
