@@ -475,18 +475,28 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// An HTTP date (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`); before 1970 is 1970.
 fn http_date(unix: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    httpdate_fmt(t)
-}
-
-fn httpdate_fmt(t: std::time::SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    dt.format(&time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    ))
-    .unwrap_or_default()
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = time::OffsetDateTime::from_unix_timestamp(unix.max(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let day = DAYS
+        .get(usize::from(t.weekday().number_days_from_monday()))
+        .unwrap_or(&"Thu");
+    let month = MONTHS
+        .get(usize::from(u8::from(t.month())).saturating_sub(1))
+        .unwrap_or(&"Jan");
+    format!(
+        "{day}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT",
+        t.day(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -540,7 +550,7 @@ fn ocsp_response(headers: &HeaderMap, answer: OcspAnswer) -> Response {
                 ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
-            answer.der.to_vec(),
+            Body::from(Bytes::from_owner(ArcBytes(answer.der))),
         )
             .into_response(),
     }
@@ -1150,5 +1160,19 @@ async fn audit_checkpoint(
                 broken.seq, broken.problem
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(-5), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(1_780_000_000), "Thu, 28 May 2026 20:26:40 GMT");
+        assert_eq!(http_date(2_524_607_999), "Fri, 31 Dec 2049 23:59:59 GMT");
     }
 }
