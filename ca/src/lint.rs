@@ -615,13 +615,63 @@ struct EntryRef<'a> {
     extensions: Option<AnyRef<'a>>,
 }
 
-/// One Extension, borrowed.
+/// One Extension, borrowed (the CRL lint, the OCSP lint and the OCSP request parser).
 #[derive(der::Sequence)]
-struct ExtensionRef<'a> {
-    id: ObjectIdentifier,
+pub(crate) struct ExtensionRef<'a> {
+    pub(crate) id: ObjectIdentifier,
     #[asn1(default = "Default::default")]
-    critical: bool,
-    value: OctetStringRef<'a>,
+    pub(crate) critical: bool,
+    pub(crate) value: OctetStringRef<'a>,
+}
+
+/// An OCSP CertID (RFC 6960 §4.1.1), borrowed: the fields and decoding rules of
+/// `x509_ocsp::CertId`.
+#[derive(der::Sequence)]
+pub(crate) struct CertIdRef<'a> {
+    pub(crate) hash_algorithm: spki::AlgorithmIdentifierRef<'a>,
+    pub(crate) issuer_name_hash: OctetStringRef<'a>,
+    pub(crate) issuer_key_hash: OctetStringRef<'a>,
+    pub(crate) serial_number: SerialRef<'a>,
+}
+
+/// A serial number INTEGER, borrowed, with x509-cert's decoding rule for `SerialNumber`:
+/// canonical, at most 21 content octets (20 plus a sign octet, which some implementations
+/// add beyond RFC 5280's limit).
+#[derive(Clone, Copy)]
+pub(crate) struct SerialRef<'a>(IntRef<'a>);
+
+/// Most content octets of a decoded serial (x509-cert's `SerialNumber::MAX_DECODE_LEN`).
+const MAX_DECODED_SERIAL_OCTETS: usize = MAX_SERIAL_OCTETS + 1;
+
+impl<'a> SerialRef<'a> {
+    /// The INTEGER's content octets (two's complement).
+    pub(crate) fn as_bytes(&self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl<'a> der::DecodeValue<'a> for SerialRef<'a> {
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: der::Header) -> der::Result<Self> {
+        let int = IntRef::decode_value(reader, header)?;
+        if int.as_bytes().len() > MAX_DECODED_SERIAL_OCTETS {
+            return Err(der::Tag::Integer.value_error());
+        }
+        Ok(Self(int))
+    }
+}
+
+impl der::EncodeValue for SerialRef<'_> {
+    fn value_len(&self) -> der::Result<der::Length> {
+        self.0.value_len()
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        self.0.encode_value(writer)
+    }
+}
+
+impl der::FixedTag for SerialRef<'_> {
+    const TAG: der::Tag = der::Tag::Integer;
 }
 
 /// The CRL reason codes Herald writes (RFC 5280 §5.3.1; never unspecified, certificateHold
@@ -798,19 +848,55 @@ pub(crate) struct OcspExpectation<'a> {
 /// Longest nonce accepted in a response (RFC 9654: 1 to 32 octets).
 const MAX_NONCE: usize = 32;
 
+/// A ResponseData (RFC 6960 §4.2.1), borrowed: the fields and decoding rules of
+/// `x509_ocsp::ResponseData`, with the responder ID and single extensions kept as raw values.
+#[derive(der::Sequence)]
+struct ResponseDataRef<'a> {
+    #[asn1(
+        context_specific = "0",
+        default = "Default::default",
+        tag_mode = "EXPLICIT"
+    )]
+    version: x509_ocsp::Version,
+    responder_id: AnyRef<'a>,
+    produced_at: x509_ocsp::OcspGeneralizedTime,
+    responses: Vec<SingleResponseRef<'a>>,
+    #[asn1(context_specific = "1", optional = "true", tag_mode = "EXPLICIT")]
+    response_extensions: Option<Vec<ExtensionRef<'a>>>,
+}
+
+/// A SingleResponse, borrowed.
+#[derive(der::Sequence)]
+struct SingleResponseRef<'a> {
+    cert_id: CertIdRef<'a>,
+    cert_status: x509_ocsp::CertStatus,
+    this_update: x509_ocsp::OcspGeneralizedTime,
+    #[asn1(context_specific = "0", optional = "true", tag_mode = "EXPLICIT")]
+    next_update: Option<x509_ocsp::OcspGeneralizedTime>,
+    #[asn1(context_specific = "1", optional = "true", tag_mode = "EXPLICIT")]
+    single_extensions: Option<AnyRef<'a>>,
+}
+
 /// Checks a ResponseData: v1, responder by key, producedAt inside the signer's validity, for
 /// every SingleResponse thisUpdate <= nextUpdate inside it too and a revocation time not
 /// after producedAt, only a non-critical nonce of 1 to 32 octets as response extension, no
-/// single extensions. OCSP times are GeneralizedTime by definition (RFC 6960).
+/// single extensions. OCSP times are GeneralizedTime by definition (RFC 6960). The bytes are
+/// read with borrowed types: nothing is copied.
 pub(crate) fn ocsp_response(tbs: &[u8], expect: &OcspExpectation<'_>) -> Result<(), LintError> {
-    use x509_ocsp::{CertStatus, ResponderId, ResponseData, Version};
-    let data = ResponseData::from_der(tbs).map_err(|e| parse_err(OCSP, e))?;
+    use x509_ocsp::{CertStatus, Version};
+    let data = ResponseDataRef::from_der(tbs).map_err(|e| parse_err(OCSP, e))?;
     if data.version != Version::V1 {
         return Err(refuse(OCSP, "version is not v1"));
     }
-    match &data.responder_id {
-        ResponderId::ByKey(hash) if hash.as_bytes() == expect.responder_key_hash => {}
-        _ => return Err(refuse(OCSP, "responder ID is not the signer's key hash")),
+    // ResponderID byKey: [2] EXPLICIT KeyHash (OCTET STRING).
+    let by_key = data.responder_id.tag()
+        == der::Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber::N2,
+        };
+    let key_hash = OctetStringRef::from_der(data.responder_id.value());
+    if !by_key || !key_hash.is_ok_and(|hash| hash.as_bytes() == expect.responder_key_hash) {
+        return Err(refuse(OCSP, "responder ID is not the signer's key hash"));
     }
     let secs = |t: &x509_ocsp::OcspGeneralizedTime| t.0.to_unix_duration().as_secs();
     let (from, until) = expect.signer_validity;
@@ -855,15 +941,13 @@ pub(crate) fn ocsp_response(tbs: &[u8], expect: &OcspExpectation<'_>) -> Result<
     for ext in data.response_extensions.iter().flatten() {
         // RFC 9654: an OCTET STRING of 1 to 32 octets; a nonce some clients (older OpenSSL)
         // send as raw bytes is echoed as sent, so its raw length counts.
-        let value = ext.extn_value.as_bytes();
+        let value = ext.value.as_bytes();
         let len = OctetStringRef::from_der(value).map_or(value.len(), |n| n.as_bytes().len());
-        if ext.extn_id != rfc6960::ID_PKIX_OCSP_NONCE
-            || ext.critical
-            || !(1..=MAX_NONCE).contains(&len)
+        if ext.id != rfc6960::ID_PKIX_OCSP_NONCE || ext.critical || !(1..=MAX_NONCE).contains(&len)
         {
             return Err(refuse(
                 OCSP,
-                format!("response extension {} not in the profile", ext.extn_id),
+                format!("response extension {} not in the profile", ext.id),
             ));
         }
     }

@@ -688,13 +688,13 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn certificate(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
+        // Prepared once per connection: this lookup answers OCSP misses and TLS client checks.
         let row = self
             .tx
-            .query_row(
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                params![serial.to_hex()],
-                cert_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+            ))?
+            .query_row(params![serial.to_hex()], cert_from_row)
             .optional()?;
         row.map(finish_cert).transpose()
     }
