@@ -38,7 +38,7 @@ use x509_ocsp::{
 };
 
 use crate::authority::Metrics;
-use crate::lint::{CertIdRef, ExtensionRef};
+use crate::lint::{take_der as take, CertIdRef, ExtensionRef};
 use crate::serial::Serial;
 use crate::store::{CertRecord, Revocation, StoreError};
 
@@ -59,9 +59,10 @@ const BIT_STRING: u8 = 0x03;
 const OCTET_STRING: u8 = 0x04;
 const ENUMERATED: u8 = 0x0a;
 const OBJECT_IDENTIFIER: u8 = 0x06;
-/// `[0]` and `[1]`, constructed (EXPLICIT tagging, and RevokedInfo's IMPLICIT `[1]`).
+/// `[0]`, `[1]` and `[2]`, constructed (EXPLICIT tagging, and RevokedInfo's IMPLICIT `[1]`).
 const CONTEXT_0: u8 = 0xa0;
 const CONTEXT_1: u8 = 0xa1;
+const CONTEXT_2: u8 = 0xa2;
 /// CertStatus `good` (`[0] IMPLICIT NULL`) and `unknown` (`[2] IMPLICIT NULL`).
 const STATUS_GOOD: [u8; 2] = [0x80, 0x00];
 const STATUS_UNKNOWN: [u8; 2] = [0x82, 0x00];
@@ -109,11 +110,10 @@ impl IssuerIds {
     }
 
     /// Which hash algorithm the CertID uses, if it names this issuer.
-    fn matches(&self, id: &CertIdRef<'_>) -> Option<HashAlg> {
-        let alg = HashAlg::of(&id.hash_algorithm.oid)?;
+    fn matches(&self, id: &CertIdParts<'_>) -> Option<HashAlg> {
+        let alg = HashAlg::of(&id.hash_algorithm)?;
         let (name, key) = self.hashes(alg);
-        (id.issuer_name_hash.as_bytes() == name && id.issuer_key_hash.as_bytes() == key)
-            .then_some(alg)
+        (id.name_hash == name && id.key_hash == key).then_some(alg)
     }
 }
 
@@ -480,8 +480,8 @@ impl OcspResponder {
         metrics: &Metrics,
     ) -> Result<OcspAnswer, Refusal> {
         let parsed = RequestView::parse(request)?;
-        let mut ids = Vec::with_capacity(parsed.cert_ids().len());
-        for cert_id in parsed.cert_ids() {
+        let mut ids = Vec::with_capacity(parsed.cert_ids.len());
+        for cert_id in &parsed.cert_ids {
             let alg = self.issuer.matches(cert_id).ok_or(Refusal::Unauthorized)?;
             let serial = request_serial(cert_id)?;
             // A serial that does not fit a certificate was never issued.
@@ -874,9 +874,38 @@ struct RequestRef<'a> {
     single_request_extensions: Option<Extensions>,
 }
 
+/// The parts of a CertID the responder reads, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CertIdParts<'a> {
+    hash_algorithm: der::asn1::ObjectIdentifier,
+    /// The hash algorithm's parameters are NULL (else absent; anything else was refused).
+    null_parameters: bool,
+    name_hash: &'a [u8],
+    key_hash: &'a [u8],
+    /// The serial INTEGER's content octets (two's complement).
+    serial: &'a [u8],
+}
+
+impl<'a> CertIdParts<'a> {
+    fn of(id: &CertIdRef<'a>) -> Result<Self, Refusal> {
+        let parameters = id.hash_algorithm.parameters;
+        if !absent_or_null(parameters) {
+            return Err(Refusal::Malformed);
+        }
+        Ok(Self {
+            hash_algorithm: id.hash_algorithm.oid,
+            null_parameters: parameters.is_some(),
+            name_hash: id.issuer_name_hash.as_bytes(),
+            key_hash: id.issuer_key_hash.as_bytes(),
+            serial: id.serial_number.as_bytes(),
+        })
+    }
+}
+
 /// A request that parsed and is within bounds, borrowed from its bytes.
+#[derive(Debug, PartialEq, Eq)]
 struct RequestView<'a> {
-    request: OcspRequestRef<'a>,
+    cert_ids: Vec<CertIdParts<'a>>,
     /// The nonce extension's value (extnValue's content), to echo.
     nonce: Option<&'a [u8]>,
 }
@@ -888,36 +917,129 @@ impl<'a> RequestView<'a> {
         if request.len() > MAX_REQUEST_BYTES {
             return Err(Refusal::Malformed);
         }
-        let request = OcspRequestRef::from_der(request).map_err(|_| Refusal::Malformed)?;
-        let list = &request.tbs_request.request_list;
-        if list.is_empty() || list.len() > MAX_CERT_IDS {
+        let view = match Self::common_shape(request) {
+            Some(view) => view,
+            None => Self::decode(request)?,
+        };
+        if view.cert_ids.is_empty() || view.cert_ids.len() > MAX_CERT_IDS {
             return Err(Refusal::Malformed);
         }
-        if list
-            .iter()
-            .any(|r| !absent_or_null(r.req_cert.hash_algorithm.parameters))
-        {
-            return Err(Refusal::Malformed);
+        if let Some(value) = view.nonce {
+            // RFC 9654: the value is an OCTET STRING of 1 to 32 octets. Some clients (older
+            // OpenSSL) send the raw bytes without the inner OCTET STRING; accept both, echo
+            // what was sent.
+            let inner = OctetStringRef::from_der(value).map_or(value.len(), |o| o.as_bytes().len());
+            if inner == 0 || inner > MAX_NONCE_BYTES {
+                return Err(Refusal::Malformed);
+            }
         }
-        let nonce = request_nonce(&request)?;
-        Ok(Self { request, nonce })
+        Ok(view)
     }
 
-    fn cert_ids(&self) -> impl ExactSizeIterator<Item = &CertIdRef<'a>> {
-        self.request
-            .tbs_request
+    /// Any request, with the decoder of [`OcspRequestRef`].
+    fn decode(request: &'a [u8]) -> Result<Self, Refusal> {
+        let request = OcspRequestRef::from_der(request).map_err(|_| Refusal::Malformed)?;
+        let tbs = request.tbs_request;
+        let cert_ids = tbs
             .request_list
             .iter()
-            .map(|r| &r.req_cert)
+            .map(|r| CertIdParts::of(&r.req_cert))
+            .collect::<Result<_, _>>()?;
+        // The first nonce extension.
+        let nonce = tbs
+            .request_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.id == ID_PKIX_OCSP_NONCE)
+            .map(|e| e.value.as_bytes());
+        Ok(Self { cert_ids, nonce })
+    }
+
+    /// The shape nearly every client sends, read without a general decoder: no version,
+    /// requestor name, signature or per-request extensions; CertIDs with SHA-1 or SHA-256 and
+    /// absent or NULL parameters, canonical serials, at most [`MAX_CERT_IDS`] of them; as
+    /// extensions, nonces only. Whatever it reads, [`RequestView::decode`] reads the same way
+    /// (a test checks this on many mutated requests); anything else is `None`, for that
+    /// decoder.
+    fn common_shape(request: &'a [u8]) -> Option<Self> {
+        let (ocsp_request, after) = take(request, SEQUENCE)?;
+        let (tbs, signature) = take(ocsp_request, SEQUENCE)?;
+        if !after.is_empty() || !signature.is_empty() {
+            return None;
+        }
+        let (mut list, extensions) = take(tbs, SEQUENCE)?;
+        let mut cert_ids = Vec::with_capacity(1);
+        while !list.is_empty() {
+            let (request, next) = take(list, SEQUENCE)?;
+            list = next;
+            let (cert_id, single_extensions) = take(request, SEQUENCE)?;
+            let (algorithm, fields) = take(cert_id, SEQUENCE)?;
+            let (oid, parameters) = take(algorithm, OBJECT_IDENTIFIER)?;
+            let hash_algorithm = HashAlg::ALL
+                .into_iter()
+                .map(HashAlg::oid)
+                .find(|known| known.as_bytes() == oid)?;
+            let null_parameters = match parameters {
+                [] => false,
+                [0x05, 0x00] => true,
+                _ => return None,
+            };
+            let (name_hash, fields) = take(fields, OCTET_STRING)?;
+            let (key_hash, fields) = take(fields, OCTET_STRING)?;
+            let (serial, fields) = take(fields, INTEGER)?;
+            // DER's INTEGER rule, and x509-cert's bound on serials.
+            let canonical = !matches!(
+                serial,
+                [] | [0x00, 0x00..=0x7f, ..] | [0xff, 0x80..=0xff, ..]
+            ) && serial.len() <= MAX_SERIAL_OCTETS + 1;
+            if !single_extensions.is_empty()
+                || !fields.is_empty()
+                || !canonical
+                || cert_ids.len() == MAX_CERT_IDS
+            {
+                return None;
+            }
+            cert_ids.push(CertIdParts {
+                hash_algorithm,
+                null_parameters,
+                name_hash,
+                key_hash,
+                serial,
+            });
+        }
+        let mut nonce = None;
+        if !extensions.is_empty() {
+            let (explicit, after) = take(extensions, CONTEXT_2)?;
+            let (mut list, after_list) = take(explicit, SEQUENCE)?;
+            if !after.is_empty() || !after_list.is_empty() || list.is_empty() {
+                return None;
+            }
+            while !list.is_empty() {
+                let (extension, next) = take(list, SEQUENCE)?;
+                list = next;
+                let (oid, fields) = take(extension, OBJECT_IDENTIFIER)?;
+                if oid != ID_PKIX_OCSP_NONCE.as_bytes() {
+                    return None;
+                }
+                // critical TRUE (FALSE, the DEFAULT, is absent in DER).
+                let fields = fields.strip_prefix(&[0x01, 0x01, 0xff]).unwrap_or(fields);
+                let (value, after_value) = take(fields, OCTET_STRING)?;
+                if !after_value.is_empty() {
+                    return None;
+                }
+                nonce = nonce.or(Some(value));
+            }
+        }
+        Some(Self { cert_ids, nonce })
     }
 }
 
 /// The serial of a CertID: a minimal, non-negative INTEGER (a negative serial is never one this
 /// CA issued, even when its bytes equal an issued serial's), else `malformedRequest`.
-fn request_serial(cert_id: &CertIdRef<'_>) -> Result<Serial, Refusal> {
+fn request_serial(cert_id: &CertIdParts<'_>) -> Result<Serial, Refusal> {
     // The DER content bytes, two's complement. The decoder already refuses most non-minimal
     // encodings; this checks again, independent of it.
-    match cert_id.serial_number.as_bytes() {
+    match cert_id.serial {
         [] => Err(Refusal::Malformed),
         [first, ..] if first & 0x80 != 0 => Err(Refusal::Malformed),
         [0x00, second, ..] if second & 0x80 == 0 => Err(Refusal::Malformed),
@@ -934,21 +1056,22 @@ fn absent_or_null(params: Option<AnyRef<'_>>) -> bool {
 /// Parses a DER OCSPRequest and checks its bounds (size, number of CertIDs, nonce length).
 pub fn parse_request(request: &[u8]) -> Result<ParsedRequest, Refusal> {
     let view = RequestView::parse(request)?;
-    let owned = |id: &CertIdRef<'_>| -> Result<CertId, der::Error> {
+    let owned = |id: &CertIdParts<'_>| -> Result<CertId, der::Error> {
         Ok(CertId {
             hash_algorithm: AlgorithmIdentifierOwned {
-                oid: id.hash_algorithm.oid,
-                parameters: id.hash_algorithm.parameters.map(Into::into),
+                oid: id.hash_algorithm,
+                parameters: id.null_parameters.then(der::asn1::Any::null),
             },
-            issuer_name_hash: OctetString::new(id.issuer_name_hash.as_bytes())?,
-            issuer_key_hash: OctetString::new(id.issuer_key_hash.as_bytes())?,
+            issuer_name_hash: OctetString::new(id.name_hash)?,
+            issuer_key_hash: OctetString::new(id.key_hash)?,
             serial_number: x509_cert::serial_number::SerialNumber::from_der(
-                &id.serial_number.to_der()?,
+                &der::asn1::IntRef::new(id.serial)?.to_der()?,
             )?,
         })
     };
     let cert_ids = view
-        .cert_ids()
+        .cert_ids
+        .iter()
         .map(owned)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| Refusal::Malformed)?;
@@ -964,24 +1087,6 @@ pub fn parse_request(request: &[u8]) -> Result<ParsedRequest, Refusal> {
         .transpose()
         .map_err(|_: der::Error| Refusal::Malformed)?;
     Ok(ParsedRequest { cert_ids, nonce })
-}
-
-/// The value of the request's first nonce extension, if any, checked.
-fn request_nonce<'a>(req: &OcspRequestRef<'a>) -> Result<Option<&'a [u8]>, Refusal> {
-    let Some(exts) = &req.tbs_request.request_extensions else {
-        return Ok(None);
-    };
-    let Some(ext) = exts.iter().find(|e| e.id == ID_PKIX_OCSP_NONCE) else {
-        return Ok(None);
-    };
-    // RFC 9654: the value is an OCTET STRING of 1 to 32 octets. Some clients (older OpenSSL)
-    // send the raw bytes without the inner OCTET STRING; accept both, echo what was sent.
-    let value = ext.value.as_bytes();
-    let inner_len = OctetStringRef::from_der(value).map_or(value.len(), |o| o.as_bytes().len());
-    if inner_len == 0 || inner_len > MAX_NONCE_BYTES {
-        return Err(Refusal::Malformed);
-    }
-    Ok(Some(value))
 }
 
 fn gtime(unix: i64) -> Result<OcspGeneralizedTime, Refusal> {
@@ -1393,12 +1498,18 @@ mod tests {
             request_der((0..17).map(|_| id(HashAlg::Sha1, &[1])).collect(), None),
             with_everything.to_der().unwrap(),
         ];
+        let common = Cell::new(0);
         let check = |bytes: &[u8]| {
             let ours = parse_request(bytes).map(|p| {
                 let nonce = p.nonce.map(|n| n.extn_value.as_bytes().to_vec());
                 (p.cert_ids, nonce)
             });
             assert_eq!(ours, reference_parse(bytes), "{bytes:02x?}");
+            // The reader of the common shape reads what the general decoder reads.
+            if let Some(view) = RequestView::common_shape(bytes) {
+                assert_eq!(Ok(view), RequestView::decode(bytes), "{bytes:02x?}");
+                common.set(common.get() + 1);
+            }
         };
         let mut state = 0x9e37_79b9_u32;
         let mut accepted = 0;
@@ -1417,8 +1528,10 @@ mod tests {
                 accepted += usize::from(parse_request(&bytes).is_ok());
             }
         }
-        // The mutations reach both sides of the decision, not only refusals.
+        // The mutations reach both sides of the decision, not only refusals, and both readers.
         assert!(accepted > 100, "{accepted}");
+        assert!(common.get() > 100, "{}", common.get());
+        assert!(RequestView::common_shape(&bases[5]).is_none());
     }
 
     #[test]
