@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_ca::store::{
-    read_tx, write_tx, AdminTokenRecord, CertRecord, EnrollmentTokenRecord, FleetReport,
-    ListFilter, PgOptions, PgStore, Revocation, RevokeOutcome, SqliteStore, Store, StoreError,
-    StoredCrl, SCHEMA_VERSION,
+    read_tx, write_tx, AdminTokenRecord, CertRecord, EndpointGroupRecord, EnrollmentTokenRecord,
+    FleetReport, ListFilter, PgOptions, PgStore, ReleaseStateCount, Revocation, RevokeOutcome,
+    SqliteStore, Store, StoreError, StoredCrl, SCHEMA_VERSION,
 };
 use herald_ca::{verify_audit_log, NewAuditEntry, Reason, Serial};
+use herald_wire::{Group, RolloutState};
 
 mod pg_support;
 use pg_support::{pg_url, query_text, run_sql as admin_sql};
@@ -82,6 +83,7 @@ fn token(id: &str, name: &str) -> EnrollmentTokenRecord {
         name: name.into(),
         base: "web".into(),
         profile: "endpoint".into(),
+        group: Group::default(),
         created_at: 1,
         expires_at: 100,
         created_by: "cli".into(),
@@ -664,6 +666,7 @@ fn report(name: &str, version: u64, error: Option<&str>, at: i64) -> FleetReport
         ),
         last_error: error.map(str::to_owned),
         unlisted: vec!["a.tmp".to_owned(), "b/c.log".to_owned()],
+        ..FleetReport::default()
     }
 }
 
@@ -697,11 +700,7 @@ fn empty_report_round_trips_in_both_stores() {
             name: "kiosk-0001".to_owned(),
             serial: "01".to_owned(),
             received_at: 5,
-            installed_version: None,
-            last_check: None,
-            last_result: None,
-            last_error: None,
-            unlisted: Vec::new(),
+            ..FleetReport::default()
         };
         write_tx(store, |tx| tx.put_fleet_report(&empty)).unwrap();
         assert_eq!(
@@ -726,4 +725,233 @@ fn release_number_too_large_refused_with_nothing_written() {
             .unwrap()
             .is_empty());
     });
+}
+
+fn group(name: &str) -> Group {
+    Group::new(name).unwrap()
+}
+
+/// A report of the rollout fields: `channel`, `release`, `state`, sent with a certificate
+/// of `group`.
+fn rollout(
+    name: &str,
+    channel: &str,
+    release: u64,
+    in_group: &str,
+    state: RolloutState,
+) -> FleetReport {
+    FleetReport {
+        name: name.to_owned(),
+        serial: "01".to_owned(),
+        received_at: 1,
+        group: group(in_group),
+        channel: Some(channel.to_owned()),
+        release: Some(release),
+        state: Some(state),
+        reason: (state == RolloutState::RolledBack).then(|| "health check: exit 3".to_owned()),
+        ..FleetReport::default()
+    }
+}
+
+#[test]
+fn rollout_fields_and_group_of_a_report_round_trip_in_both_stores() {
+    both(|a, b| {
+        let sent = rollout("pos-0001", "beta", 8, "pilot", RolloutState::RolledBack);
+        write_tx(a, |tx| tx.put_fleet_report(&sent)).unwrap();
+        assert_eq!(read_tx(b, |tx| tx.fleet_reports(None)).unwrap(), [sent]);
+        // A newer report replaces every field, the rollout ones included.
+        let newer = FleetReport {
+            name: "pos-0001".to_owned(),
+            serial: "02".to_owned(),
+            received_at: 2,
+            ..FleetReport::default()
+        };
+        write_tx(b, |tx| tx.put_fleet_report(&newer)).unwrap();
+        assert_eq!(read_tx(a, |tx| tx.fleet_reports(None)).unwrap(), [newer]);
+    });
+}
+
+#[test]
+fn releases_summary_counts_each_endpoints_latest_report_once_in_both_stores() {
+    use RolloutState::{Failed, Held, Installed, Pending, RolledBack};
+    both(|a, b| {
+        write_tx(a, |tx| {
+            for (i, state) in [Installed, Installed, Installed, RolledBack, Pending]
+                .into_iter()
+                .enumerate()
+            {
+                tx.put_fleet_report(&rollout(&format!("pilot-{i}"), "stable", 7, "pilot", state))?;
+            }
+            for (i, state) in [Pending, Pending, Failed, Held].into_iter().enumerate() {
+                tx.put_fleet_report(&rollout(
+                    &format!("rest-{i}"),
+                    "stable",
+                    7,
+                    "default",
+                    state,
+                ))?;
+            }
+            tx.put_fleet_report(&rollout("beta-0", "beta", 8, "default", Installed))?;
+            // Reports of agents without a rollout policy, or with half of its fields, are
+            // not counted.
+            tx.put_fleet_report(&report("old-0001", 6, None, 3))?;
+            tx.put_fleet_report(&FleetReport {
+                channel: None,
+                ..rollout("half-0001", "stable", 7, "pilot", Installed)
+            })
+        })
+        .unwrap();
+        // pilot-0 now reports a failure: its earlier `installed` no longer counts.
+        write_tx(b, |tx| {
+            tx.put_fleet_report(&rollout("pilot-0", "stable", 7, "pilot", Failed))
+        })
+        .unwrap();
+        let counts = read_tx(b, |tx| tx.release_counts()).unwrap();
+        let mut seen: Vec<(String, u64, String, RolloutState, u64)> = counts
+            .into_iter()
+            .map(|c: ReleaseStateCount| {
+                (
+                    c.channel,
+                    c.release,
+                    c.group.to_string(),
+                    c.state,
+                    c.endpoints,
+                )
+            })
+            .collect();
+        seen.sort();
+        let row = |c: &str, r: u64, g: &str, s: RolloutState, n: u64| {
+            (c.to_owned(), r, g.to_owned(), s, n)
+        };
+        assert_eq!(
+            seen,
+            [
+                row("beta", 8, "default", Installed, 1),
+                row("stable", 7, "default", Pending, 2),
+                row("stable", 7, "default", Failed, 1),
+                row("stable", 7, "default", Held, 1),
+                row("stable", 7, "pilot", Installed, 2),
+                row("stable", 7, "pilot", Pending, 1),
+                row("stable", 7, "pilot", Failed, 1),
+                row("stable", 7, "pilot", RolledBack, 1),
+            ]
+        );
+    });
+}
+
+#[test]
+fn endpoint_group_recorded_replaced_and_listed_in_both_stores() {
+    both(|a, b| {
+        assert_eq!(
+            read_tx(a, |tx| tx.endpoint_group("pos-0001")).unwrap(),
+            None
+        );
+        let record = |name: &str, g: &str, at: i64| EndpointGroupRecord {
+            name: name.to_owned(),
+            group: group(g),
+            changed_at: at,
+        };
+        write_tx(a, |tx| {
+            tx.set_endpoint_group(&record("pos-0002", "kiosks", 1))?;
+            tx.set_endpoint_group(&record("pos-0001", "pilot", 2))
+        })
+        .unwrap();
+        write_tx(b, |tx| {
+            tx.set_endpoint_group(&record("pos-0001", "default", 3))
+        })
+        .unwrap();
+        assert_eq!(
+            read_tx(a, |tx| tx.endpoint_group("pos-0001")).unwrap(),
+            Some(record("pos-0001", "default", 3))
+        );
+        assert_eq!(
+            read_tx(b, |tx| tx.endpoint_groups()).unwrap(),
+            [
+                record("pos-0001", "default", 3),
+                record("pos-0002", "kiosks", 1)
+            ]
+        );
+    });
+}
+
+#[test]
+fn enrollment_token_keeps_its_group_in_both_stores() {
+    both(|a, b| {
+        let pilot = EnrollmentTokenRecord {
+            group: group("pilot"),
+            ..token("p", "kiosk-0001")
+        };
+        write_tx(a, |tx| tx.insert_enrollment_token(&pilot)).unwrap();
+        let stored = read_tx(b, |tx| tx.enrollment_token_by_hash("hash-p"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.group, group("pilot"));
+        assert_eq!(
+            read_tx(b, |tx| tx.list_enrollment_tokens()).unwrap(),
+            [pilot]
+        );
+    });
+}
+
+#[test]
+fn tokens_and_reports_of_an_older_store_migrated_into_the_default_group() {
+    // SQLite: a store at schema version 4, with a token and a report.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let old_version = SCHEMA_VERSION - 1;
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "DROP INDEX fleet_reports_releases;
+         DROP TABLE endpoint_groups;
+         ALTER TABLE enrollment_tokens DROP COLUMN group_name;
+         ALTER TABLE fleet_reports DROP COLUMN group_name;
+         ALTER TABLE fleet_reports DROP COLUMN channel;
+         ALTER TABLE fleet_reports DROP COLUMN offered_release;
+         ALTER TABLE fleet_reports DROP COLUMN rollout_state;
+         ALTER TABLE fleet_reports DROP COLUMN rollout_reason;
+         PRAGMA user_version = {old_version};
+         INSERT INTO enrollment_tokens (id, hash, name, base, profile, created_at, expires_at,
+             created_by) VALUES ('old', 'hash-old', 'web-0001', 'web', 'endpoint', 1, 9, 'cli');
+         INSERT INTO fleet_reports (name, serial, received_at, installed_version, unlisted)
+             VALUES ('web-0001', '01', 5, 3, '[]');"
+    ))
+    .unwrap();
+    drop(conn);
+    let sqlite = SqliteStore::open(&path).unwrap();
+    // PostgreSQL: the same, one version back.
+    let schema = PgSchema::new();
+    drop(schema.open());
+    admin_sql(&format!(
+        "SET search_path TO {0};
+         DROP TABLE endpoint_groups;
+         ALTER TABLE enrollment_tokens DROP COLUMN group_name;
+         ALTER TABLE fleet_reports DROP COLUMN group_name, DROP COLUMN channel,
+             DROP COLUMN offered_release, DROP COLUMN rollout_state,
+             DROP COLUMN rollout_reason;
+         UPDATE herald_schema SET version = {old_version};
+         INSERT INTO enrollment_tokens (id, hash, name, base, profile, created_at, expires_at,
+             created_by) VALUES ('old', 'hash-old', 'web-0001', 'web', 'endpoint', 1, 9, 'cli');
+         INSERT INTO fleet_reports (name, serial, received_at, installed_version, unlisted)
+             VALUES ('web-0001', '01', 5, 3, '[]');",
+        schema.name
+    ));
+    let pg = schema.open();
+    for store in [&sqlite as &dyn Store, &pg] {
+        let token = read_tx(store, |tx| tx.enrollment_token("old"))
+            .unwrap()
+            .unwrap();
+        assert!(token.group.is_default());
+        let reports = read_tx(store, |tx| tx.fleet_reports(None)).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].group.is_default());
+        assert_eq!(
+            (reports[0].installed_version, reports[0].state),
+            (Some(3), None)
+        );
+        assert!(read_tx(store, |tx| tx.release_counts()).unwrap().is_empty());
+        assert!(read_tx(store, |tx| tx.endpoint_groups())
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -5,21 +5,24 @@
 //! are recorded together; a certificate issued for a token is recorded in the transaction
 //! that burns the token.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use der::Decode;
 use herald_token_service::{
-    rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, TokenRecord, TokenStatus,
+    rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, NewToken, TokenRecord,
+    TokenStatus,
 };
-use herald_wire::Discovery;
+use herald_wire::{Discovery, Group};
 
 use crate::core::authority::{Authority, IssueError, Issued, ISSUER_ID};
 use crate::core::config::Config;
+use crate::core::policy::Profile;
 use crate::model::audit::NewAuditEntry;
 use crate::model::serial::Serial;
 use crate::store::{
-    read_tx, write_tx, CertRecord, EnrollmentTokenRecord, Store, StoreError, StoreTx,
+    read_tx, write_tx, CertRecord, EndpointGroupRecord, EnrollmentTokenRecord, Store, StoreError,
+    StoreTx,
 };
 
 /// The authority as the token service sees it.
@@ -29,13 +32,13 @@ pub(crate) struct TokenAuthority {
 }
 
 /// The server has the whole authority; the CLI's token commands need only the store and the
-/// profile names (no CA key is unlocked for them).
+/// profiles (no CA key is unlocked for them).
 #[derive(Clone)]
 enum Backing {
     Full(Arc<Authority>),
     StoreOnly {
         store: Arc<dyn Store>,
-        profiles: BTreeSet<String>,
+        profiles: BTreeMap<String, Profile>,
     },
 }
 
@@ -58,7 +61,7 @@ impl TokenAuthority {
         Self {
             backing: Backing::StoreOnly {
                 store,
-                profiles: config.profiles.keys().cloned().collect(),
+                profiles: config.profiles.clone(),
             },
         }
     }
@@ -67,6 +70,13 @@ impl TokenAuthority {
         match &self.backing {
             Backing::Full(a) => a.store(),
             Backing::StoreOnly { store, .. } => store.as_ref(),
+        }
+    }
+
+    fn profiles(&self) -> &BTreeMap<String, Profile> {
+        match &self.backing {
+            Backing::Full(a) => &a.config().profiles,
+            Backing::StoreOnly { profiles, .. } => profiles,
         }
     }
 
@@ -99,6 +109,7 @@ fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, AuthorityError> {
         id: r.id,
         name: r.name,
         profile: r.profile,
+        group: r.group,
         expires_at: r.expires_at,
         used_at: r.used_at,
         serial: serial.map_err(internal)?,
@@ -137,18 +148,23 @@ impl TokenAuthority {
         }
     }
 
+    /// Issues for `name` in `group`, or in the group the store records for `name` (`None`).
     fn issue(
         &self,
         csr: &[u8],
         name: &str,
+        group: Option<&Group>,
         profile: &str,
         actor: &str,
         extra: &mut dyn FnMut(&dyn StoreTx, &CertRecord) -> Result<(), StoreError>,
     ) -> Result<IssuedCertificate, AuthorityError> {
-        self.authority()?
-            .issue_with(csr, name, profile, actor, extra)
-            .map(|issued| self.issued(issued))
-            .map_err(issue_error)
+        let authority = self.authority()?;
+        match group {
+            Some(group) => authority.issue_in_group(csr, name, group, profile, actor, extra),
+            None => authority.issue_with(csr, name, profile, actor, extra),
+        }
+        .map(|issued| self.issued(issued))
+        .map_err(issue_error)
     }
 }
 
@@ -159,15 +175,19 @@ impl herald_token_service::Authority for TokenAuthority {
             .map_err(|e| AuthorityError::BadRequest(e.to_string()))
     }
 
-    fn create_token(
-        &self,
-        base: &str,
-        profile: &str,
-        expires_at: i64,
-        id: &str,
-        secret_hash: &str,
-        actor: &str,
-    ) -> Result<String, AuthorityError> {
+    fn create_token(&self, token: &NewToken<'_>, actor: &str) -> Result<String, AuthorityError> {
+        let NewToken {
+            base,
+            profile,
+            group,
+            expires_at,
+            id,
+            secret_hash,
+        } = *token;
+        if let Some(profile) = self.profiles().get(profile) {
+            crate::core::policy::check_group(profile, group)
+                .map_err(|e| AuthorityError::Policy(e.to_string()))?;
+        }
         write_tx(self.store(), |tx| {
             // Skip any number whose name a certificate or token already carries (issued by
             // hand, or before the counter existed): a name is never handed out twice.
@@ -184,6 +204,7 @@ impl herald_token_service::Authority for TokenAuthority {
                 name: name.clone(),
                 base: base.to_owned(),
                 profile: profile.to_owned(),
+                group: group.clone(),
                 created_at: crate::model::time::now_unix(),
                 expires_at,
                 created_by: actor.to_owned(),
@@ -195,7 +216,13 @@ impl herald_token_service::Authority for TokenAuthority {
             tx.append_audit(&NewAuditEntry::now(
                 actor,
                 "token-create",
-                serde_json::json!({"id": id, "name": name, "profile": profile, "expires_at": expires_at}),
+                serde_json::json!({
+                    "id": id,
+                    "name": name,
+                    "profile": profile,
+                    "group": group,
+                    "expires_at": expires_at,
+                }),
             ))?;
             Ok::<_, StoreError>(name)
         })
@@ -243,6 +270,7 @@ impl herald_token_service::Authority for TokenAuthority {
         self.issue(
             csr,
             &token.name,
+            Some(&token.group),
             &token.profile,
             &actor,
             &mut |tx, record| {
@@ -258,6 +286,13 @@ impl herald_token_service::Authority for TokenAuthority {
                         token.id
                     )));
                 }
+                // From now on the CA's record of the endpoint's group: renewals and
+                // operators read and change this, never the token again.
+                tx.set_endpoint_group(&EndpointGroupRecord {
+                    name: token.name.clone(),
+                    group: token.group.clone(),
+                    changed_at: record.issued_at,
+                })?;
                 if !relays.is_empty() {
                     tx.append_audit(&NewAuditEntry::now(
                         &actor,
@@ -299,9 +334,12 @@ impl herald_token_service::Authority for TokenAuthority {
     ) -> Result<IssuedCertificate, AuthorityError> {
         let actor = format!("renewal:{}", current.issued.serial);
         let previous = current.issued.serial.clone();
+        // The certificate carries the endpoint's current group (an operator may have changed
+        // it since the last one was issued).
         self.issue(
             csr,
             &current.issued.name,
+            None,
             &current.profile,
             &actor,
             &mut |tx, record| {
@@ -330,10 +368,7 @@ impl herald_token_service::Authority for TokenAuthority {
     }
 
     fn has_profile(&self, profile: &str) -> bool {
-        match &self.backing {
-            Backing::Full(a) => a.config().profiles.contains_key(profile),
-            Backing::StoreOnly { profiles, .. } => profiles.contains(profile),
-        }
+        self.profiles().contains_key(profile)
     }
 
     fn renewable(&self, profile: &str) -> bool {

@@ -193,6 +193,43 @@ CREATE INDEX certificates_revoked_entries
     ON certificates(issuer, serial, revoked_at, reason) WHERE revoked_at IS NOT NULL;
 ",
     },
+    // 5: endpoint groups (the group a token gives, the group the CA records per endpoint) and
+    // the rollout fields of status reports, with the index the releases summary reads.
+    Migration {
+        sqlite: "
+ALTER TABLE enrollment_tokens ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE IF NOT EXISTS endpoint_groups (
+    name TEXT PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+ALTER TABLE fleet_reports ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE fleet_reports ADD COLUMN channel TEXT;
+ALTER TABLE fleet_reports ADD COLUMN offered_release INTEGER;
+ALTER TABLE fleet_reports ADD COLUMN rollout_state TEXT;
+ALTER TABLE fleet_reports ADD COLUMN rollout_reason TEXT;
+CREATE INDEX IF NOT EXISTS fleet_reports_releases
+    ON fleet_reports(channel, offered_release, group_name, rollout_state)
+    WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL;
+",
+        postgres: "
+ALTER TABLE enrollment_tokens ADD COLUMN IF NOT EXISTS group_name TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE IF NOT EXISTS endpoint_groups (
+    name TEXT PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    changed_at BIGINT NOT NULL
+);
+ALTER TABLE fleet_reports
+    ADD COLUMN IF NOT EXISTS group_name TEXT NOT NULL DEFAULT 'default',
+    ADD COLUMN IF NOT EXISTS channel TEXT,
+    ADD COLUMN IF NOT EXISTS offered_release BIGINT,
+    ADD COLUMN IF NOT EXISTS rollout_state TEXT,
+    ADD COLUMN IF NOT EXISTS rollout_reason TEXT;
+CREATE INDEX IF NOT EXISTS fleet_reports_releases
+    ON fleet_reports(channel, offered_release, group_name, rollout_state)
+    WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL;
+",
+    },
 ];
 
 /// The schema version this build writes; a database at a higher version is refused.
