@@ -12,13 +12,14 @@
 //! pre-signed cache is keyed on (serial, hash algorithm), so a later client always receives a
 //! response that matches its own request.
 //!
-//! What each request costs: the request is decoded with borrowed types (the structure and
-//! decoding rules of x509-ocsp's, nothing copied); the status of an issued certificate comes
-//! from the cache beside its pre-signed responses (read from the store once, dropped with them
-//! on any status change); a response is written as DER directly around the parts that never
-//! change, encoded once at start with x509-ocsp's types (responder ID, CertID prefixes,
-//! signature algorithm, the signer's certificate); the pre-signing lint reads the exact
-//! ResponseData bytes with borrowed types; then the key signs.
+//! What each request costs: the request is read in place (the shape nearly every client sends
+//! by a reader of that shape alone, anything else by borrowed types with the structure and
+//! decoding rules of x509-ocsp's); the status of an issued certificate comes from the cache
+//! beside its pre-signed responses (read from the store once, dropped with them on any status
+//! change); a response is written as DER directly around the parts that never change, encoded
+//! once at start with x509-ocsp's types (responder ID, CertID prefixes, signature algorithm,
+//! the signer's certificate); the pre-signing lint reads the exact ResponseData bytes in place
+//! too; then the key signs.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
