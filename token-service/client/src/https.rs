@@ -97,14 +97,17 @@ pub enum BootstrapError {
         /// The URL.
         url: String,
     },
-    /// The discovery document is larger than [`MAX_DISCOVERY_BYTES`].
-    #[error("{url}: discovery document larger than {MAX_DISCOVERY_BYTES} bytes")]
+    /// The answer is larger than its limit ([`MAX_DISCOVERY_BYTES`] for the discovery
+    /// document).
+    #[error("{url}: answer larger than {limit} bytes")]
     TooLarge {
         /// The URL.
         url: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
-    /// The discovery document did not arrive within [`DISCOVERY_TIMEOUT`].
-    #[error("{url}: no complete discovery document within {} s", DISCOVERY_TIMEOUT.as_secs())]
+    /// The answer did not arrive within [`DISCOVERY_TIMEOUT`].
+    #[error("{url}: no complete answer within {} s", DISCOVERY_TIMEOUT.as_secs())]
     Timeout {
         /// The URL.
         url: String,
@@ -153,20 +156,35 @@ pub async fn fetch_discovery(
 /// GETs `url`: a 2xx answer of at most [`MAX_DISCOVERY_BYTES`], complete within
 /// [`DISCOVERY_TIMEOUT`]. A longer answer fails as soon as it passes the limit.
 pub async fn get_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
-    tokio::time::timeout(DISCOVERY_TIMEOUT, read_bounded(client, url))
+    get_limited(client, url, MAX_DISCOVERY_BYTES).await
+}
+
+/// GETs `url`: a 2xx answer of at most `max_bytes`, complete within [`DISCOVERY_TIMEOUT`]. A
+/// longer answer fails as soon as it passes the limit ([`BootstrapError::TooLarge`]).
+pub async fn get_limited(
+    client: &reqwest::Client,
+    url: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BootstrapError> {
+    tokio::time::timeout(DISCOVERY_TIMEOUT, read_bounded(client, url, max_bytes))
         .await
         .map_err(|_| BootstrapError::Timeout {
             url: url.to_owned(),
         })?
 }
 
-async fn read_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
+async fn read_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BootstrapError> {
     let http = |message: String| BootstrapError::Http {
         url: url.to_owned(),
         message,
     };
     let too_large = || BootstrapError::TooLarge {
         url: url.to_owned(),
+        limit: max_bytes,
     };
     let mut response = client
         .get(url)
@@ -178,13 +196,13 @@ async fn read_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, Bo
     }
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_DISCOVERY_BYTES as u64)
+        .is_some_and(|len| len > max_bytes as u64)
     {
         return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| http(error_chain(&e)))? {
-        if body.len() + chunk.len() > MAX_DISCOVERY_BYTES {
+        if body.len() + chunk.len() > max_bytes {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
