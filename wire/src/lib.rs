@@ -11,13 +11,15 @@
 //! - [`StatusReport`], the body of `POST /api/v1/status` (and the endpoint's `status.json`);
 //! - [`PROOF_HEADER`] and [`RELAY_CHAIN`], the protocol's headers;
 //! - [`ErrorBody`], the JSON body of every error answer;
-//! - [`Serial`], a certificate serial number as every crate names it (lowercase hex).
+//! - [`Serial`], a certificate serial number as every crate names it (lowercase hex);
+//! - [`group`], the rule for group and channel names and the default group.
 
 #![forbid(unsafe_code)]
 
 mod discovery;
 mod enrollment;
 mod error;
+pub mod group;
 mod headers;
 mod serial;
 mod status;
