@@ -414,3 +414,45 @@ fn rollout_without_a_policy_says_how_to_start() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--channel CHANNEL"));
 }
+
+#[test]
+fn verify_reports_an_inconsistent_signed_policy() {
+    // A targets version signed with the real targets key whose policy names a release it
+    // does not list (herald-sign never writes one; another tool might).
+    let repo = Repo::new();
+    repo.release_ok(V1, &["--channel", "stable"]);
+    let meta = repo.repo.join("metadata");
+    let env =
+        herald_manifest::Envelope::from_slice(&fs::read(meta.join("1.targets.json")).unwrap())
+            .unwrap();
+    let mut signed = env.signed().clone();
+    signed["version"] = 2.into();
+    signed["x-herald-rollout"]["channels"]["stable"]["current"] = 99.into();
+    let mut forged = herald_manifest::Envelope::new(signed);
+    let key = herald_signing::parse_private_key_pem(
+        &fs::read_to_string(example("targets.key.pem")).unwrap(),
+        "targets key",
+        None,
+    )
+    .unwrap();
+    forged.sign(&key).unwrap();
+    fs::write(
+        meta.join("2.targets.json"),
+        forged.to_canonical_bytes().unwrap(),
+    )
+    .unwrap();
+    ok(&[
+        "timestamp",
+        "--with-snapshot",
+        "--repo",
+        &repo.arg(),
+        "--key",
+        &example("snapshot.key.pem"),
+        "--key",
+        &example("timestamp.key.pem"),
+    ]);
+    fails(
+        &["verify", "--repo", &repo.arg()],
+        "names release 99, which is not listed",
+    );
+}
