@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::metadata::{TargetFile, Targets};
-use crate::path::TargetPath;
+use crate::path::{PathError, TargetPath};
 
 /// Name of the targets member holding the rollout policy.
 pub const ROLLOUT_FIELD: &str = "x-herald-rollout";
@@ -373,11 +373,11 @@ pub fn release_prefix(release: u64) -> String {
 }
 
 /// The targets of `release` listed by `targets`, each with its install path (its path below
-/// `releases/N/`), in path order.
+/// `releases/N/`; a path that is not valid there, `C:x`, is an error), in path order.
 pub fn release_targets(
     targets: &Targets,
     release: u64,
-) -> impl Iterator<Item = (&TargetPath, TargetPath, &TargetFile)> {
+) -> impl Iterator<Item = (&TargetPath, Result<TargetPath, PathError>, &TargetFile)> {
     let prefix = release_prefix(release);
     // `releases/N` is a valid path sorting just before every path under `releases/N/`.
     let start = TargetPath::new(format!("{RELEASES_DIR}/{release}")).ok();
@@ -388,15 +388,7 @@ pub fn release_targets(
             let prefix = prefix.clone();
             move |(path, _)| !path.as_str().starts_with(&prefix)
         })
-        .take_while({
-            let prefix = prefix.clone();
-            move |(path, _)| path.as_str().starts_with(&prefix)
-        })
-        .filter_map(move |(path, file)| {
-            // The rest of a valid target path is a valid target path.
-            let rest = TargetPath::new(&path.as_str()[prefix.len()..]).ok()?;
-            Some((path, rest, file))
-        })
+        .map_while(move |(path, file)| Some((path, path.below(&prefix)?, file)))
 }
 
 /// The release a target path belongs to (`releases/N/...`), if any.
@@ -865,7 +857,7 @@ mod tests {
             );
         }
         let found: Vec<(String, String)> = release_targets(&targets, 7)
-            .map(|(full, rest, _)| (full.to_string(), rest.to_string()))
+            .map(|(full, rest, _)| (full.to_string(), rest.unwrap().to_string()))
             .collect();
         assert_eq!(
             found,

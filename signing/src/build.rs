@@ -409,11 +409,14 @@ pub(crate) fn release(
     let files = walk_files(from)?
         .into_iter()
         .map(|(rel, path)| {
-            let rel = match &prefix {
-                Some(prefix) => format!("{prefix}{rel}"),
-                None => rel,
+            // The path inside the release is checked on its own too: it is where endpoints
+            // install the file.
+            let target = release_path(rel.clone())?;
+            let target = match &prefix {
+                Some(prefix) => release_path(format!("{prefix}{rel}"))?,
+                None => target,
             };
-            release_path(rel).map(|p| (p, path))
+            Ok((target, path))
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let count = files.len();

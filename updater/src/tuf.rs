@@ -104,6 +104,15 @@ pub enum ClientError {
     /// A role name cannot be used in a URL or file name.
     #[error("role name {0:?} is not usable")]
     BadRoleName(String),
+    /// A release's file has no valid path below the release folder.
+    #[error("target {path}: not a valid path inside its release: {source}")]
+    ReleasePath {
+        /// The target path.
+        path: String,
+        /// Why.
+        #[source]
+        source: herald_manifest::PathError,
+    },
     /// The signed rollout policy cannot be used.
     #[error("targets metadata: {0}")]
     Policy(#[from] herald_manifest::rollout::PolicyError),
@@ -524,20 +533,20 @@ impl Client {
         if state.root.release.is_none() && self.release_signatures == ReleaseSignatures::Required {
             return Err(ClientError::ReleaseKeysRequired);
         }
-        Ok(
-            herald_manifest::rollout::release_targets(state.targets.get(), release)
-                .map(|(path, dest, entry)| {
-                    (
-                        FoundTarget {
-                            path: path.clone(),
-                            entry: entry.clone(),
-                            role: Arc::clone(&state.targets),
-                        },
-                        dest,
-                    )
-                })
-                .collect(),
-        )
+        herald_manifest::rollout::release_targets(state.targets.get(), release)
+            .map(|(path, dest, entry)| {
+                let dest = dest.map_err(|source| ClientError::ReleasePath {
+                    path: path.to_string(),
+                    source,
+                })?;
+                let found = FoundTarget {
+                    path: path.clone(),
+                    entry: entry.clone(),
+                    role: Arc::clone(&state.targets),
+                };
+                Ok((found, dest))
+            })
+            .collect()
     }
 
     /// Checks that the file at `file` is `target` (every listed hash the client supports),
