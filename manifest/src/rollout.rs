@@ -34,11 +34,14 @@
 
 use std::collections::BTreeMap;
 
+use herald_wire::Group;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::listing::TargetsIndex;
 use crate::metadata::{TargetFile, Targets};
 use crate::path::{PathError, TargetPath};
+use crate::verify::VerifiedTargets;
 
 /// Name of the targets member holding the rollout policy.
 pub const ROLLOUT_FIELD: &str = "x-herald-rollout";
@@ -372,18 +375,20 @@ pub fn release_prefix(release: u64) -> String {
     format!("{RELEASES_DIR}/{release}/")
 }
 
-/// The targets of `release` listed by `targets`, each with its install path (its path below
-/// `releases/N/`; a path that is not valid there, `C:x`, is an error), in path order.
+/// The targets of `release` listed by `targets` (the verified top-level targets metadata),
+/// each with its install path (its path below `releases/N/`; a path that is not valid there,
+/// `C:x`, is an error), in path order. Only the release's own entries are read: the search
+/// starts at `releases/N` in the sorted index.
 pub fn release_targets(
-    targets: &Targets,
+    targets: &VerifiedTargets,
     release: u64,
-) -> impl Iterator<Item = (&TargetPath, Result<TargetPath, PathError>, &TargetFile)> {
+) -> impl Iterator<Item = (&TargetPath, Result<TargetPath, PathError>, TargetFile)> {
     let prefix = release_prefix(release);
     // `releases/N` is a valid path sorting just before every path under `releases/N/`.
     let start = TargetPath::new(format!("{RELEASES_DIR}/{release}")).ok();
     start
         .into_iter()
-        .flat_map(move |start| targets.targets.range(start..))
+        .flat_map(move |start| targets.targets_from(&start))
         .skip_while({
             let prefix = prefix.clone();
             move |(path, _)| !path.as_str().starts_with(&prefix)
@@ -408,15 +413,43 @@ impl Targets {
     /// The rollout policy this targets metadata carries, checked ([`RolloutPolicy::check`]);
     /// `None` for a repository without one (every endpoint installs every target).
     pub fn rollout_policy(&self) -> Result<Option<RolloutPolicy>, PolicyError> {
-        self.rollout
-            .as_ref()
-            .map(RolloutPolicy::from_value)
-            .transpose()
+        policy_of(self.rollout.as_ref())
     }
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), PolicyError> {
-    if herald_wire::group::is_valid_name(name) {
+impl TargetsIndex {
+    /// The rollout policy this verified targets metadata carries, checked
+    /// ([`RolloutPolicy::check`]); `None` for a repository without one (every endpoint
+    /// installs every target).
+    pub fn rollout_policy(&self) -> Result<Option<RolloutPolicy>, PolicyError> {
+        policy_of(self.rollout.as_ref())
+    }
+}
+
+fn policy_of(member: Option<&Value>) -> Result<Option<RolloutPolicy>, PolicyError> {
+    member.map(RolloutPolicy::from_value).transpose()
+}
+
+/// How a channel is named (by the rule of group names, [`Group`]), as error messages say it.
+pub const CHANNEL_NAME_RULE: &str =
+    "expected 1 to 32 characters of a-z, 0-9 and '-', starting with a letter or digit";
+
+/// Whether `name` is a valid channel name ([`CHANNEL_NAME_RULE`]): channels follow the naming
+/// rule of groups, checked by [`Group::new`].
+pub fn is_valid_channel(name: &str) -> bool {
+    Group::new(name).is_ok()
+}
+
+fn check_channel(name: &str) -> Result<(), PolicyError> {
+    check_name("channel", name, is_valid_channel(name))
+}
+
+fn check_group(name: &str) -> Result<(), PolicyError> {
+    check_name("group", name, Group::new(name).is_ok())
+}
+
+fn check_name(what: &'static str, name: &str, valid: bool) -> Result<(), PolicyError> {
+    if valid {
         Ok(())
     } else {
         Err(PolicyError::BadName {
@@ -470,7 +503,7 @@ impl RolloutPolicy {
                 .ok_or(PolicyError::UnknownRelease { what, release })
         };
         for (name, channel) in &self.channels {
-            check_name("channel", name)?;
+            check_channel(name)?;
             for release in std::iter::once(channel.current).chain(channel.previous) {
                 let info = listed(format!("channel {name:?}"), release)?;
                 if &info.channel != name {
@@ -491,11 +524,11 @@ impl RolloutPolicy {
                 });
             }
             for group in &channel.groups {
-                check_name("group", group)?;
+                check_group(group)?;
             }
         }
         for (release, info) in &self.releases {
-            check_name("channel", &info.channel)?;
+            check_channel(&info.channel)?;
             if let Some(hooks) = &info.hooks {
                 hooks.check().map_err(|problem| PolicyError::Hook {
                     release: *release,
@@ -504,13 +537,13 @@ impl RolloutPolicy {
             }
         }
         for (group, channel) in &self.group_channels {
-            check_name("group", group)?;
-            check_name("channel", channel)?;
+            check_group(group)?;
+            check_channel(channel)?;
         }
         let pin_selectors = self.pins.iter().map(Pin::selector);
         for selector in std::iter::once(self.holds.clone()).chain(pin_selectors) {
             for group in &selector.groups {
-                check_name("group", group)?;
+                check_group(group)?;
             }
             for endpoint in &selector.endpoints {
                 if endpoint.is_empty() || endpoint.chars().any(char::is_control) {
@@ -856,7 +889,10 @@ mod tests {
                 },
             );
         }
-        let found: Vec<(String, String)> = release_targets(&targets, 7)
+        let document = json!({"signed": targets, "signatures": []}).to_string();
+        let verified = crate::verify::unchecked_targets(document.as_bytes());
+        assert_eq!(verified.rollout_policy(), Ok(None));
+        let found: Vec<(String, String)> = release_targets(&verified, 7)
             .map(|(full, rest, _)| (full.to_string(), rest.unwrap().to_string()))
             .collect();
         assert_eq!(

@@ -174,10 +174,10 @@ pub enum Command {
         /// endpoints following the channel install it when the rollout plan (--pilot-group,
         /// --percent) includes them; the others keep the channel's previous release. Widen,
         /// pause or abort it with `herald-sign rollout`.
-        #[arg(long, value_name = "CHANNEL", value_parser = name_arg, conflicts_with = "prune")]
+        #[arg(long, value_name = "CHANNEL", value_parser = channel_arg, conflicts_with = "prune")]
         channel: Option<String>,
         /// A group that gets the release at once (a pilot group). Repeat for several.
-        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = name_arg, requires = "channel")]
+        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = group_arg, requires = "channel")]
         pilot_groups: Vec<String>,
         /// Share of the channel's other endpoints that get the release: `0%` to `100%` (two
         /// decimals at most, e.g. `0.5%`). Default 100%.
@@ -329,7 +329,7 @@ pub struct SelectArgs {
     #[arg(long = "endpoint", value_name = "NAME")]
     pub endpoints: Vec<String>,
     /// A group. Repeat for several.
-    #[arg(long = "group", value_name = "GROUP", value_parser = name_arg)]
+    #[arg(long = "group", value_name = "GROUP", value_parser = group_arg)]
     pub groups: Vec<String>,
 }
 
@@ -364,13 +364,13 @@ pub enum RolloutCommand {
     /// --max-failure-rate, so a CI pipeline can advance on a schedule.
     Advance {
         /// The channel.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = channel_arg)]
         channel: String,
         /// The new share of the channel's endpoints (at least the current one).
         #[arg(long, value_name = "PERCENT", value_parser = percent_arg)]
         percent: Option<u32>,
         /// A group to add to the pilot groups. Repeat for several.
-        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = name_arg)]
+        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = group_arg)]
         pilot_groups: Vec<String>,
         /// Fleet check.
         #[command(flatten)]
@@ -383,7 +383,7 @@ pub enum RolloutCommand {
     /// it, no other endpoint installs it until `resume`.
     Pause {
         /// The channel.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = channel_arg)]
         channel: String,
         /// Repository and keys.
         #[command(flatten)]
@@ -392,7 +392,7 @@ pub enum RolloutCommand {
     /// Resume a paused rollout.
     Resume {
         /// The channel.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = channel_arg)]
         channel: String,
         /// Repository and keys.
         #[command(flatten)]
@@ -403,7 +403,7 @@ pub enum RolloutCommand {
     /// old content), and drop the aborted release.
     Abort {
         /// The channel.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = channel_arg)]
         channel: String,
         /// Repository and keys.
         #[command(flatten)]
@@ -452,10 +452,10 @@ pub enum RolloutCommand {
     /// their group's; `stable` by default).
     Follow {
         /// The group.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = group_arg)]
         group: String,
         /// The channel.
-        #[arg(long, value_parser = name_arg)]
+        #[arg(long, value_parser = channel_arg)]
         channel: String,
         /// Repository and keys.
         #[command(flatten)]
@@ -472,16 +472,19 @@ pub enum RolloutCommand {
     },
 }
 
-/// A group or channel name: 1 to 32 characters of `[a-z0-9-]`, starting with a letter or a
-/// digit.
-fn name_arg(text: &str) -> Result<String, String> {
-    if herald_wire::group::is_valid_name(text) {
+/// A group name ([`herald_wire::Group`]).
+fn group_arg(text: &str) -> Result<String, String> {
+    herald_wire::Group::new(text)
+        .map(|group| group.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A channel name ([`herald_manifest::rollout::is_valid_channel`]).
+fn channel_arg(text: &str) -> Result<String, String> {
+    if herald_manifest::rollout::is_valid_channel(text) {
         Ok(text.to_owned())
     } else {
-        Err(
-            "expected 1 to 32 characters of a-z, 0-9 and -, starting with a letter or a digit"
-                .into(),
-        )
+        Err(herald_manifest::rollout::CHANNEL_NAME_RULE.to_owned())
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use herald_manifest::rollout::{RolloutPolicy, BUCKETS};
-use herald_manifest::{Targets, VerifiedRoot};
+use herald_manifest::{VerifiedRoot, VerifiedTargets};
 
 const V1: &[(&str, &[u8])] = &[("app.bin", b"app 1"), ("lib/x.so", b"lib 1")];
 const V2: &[(&str, &[u8])] = &[("app.bin", b"app 2"), ("lib/x.so", b"lib 1")];
@@ -85,7 +85,7 @@ impl Repo {
     }
 
     /// The published targets metadata, verified from `1.root.json` as a client does.
-    fn published(&self) -> Targets {
+    fn published(&self) -> VerifiedTargets {
         let meta = self.repo.join("metadata");
         let root =
             VerifiedRoot::trust_anchor(&fs::read(meta.join("1.root.json")).unwrap()).unwrap();
@@ -103,13 +103,11 @@ impl Repo {
             .unwrap();
         let tv = snap.meta["targets.json"].version;
         root.verify_targets(
-            &fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
+            fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
             &snap,
             now(),
         )
         .unwrap()
-        .get()
-        .clone()
     }
 
     fn published_targets_version(&self) -> u64 {
@@ -121,11 +119,7 @@ impl Repo {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.published()
-            .targets
-            .keys()
-            .map(|p| p.to_string())
-            .collect()
+        self.published().paths().map(|p| p.to_string()).collect()
     }
 }
 

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use herald_manifest::rollout::Endpoint;
-use herald_manifest::{Targets, VerifiedRoot};
+use herald_manifest::{VerifiedRoot, VerifiedTargets};
 use herald_updater::agent::Agent;
 use herald_updater::config::Config;
 use herald_updater::transport::{HttpsConfig, HttpsTransport};
@@ -124,10 +124,7 @@ fn ms(d: Duration) -> String {
 
 /// The verified top-level targets metadata of `repo`, as the updater holds it after a
 /// refresh.
-fn verified_targets(
-    repo: &SignedRepo,
-    now: time::OffsetDateTime,
-) -> herald_manifest::VerifiedTargets {
+fn verified_targets(repo: &SignedRepo, now: time::OffsetDateTime) -> VerifiedTargets {
     let meta = repo.path().join("metadata");
     let read = |name: &str| std::fs::read(meta.join(name)).unwrap();
     let root = VerifiedRoot::trust_anchor(&read("1.root.json")).unwrap();
@@ -144,20 +141,20 @@ fn verified_targets(
         )
         .unwrap();
     let version = snapshot.meta["targets.json"].version;
-    root.verify_targets(&read(&format!("{version}.targets.json")), &snapshot, now)
+    root.verify_targets(read(&format!("{version}.targets.json")), &snapshot, now)
         .unwrap()
 }
 
 /// The policy's decision for one update check: read and check the policy, read the
 /// endpoint's identity from its certificate, evaluate. Returns the release to install.
-fn decide(targets: &Targets, cert: &Path) -> u64 {
+fn decide(targets: &VerifiedTargets, cert: &Path) -> u64 {
     let policy = targets.rollout_policy().unwrap().unwrap();
     let pem = std::fs::read_to_string(cert).unwrap();
     let der = herald_token_client::first_certificate_der(&pem).unwrap();
     let identity = herald_token_client::identity_of_certificate(&der).unwrap();
     let offer = policy.evaluate(&Endpoint {
         name: Some(&identity.name),
-        group: &identity.group,
+        group: identity.group.as_str(),
         channel: None,
         installed: None,
     });
@@ -245,7 +242,7 @@ async fn main() {
 
     let targets = verified_targets(&phased, now);
     let decision = per_call(runs.min(10), iterations, || {
-        assert_eq!(decide(targets.get(), &cert.0), 1);
+        assert_eq!(decide(&targets, &cert.0), 1);
     });
     let plain_client = client(work.path(), "plain", &plain).await;
     let phased_client = client(work.path(), "phased", &phased).await;

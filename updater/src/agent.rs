@@ -70,12 +70,7 @@ pub enum AgentError {
     Proof(String),
     /// The client certificate names no usable endpoint identity (name and group).
     #[error("{path}: {reason}")]
-    Identity {
-        /// The certificate file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    Identity { path: PathBuf, reason: String },
     /// A `pre_install` hook failed: the release was not installed (it is tried again next
     /// cycle).
     #[error("release not installed: {0}")]
@@ -84,11 +79,9 @@ pub enum AgentError {
     /// back; it is not tried again until a newer release is published.
     #[error("release {release} rolled back to {}: {reason}", .to.map_or_else(|| "nothing".to_owned(), |v| v.to_string()))]
     RolledBack {
-        /// The release rolled back.
         release: u64,
-        /// The release restored.
+        /// The release restored, if any.
         to: Option<u64>,
-        /// Why (the failing hook and its output).
         reason: String,
     },
     /// The release installed and failed its health check, and no previous release was kept
@@ -96,12 +89,7 @@ pub enum AgentError {
     #[error(
         "release {release} is unhealthy and there is no previous release to roll back to: {reason}"
     )]
-    Unhealthy {
-        /// The release.
-        release: u64,
-        /// Why.
-        reason: String,
-    },
+    Unhealthy { release: u64, reason: String },
 }
 
 /// What an update cycle would change, or changed.
@@ -310,18 +298,15 @@ impl Agent {
                 hooks,
             });
         };
-        let targets: Vec<(crate::tuf::FoundTarget, TargetPath)> = if rollout {
-            client.release_targets(offered_version)?
+        // Each target with the path it installs at: below its release folder under a rollout
+        // policy, else its own path. Taken from the list one by one, never copied as a whole.
+        let targets: Box<dyn Iterator<Item = (crate::tuf::FoundTarget, TargetPath)>> = if rollout {
+            Box::new(client.release_targets(offered_version)?.into_iter())
         } else {
-            client
-                .all_targets()
-                .await?
-                .into_iter()
-                .map(|t| {
-                    let dest = t.path().clone();
-                    (t, dest)
-                })
-                .collect()
+            Box::new(client.all_targets().await?.into_iter().map(|t| {
+                let dest = t.path().clone();
+                (t, dest)
+            }))
         };
         let mut plan = Plan {
             offered_version,
@@ -329,7 +314,7 @@ impl Agent {
             decision: Some(decision),
             ..Plan::default()
         };
-        let mut work: Vec<Work> = Vec::with_capacity(targets.len());
+        let mut work: Vec<Work> = Vec::with_capacity(targets.size_hint().0);
         for (target, dest) in targets {
             if self.is_package(&dest) {
                 let ready = self.package_in_place(client, &target, &dest, installed.as_ref())?;

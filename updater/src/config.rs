@@ -272,11 +272,11 @@ impl Config {
             _ => {}
         }
         if let Some(channel) = &self.channel {
-            if !herald_wire::group::is_valid_name(channel) {
+            if !herald_manifest::rollout::is_valid_channel(channel) {
                 return Err(invalid(
                     "channel",
                     channel,
-                    "expected 1 to 32 characters of a-z, 0-9 and -, starting with a letter or digit",
+                    herald_manifest::rollout::CHANNEL_NAME_RULE,
                 ));
             }
         }

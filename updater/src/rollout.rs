@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use herald_manifest::rollout::{Endpoint, RolloutPolicy, Standing};
 use herald_token_client::EndpointIdentity;
-use herald_wire::RolloutState;
+use herald_wire::{Group, RolloutState};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{tls_sources, AgentError, IdentitySource};
@@ -127,7 +127,7 @@ pub fn decide(
             ..Decision::default()
         },
         Some(policy) => {
-            let group = identity.map_or(herald_wire::group::DEFAULT_GROUP, |i| i.group.as_str());
+            let group = identity.map_or(Group::DEFAULT, |i| i.group.as_str());
             let offer = policy.evaluate(&Endpoint {
                 name: identity.map(|i| i.name.as_str()),
                 group,
@@ -205,7 +205,7 @@ mod tests {
     fn pilot() -> EndpointIdentity {
         EndpointIdentity {
             name: "EP-0001".into(),
-            group: "pilot".into(),
+            group: Group::new("pilot").unwrap(),
         }
     }
 

@@ -107,9 +107,7 @@ pub enum ClientError {
     /// A release's file has no valid path below the release folder.
     #[error("target {path}: not a valid path inside its release: {source}")]
     ReleasePath {
-        /// The target path.
         path: String,
-        /// Why.
         #[source]
         source: herald_manifest::PathError,
     },
@@ -533,17 +531,13 @@ impl Client {
         if state.root.release.is_none() && self.release_signatures == ReleaseSignatures::Required {
             return Err(ClientError::ReleaseKeysRequired);
         }
-        herald_manifest::rollout::release_targets(state.targets.get(), release)
+        herald_manifest::rollout::release_targets(&state.targets, release)
             .map(|(path, dest, entry)| {
                 let dest = dest.map_err(|source| ClientError::ReleasePath {
                     path: path.to_string(),
                     source,
                 })?;
-                let found = FoundTarget {
-                    path: path.clone(),
-                    entry: entry.clone(),
-                    role: Arc::clone(&state.targets),
-                };
+                let found = FoundTarget::new(path.clone(), &entry, Arc::clone(&state.targets));
                 Ok((found, dest))
             })
             .collect()

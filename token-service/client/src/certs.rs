@@ -1,6 +1,6 @@
 //! Certificates and keys as the protocol handles them: PEM blocks, serials, fingerprints.
 
-use herald_wire::Serial;
+use herald_wire::{Group, GroupError, Serial};
 
 /// The first `-----BEGIN ...-----` to `-----END ...-----` block of a PEM text.
 pub fn first_pem_block(text: &str) -> String {
@@ -44,14 +44,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Who an endpoint certificate names: the endpoint (its Subject's commonName, the allocated
 /// `BASE-NNNN`) and its group (the Subject's one organizationalUnitName; none means
-/// [`herald_wire::group::DEFAULT_GROUP`]). The authority writes both at issuance and renewal;
+/// [`Group::DEFAULT`]). The authority writes both at issuance and renewal;
 /// the endpoint reads them from its own certificate, which no mirror or relay can alter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointIdentity {
     /// The endpoint's name.
     pub name: String,
     /// The endpoint's group.
-    pub group: String,
+    pub group: Group,
 }
 
 /// Why a certificate does not name an endpoint and its group.
@@ -72,15 +72,13 @@ pub enum IdentityError {
     #[error("a Subject attribute is not a text string")]
     Encoding,
     /// The organizationalUnitName is not a valid group name.
-    #[error(
-        "group {0:?} in the certificate is not a valid group name ([a-z0-9-], 1 to 32 characters)"
-    )]
-    BadGroup(String),
+    #[error("the certificate's organizationalUnitName: {0}")]
+    BadGroup(GroupError),
 }
 
 /// The endpoint name and group of a certificate (DER): exactly one commonName, at most one
 /// organizationalUnitName (the group; absent: `default`), which must be a valid group name
-/// ([`herald_wire::group::is_valid_name`]).
+/// ([`Group::new`]).
 pub fn identity_of_certificate(der: &[u8]) -> Result<EndpointIdentity, IdentityError> {
     use der::asn1::{Ia5StringRef, ObjectIdentifier, PrintableStringRef, Utf8StringRef};
     use der::{Decode, Tag, Tagged};
@@ -114,9 +112,8 @@ pub fn identity_of_certificate(der: &[u8]) -> Result<EndpointIdentity, IdentityE
     }
     let [name] = <[String; 1]>::try_from(names).map_err(|_| IdentityError::Name)?;
     let group = match <[String; 1]>::try_from(groups) {
-        Ok([group]) if herald_wire::group::is_valid_name(&group) => group,
-        Ok([group]) => return Err(IdentityError::BadGroup(group)),
-        Err(groups) if groups.is_empty() => herald_wire::group::DEFAULT_GROUP.to_owned(),
+        Ok([group]) => Group::new(&group).map_err(IdentityError::BadGroup)?,
+        Err(groups) if groups.is_empty() => Group::default(),
         Err(_) => return Err(IdentityError::SeveralGroups),
     };
     Ok(EndpointIdentity { name, group })
@@ -156,7 +153,7 @@ mod tests {
             id,
             EndpointIdentity {
                 name: "LAPTOP-0042".into(),
-                group: "pilot".into()
+                group: Group::new("pilot").unwrap()
             }
         );
     }
@@ -164,7 +161,8 @@ mod tests {
     #[test]
     fn no_ou_means_the_default_group() {
         let id = identity_of_certificate(&certificate(Some("KIOSK-0001"), &[])).unwrap();
-        assert_eq!(id.group, "default");
+        assert!(id.group.is_default());
+        assert_eq!(id.group.as_str(), Group::DEFAULT);
     }
 
     #[test]
@@ -175,7 +173,7 @@ mod tests {
         );
         assert_eq!(
             identity_of_certificate(&certificate(Some("A-0001"), &["Pilot Group"])),
-            Err(IdentityError::BadGroup("Pilot Group".into()))
+            Err(IdentityError::BadGroup(GroupError("Pilot Group".into())))
         );
         assert_eq!(
             identity_of_certificate(&certificate(None, &["pilot"])),
