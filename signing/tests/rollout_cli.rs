@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use herald_manifest::rollout::{RolloutPolicy, BUCKETS};
-use herald_manifest::{VerifiedRoot, VerifiedTargets};
+use herald_manifest::VerifiedTargets;
 
 const V1: &[(&str, &[u8])] = &[("app.bin", b"app 1"), ("lib/x.so", b"lib 1")];
 const V2: &[(&str, &[u8])] = &[("app.bin", b"app 2"), ("lib/x.so", b"lib 1")];
@@ -86,28 +86,7 @@ impl Repo {
 
     /// The published targets metadata, verified from `1.root.json` as a client does.
     fn published(&self) -> VerifiedTargets {
-        let meta = self.repo.join("metadata");
-        let root =
-            VerifiedRoot::trust_anchor(&fs::read(meta.join("1.root.json")).unwrap()).unwrap();
-        let ts = root
-            .verify_timestamp(&fs::read(meta.join("timestamp.json")).unwrap(), None, now())
-            .unwrap();
-        let sv = ts.snapshot_meta().unwrap().version;
-        let snap = root
-            .verify_snapshot(
-                &fs::read(meta.join(format!("{sv}.snapshot.json"))).unwrap(),
-                &ts,
-                None,
-                now(),
-            )
-            .unwrap();
-        let tv = snap.meta["targets.json"].version;
-        root.verify_targets(
-            fs::read(meta.join(format!("{tv}.targets.json"))).unwrap(),
-            &snap,
-            now(),
-        )
-        .unwrap()
+        verified_targets(&self.repo).1
     }
 
     fn published_targets_version(&self) -> u64 {

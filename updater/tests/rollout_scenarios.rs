@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use herald_updater::agent::StatusReport;
 use herald_wire::RolloutState;
 use sha2::{Digest, Sha256};
-use support::SignedRepo;
+use support::{as_tree, tree, SignedRepo};
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-update");
@@ -187,41 +187,6 @@ impl Endpoint {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     }
-}
-
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            if rel == ".herald" {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn as_tree(files: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-    files
-        .iter()
-        .map(|(p, c)| ((*p).to_owned(), c.to_vec()))
-        .collect()
 }
 
 fn stderr(out: &Output) -> String {
