@@ -842,6 +842,12 @@ mod tests {
         let mut v = base.clone();
         v["releases"]["8"]["hooks"] = json!({"timeout_secs": 0});
         cases.push((v, "timeout_secs"));
+        let mut v = base.clone();
+        v["group_channels"] = json!({"Testers": "beta"});
+        cases.push((v, "group \"Testers\" is not a valid name"));
+        let mut v = base.clone();
+        v["holds"] = json!({"groups": ["-kiosks"]});
+        cases.push((v, "group \"-kiosks\" is not a valid name"));
         let mut v = base;
         v["percent"] = json!(100);
         cases.push((v, "unknown field"));
@@ -849,6 +855,24 @@ mod tests {
             let err = RolloutPolicy::from_value(&value).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn channels_are_named_by_the_rule_of_groups() {
+        for name in [
+            "stable",
+            "beta-2",
+            "0day",
+            "",
+            "-beta",
+            "Beta",
+            "be ta",
+            &"b".repeat(33),
+        ] {
+            assert_eq!(is_valid_channel(name), Group::new(name).is_ok(), "{name:?}");
+        }
+        assert!(is_valid_channel(DEFAULT_CHANNEL));
+        assert!(!is_valid_channel("Stable"));
     }
 
     #[test]

@@ -429,3 +429,21 @@ fn verify_reports_an_inconsistent_signed_policy() {
         "names release 99, which is not listed",
     );
 }
+
+#[test]
+fn group_and_channel_names_are_checked_by_the_group_rule() {
+    let repo = Repo::new();
+    repo.release_ok(V1, &["--channel", "stable"]);
+    repo.rollout_fails(
+        &["follow", "--group", "Testers", "--channel", "beta"],
+        2,
+        "invalid group \"Testers\"",
+    );
+    repo.rollout_fails(
+        &["follow", "--group", "testers", "--channel", "Beta"],
+        2,
+        herald_manifest::rollout::CHANNEL_NAME_RULE,
+    );
+    repo.rollout_ok(&["follow", "--group", "testers", "--channel", "beta"]);
+    assert_eq!(repo.policy().group_channels["testers"], "beta");
+}
