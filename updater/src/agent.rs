@@ -33,7 +33,7 @@ use crate::rollout::{bounded, decide, endpoint_identity, prune, Decision, Memory
 /// the next install, as a power cut would. Never set it in production.
 pub const CRASH_AT_STEP_VAR: &str = "HERALD_UPDATE_CRASH_AT_STEP";
 use crate::transport::{HttpsConfig, HttpsTransport, Timeouts, TransportConfigError};
-use crate::tuf::{init_trusted_root, Client, ClientError, ReleaseSignatures};
+use crate::tuf::{init_trusted_root, Client, ClientError, FoundTarget, ReleaseSignatures};
 
 /// Why an agent operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +124,14 @@ impl Plan {
     }
 }
 
-/// A target of the release to install, where it installs, and, when it is already in
-/// place (or unpacked) with the verified content, that content.
-type Work = (crate::tuf::FoundTarget, TargetPath, Option<ReadyFile>);
+/// A target of the release to install, where it installs when that is not its own path, and,
+/// when it is already in place (or unpacked) with the verified content, that content.
+type Work = (FoundTarget, Option<TargetPath>, Option<ReadyFile>);
+
+/// Where `target` installs: `dest`, or its own path when `dest` is `None`.
+fn install_path<'a>(target: &'a FoundTarget, dest: &'a Option<TargetPath>) -> &'a TargetPath {
+    dest.as_ref().unwrap_or(target.path())
+}
 
 /// What one cycle works on: the plan, the targets, and the hooks of the install.
 struct Cycle {
@@ -298,15 +303,14 @@ impl Agent {
                 hooks,
             });
         };
-        // Each target with the path it installs at: below its release folder under a rollout
-        // policy, else its own path. Taken from the list one by one, never copied as a whole.
-        let targets: Box<dyn Iterator<Item = (crate::tuf::FoundTarget, TargetPath)>> = if rollout {
-            Box::new(client.release_targets(offered_version)?.into_iter())
+        // Each target with the path it installs at when that is not its own: below its
+        // release folder under a rollout policy. Taken from the list one by one, never copied
+        // as a whole.
+        let targets: Box<dyn Iterator<Item = (FoundTarget, Option<TargetPath>)>> = if rollout {
+            let release = client.release_targets(offered_version)?.into_iter();
+            Box::new(release.map(|(t, dest)| (t, Some(dest))))
         } else {
-            Box::new(client.all_targets().await?.into_iter().map(|t| {
-                let dest = t.path().clone();
-                (t, dest)
-            }))
+            Box::new(client.all_targets().await?.into_iter().map(|t| (t, None)))
         };
         let mut plan = Plan {
             offered_version,
@@ -316,13 +320,13 @@ impl Agent {
         };
         let mut work: Vec<Work> = Vec::with_capacity(targets.size_hint().0);
         for (target, dest) in targets {
-            if self.is_package(&dest) {
+            let at = install_path(&target, &dest);
+            if self.is_package(at) {
                 let ready = self.package_in_place(client, &target, &dest, installed.as_ref())?;
                 if ready.is_some() {
                     plan.unchanged += 1;
                 } else {
-                    plan.changed
-                        .push((dest.as_str().to_owned(), target.length()));
+                    plan.changed.push((at.as_str().to_owned(), target.length()));
                 }
                 work.push((target, dest, ready));
                 continue;
@@ -330,7 +334,7 @@ impl Agent {
             // Hashed through the install root's handles: a link is never followed.
             let in_place = self
                 .install
-                .hash(dest.as_str())?
+                .hash(at.as_str())?
                 .and_then(|(length, sha256)| client.verify_digest(&target, length, &sha256).ok());
             match in_place {
                 Some(verified) => {
@@ -339,18 +343,22 @@ impl Agent {
                     work.push((target, dest, Some(ready)));
                 }
                 None => {
-                    plan.changed
-                        .push((dest.as_str().to_owned(), target.length()));
+                    plan.changed.push((at.as_str().to_owned(), target.length()));
                     work.push((target, dest, None));
                 }
             }
         }
         if let Some(installed) = installed {
-            let mut listed: std::collections::BTreeSet<&str> =
-                work.iter().map(|(_, dest, _)| dest.as_str()).collect();
+            let mut listed: std::collections::BTreeSet<&str> = work
+                .iter()
+                .map(|(target, dest, _)| install_path(target, dest).as_str())
+                .collect();
             // Files of a package that is still listed are replaced, not removed.
             for (package, record) in &installed.packages {
-                if work.iter().any(|(_, dest, _)| dest.as_str() == package) {
+                if work
+                    .iter()
+                    .any(|(target, dest, _)| install_path(target, dest).as_str() == package)
+                {
                     listed.extend(record.files.iter().map(String::as_str));
                 }
             }
@@ -375,11 +383,12 @@ impl Agent {
     fn package_in_place(
         &self,
         client: &Client,
-        target: &crate::tuf::FoundTarget,
-        dest: &TargetPath,
+        target: &FoundTarget,
+        dest: &Option<TargetPath>,
         installed: Option<&crate::install::Release>,
     ) -> Result<Option<ReadyFile>, AgentError> {
-        let Some(record) = installed.and_then(|r| r.packages.get(dest.as_str())) else {
+        let at = install_path(target, dest);
+        let Some(record) = installed.and_then(|r| r.packages.get(at.as_str())) else {
             return Ok(None);
         };
         let Some(sha256) = hex::decode(&record.zip.sha256).ok() else {
@@ -476,10 +485,12 @@ impl Agent {
                     if let Some(ready) = ready {
                         return Ok::<_, AgentError>(ready);
                     }
-                    let staging = self.install.stage(&dest)?;
+                    let at = install_path(&target, &dest);
+                    let staging = self.install.stage(at)?;
+                    let package = self.is_package(at);
                     let verified = client.download_target(&target, mirrors, &staging).await?;
                     progress.add(target.length());
-                    if self.is_package(&dest) {
+                    if package {
                         return Ok(self.install.unpack(verified, dest, staging)?);
                     }
                     Ok(ReadyFile::staged(verified, dest, staging))

@@ -200,7 +200,9 @@ impl crate::download::Staging for StagedFile {
 #[derive(Debug, Clone)]
 pub struct ReadyFile {
     target: VerifiedTarget,
-    dest: TargetPath,
+    /// The destination when it is not the target's path (no second copy of every path of a
+    /// repository without a rollout policy).
+    dest: Option<TargetPath>,
     contents: Contents,
 }
 
@@ -213,8 +215,13 @@ enum Contents {
 }
 
 impl ReadyFile {
-    /// A verified download for `dest`, staged in `staged` (from [`InstallRoot::stage`]).
-    pub(crate) fn staged(target: VerifiedTarget, dest: TargetPath, staged: StagedFile) -> Self {
+    /// A verified download for `dest` (`None`: the target's path), staged in `staged` (from
+    /// [`InstallRoot::stage`]).
+    pub(crate) fn staged(
+        target: VerifiedTarget,
+        dest: Option<TargetPath>,
+        staged: StagedFile,
+    ) -> Self {
         ReadyFile {
             target,
             dest,
@@ -222,8 +229,9 @@ impl ReadyFile {
         }
     }
 
-    /// A file found at its destination `dest` with the verified content.
-    pub(crate) fn in_place(target: VerifiedTarget, dest: TargetPath) -> Self {
+    /// A file found at its destination `dest` (`None`: the target's path) with the verified
+    /// content.
+    pub(crate) fn in_place(target: VerifiedTarget, dest: Option<TargetPath>) -> Self {
         ReadyFile {
             target,
             dest,
@@ -231,11 +239,11 @@ impl ReadyFile {
         }
     }
 
-    /// A verified zip target for `dest` and the files unpacked from it (each staged, or in
-    /// place).
+    /// A verified zip target for `dest` (`None`: the target's path) and the files unpacked
+    /// from it (each staged, or in place).
     pub(crate) fn unpacked(
         target: VerifiedTarget,
-        dest: TargetPath,
+        dest: Option<TargetPath>,
         files: Vec<(String, FileRecord, Option<String>)>,
     ) -> Self {
         ReadyFile {
@@ -252,7 +260,7 @@ impl ReadyFile {
 
     /// Where it is installed, relative to the install root.
     pub fn dest(&self) -> &TargetPath {
-        &self.dest
+        self.dest.as_ref().unwrap_or(self.target.path())
     }
 
     /// True when something must be moved into place (it changed).
@@ -401,7 +409,7 @@ impl InstallRoot {
         };
         let mut sources = BTreeMap::new();
         for file in files {
-            let target_path = file.dest.as_str().to_owned();
+            let target_path = file.dest().as_str().to_owned();
             let record = FileRecord {
                 length: file.target.length(),
                 sha256: file.target.sha256().to_owned(),
@@ -430,17 +438,17 @@ impl InstallRoot {
         self.transact(release, sources)
     }
 
-    /// Unpacks a verified zip target, downloaded to `staged`: each entry is staged for
-    /// `PACKAGE/ENTRY`, where PACKAGE is the target path without `.zip`. Entries are checked
-    /// before anything is written ([`crate::zipcheck`]).
+    /// Unpacks a verified zip target for `dest` (`None`: the target's path), downloaded to
+    /// `staged`: each entry is staged for `PACKAGE/ENTRY`, where PACKAGE is the destination
+    /// without `.zip`. Entries are checked before anything is written ([`crate::zipcheck`]).
     pub(crate) fn unpack(
         &self,
         zip: VerifiedTarget,
-        dest: TargetPath,
+        dest: Option<TargetPath>,
         staged: StagedFile,
     ) -> Result<ReadyFile, InstallError> {
         use crate::download::Staging;
-        let path = dest.as_str();
+        let path = dest.as_ref().unwrap_or(zip.path()).as_str();
         let prefix = path.strip_suffix(".zip").unwrap_or(path);
         let unpack_err = |e: ZipCheckError| InstallError::Unpack(path.to_owned(), Box::new(e));
         let mut file = staged.open().map_err(io_err("open", &staged.path))?;
