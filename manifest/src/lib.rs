@@ -37,6 +37,11 @@
 //! its length and hashes match, and a threshold of distinct release keys signed its statement.
 //! A root without `x-herald-release` is a plain TUF repository.
 //!
+//! # Rollout policy (Herald extension)
+//!
+//! The top-level targets metadata may carry `x-herald-rollout`, the signed policy saying
+//! which endpoints get which release of which channel, and when: see [`rollout`].
+//!
 //! Architecture invariant: this crate performs no I/O and reads no clock.
 
 #![forbid(unsafe_code)]
@@ -49,6 +54,7 @@ mod listing;
 mod metadata;
 mod path;
 mod release;
+pub mod rollout;
 mod verify;
 
 pub use canonical::{to_canonical_bytes, write_canonical, CanonicalError};

@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::metadata::{tuf_time, Delegations, TargetFile};
@@ -35,6 +36,9 @@ pub struct TargetsIndex {
     pub expires: OffsetDateTime,
     /// Delegations to other targets roles.
     pub delegations: Option<Delegations>,
+    /// The rollout policy (Herald extension, `x-herald-rollout`) as signed, a small document
+    /// kept as is; read it with [`TargetsIndex::rollout_policy`].
+    pub rollout: Option<Value>,
     /// One entry per listed path, sorted by path.
     entries: Vec<IndexEntry>,
 }
@@ -81,6 +85,7 @@ impl TargetsIndex {
             version: fields.version,
             expires: fields.expires,
             delegations: fields.delegations,
+            rollout: fields.rollout,
             entries,
         })
     }
@@ -123,8 +128,21 @@ impl TargetsIndex {
         &'a self,
         document: &'a [u8],
     ) -> impl Iterator<Item = (&'a TargetPath, TargetFile)> + 'a {
+        self.entries_from(document, None)
+    }
+
+    /// The entries whose path is `start` or sorts after it (all of them for `None`), in path
+    /// order, read from `document`.
+    pub(crate) fn entries_from<'a>(
+        &'a self,
+        document: &'a [u8],
+        start: Option<&TargetPath>,
+    ) -> impl Iterator<Item = (&'a TargetPath, TargetFile)> + 'a {
+        let first = start.map_or(0, |start| self.entries.partition_point(|e| e.path < *start));
+        // A slice iterator skips in constant time.
         self.entries
             .iter()
+            .skip(first)
             .filter_map(move |e| read_entry(document, e).map(|file| (&e.path, file)))
     }
 }
@@ -157,6 +175,8 @@ struct Fields<'a> {
     targets: Listing<'a>,
     #[serde(default)]
     delegations: Option<Delegations>,
+    #[serde(rename = "x-herald-rollout", default)]
+    rollout: Option<Value>,
 }
 
 /// The `targets` member: each path (checked) with its entry as received (checked, then kept
@@ -393,6 +413,34 @@ mod tests {
         assert!(!idx.contains(&missing));
         let all: Vec<u64> = idx.entries(doc.as_bytes()).map(|(_, f)| f.length).collect();
         assert_eq!(all, [1, 2]);
+    }
+
+    #[test]
+    fn entries_from_a_path_start_at_the_first_path_not_before_it() {
+        let doc = document(
+            r#"{"c":{"length":3,"hashes":{}},"a":{"length":1,"hashes":{}},"b/x":{"length":2,"hashes":{}}}"#,
+        );
+        let idx = index(&doc).unwrap();
+        let from = |start: &str| -> Vec<u64> {
+            let start = TargetPath::new(start).unwrap();
+            idx.entries_from(doc.as_bytes(), Some(&start))
+                .map(|(_, f)| f.length)
+                .collect()
+        };
+        assert_eq!(from("a"), [1, 2, 3]);
+        assert_eq!(from("b"), [2, 3]);
+        assert_eq!(from("b/y"), [3]);
+        assert!(from("d").is_empty());
+    }
+
+    #[test]
+    fn the_rollout_policy_is_kept_as_signed() {
+        let doc = r#"{"signed":{"_type":"targets","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z","targets":{},"x-herald-rollout":{"format":1}},"signatures":[]}"#;
+        assert_eq!(
+            index(doc).unwrap().rollout,
+            Some(serde_json::json!({"format": 1}))
+        );
+        assert_eq!(index(&document("{}")).unwrap().rollout, None);
     }
 
     #[test]

@@ -317,6 +317,14 @@ pub struct Targets {
     /// Delegations to other targets roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegations: Option<Delegations>,
+    /// The rollout policy (Herald extension, `x-herald-rollout`), as signed; read it with
+    /// [`Targets::rollout_policy`].
+    #[serde(
+        rename = "x-herald-rollout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rollout: Option<Value>,
 }
 
 impl Targets {
@@ -329,6 +337,7 @@ impl Targets {
             expires,
             targets: BTreeMap::new(),
             delegations: None,
+            rollout: None,
         }
     }
 }

@@ -85,6 +85,22 @@ impl TargetPath {
         self.0.split('/')
     }
 
+    /// The path below the folder `dir` (written with its trailing `/`, e.g. `releases/8/`),
+    /// when this path lies under it; `None` otherwise. What follows whole segments of a valid
+    /// path keeps every rule but one, which is checked again: it may start with a drive
+    /// letter (`releases/8/C:x` gives `C:x`, refused).
+    pub fn below(&self, dir: &str) -> Option<Result<TargetPath, PathError>> {
+        if !dir.ends_with('/') {
+            return None;
+        }
+        let rest = self.0.strip_prefix(dir)?;
+        let bytes = rest.as_bytes();
+        if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+            return Some(Err(PathError::Drive(rest.to_owned())));
+        }
+        Some(Ok(TargetPath(rest.to_owned())))
+    }
+
     /// The path with the file name prefixed by `hash.`, as consistent snapshots store targets
     /// (`a/b.txt` becomes `a/HASH.b.txt`).
     pub fn with_hash_prefix(&self, hash: &str) -> String {
@@ -180,6 +196,22 @@ mod tests {
         let p = TargetPath::new("a/b.txt").unwrap();
         assert_eq!(p.with_hash_prefix("ff"), "a/ff.b.txt");
         assert_eq!(TargetPath::new("c").unwrap().with_hash_prefix("ff"), "ff.c");
+    }
+
+    #[test]
+    fn the_path_below_a_folder_is_a_valid_path() {
+        let p = TargetPath::new("releases/8/lib/x.so").unwrap();
+        assert_eq!(
+            p.below("releases/8/").unwrap().unwrap().as_str(),
+            "lib/x.so"
+        );
+        assert!(p.below("releases/80/").is_none());
+        assert!(p.below("releases/8").is_none(), "a folder ends with /");
+        let drive = TargetPath::new("releases/8/C:x").unwrap();
+        assert!(matches!(
+            drive.below("releases/8/"),
+            Some(Err(PathError::Drive(_)))
+        ));
     }
 
     #[test]

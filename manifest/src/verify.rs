@@ -202,6 +202,15 @@ struct Parsed<'a, T> {
 
 /// The verified result: the typed view and the received bytes, copied only when the caller
 /// lent them.
+/// Targets metadata read without checking any signature, for tests of what reads verified
+/// targets.
+#[cfg(test)]
+pub(crate) fn unchecked_targets(bytes: &[u8]) -> VerifiedTargets {
+    let doc: Parsed<'_, TargetsIndex> =
+        parse(bytes, RoleType::Targets, "targets").expect("a test's targets document parses");
+    verified(doc.value, Cow::Borrowed(bytes))
+}
+
 fn verified<T>(value: T, bytes: Cow<'_, [u8]>) -> Verified<T> {
     Verified {
         value,
@@ -865,6 +874,16 @@ impl Verified<TargetsIndex> {
     /// bytes as the iteration reaches it.
     pub fn targets(&self) -> impl Iterator<Item = (&TargetPath, TargetFile)> + '_ {
         self.value.entries(&self.bytes)
+    }
+
+    /// The entries of this role's own `targets` whose path is `start` or sorts after it, in
+    /// path order, each read as the iteration reaches it: finding the first costs a binary
+    /// search, not a walk over the paths before it.
+    pub fn targets_from<'a>(
+        &'a self,
+        start: &TargetPath,
+    ) -> impl Iterator<Item = (&'a TargetPath, TargetFile)> + 'a {
+        self.value.entries_from(&self.bytes, Some(start))
     }
 
     /// The delegated roles trusted for `path`, in priority order. A client visits them in

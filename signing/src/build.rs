@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use herald_manifest::rollout::{
+    percent_text, release_of_path, release_prefix, Channel, Hooks, ReleaseInfo, RolloutPolicy,
+    BUCKETS,
+};
 use herald_manifest::{
     envelope_canonical_bytes, sign_canonical, Ed25519Signer, Envelope, KeyId, MetaFile, PublicKey,
     ReleaseKeys, RoleKeys, RoleType, Root, Signer, Snapshot, TargetPath, Targets, Timestamp,
@@ -27,16 +31,16 @@ use crate::timeutil::{expiry, now};
 use crate::Error;
 
 /// What every command that signs with the current root starts from.
-struct Context {
-    layout: Layout,
-    root: VerifiedRoot,
-    now: OffsetDateTime,
-    signers: Vec<Ed25519Signer>,
+pub(crate) struct Context {
+    pub(crate) layout: Layout,
+    pub(crate) root: VerifiedRoot,
+    pub(crate) now: OffsetDateTime,
+    pub(crate) signers: Vec<Ed25519Signer>,
 }
 
 impl Context {
     /// The repository's verified current root, the run's time and the keys given.
-    fn open(repo: &Path, keys: &KeyArgs, time: &TimeArgs) -> Result<Self, Error> {
+    pub(crate) fn open(repo: &Path, keys: &KeyArgs, time: &TimeArgs) -> Result<Self, Error> {
         let layout = Layout::new(repo);
         let root = layout.current_root()?;
         Ok(Context {
@@ -57,7 +61,11 @@ fn signers_for<'a>(signers: &'a [Ed25519Signer], keyids: &[KeyId]) -> Vec<&'a Ed
 }
 
 /// Fails unless at least one of `signers` is listed for `role`.
-fn require_signer(root: &Root, role: RoleType, signers: &[Ed25519Signer]) -> Result<(), Error> {
+pub(crate) fn require_signer(
+    root: &Root,
+    role: RoleType,
+    signers: &[Ed25519Signer],
+) -> Result<(), Error> {
     if signers_for(signers, &role_keyids(root, role)).is_empty() {
         return Err(Error::Key {
             origin: "--key/--key-env".into(),
@@ -345,27 +353,38 @@ fn release_path(rel: String) -> Result<TargetPath, Error> {
     TargetPath::new(rel).map_err(|e| Error::Repository(format!("release folder: {e}")))
 }
 
+/// How `herald-sign release --channel` publishes a release: to which channel, to whom first,
+/// with which signed hooks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReleasePlan {
+    /// The channel.
+    pub(crate) channel: String,
+    /// Groups that get the release at once.
+    pub(crate) pilot_groups: Vec<String>,
+    /// Share of the other endpoints that get it, in basis points.
+    pub(crate) basis_points: u32,
+    /// Commands the release asks endpoints to run.
+    pub(crate) hooks: Option<Hooks>,
+}
+
 /// `herald-sign release`.
+#[allow(clippy::too_many_arguments)] // one per command-line option group
 pub(crate) fn release(
     repo: &Path,
     from: &Path,
     prune: bool,
     link: bool,
+    plan: Option<&ReleasePlan>,
     keys: &KeyArgs,
     expiry_args: &ExpiryArgs,
     time: &TimeArgs,
 ) -> Result<(), Error> {
-    let Context {
-        layout,
-        root,
-        now,
-        signers,
-    } = Context::open(repo, keys, time)?;
-    require_signer(&root, RoleType::Targets, &signers)?;
-    let release_signers: Vec<&dyn Signer> = match &root.release {
+    let ctx = Context::open(repo, keys, time)?;
+    require_signer(&ctx.root, RoleType::Targets, &ctx.signers)?;
+    let release_signers: Vec<&dyn Signer> = match &ctx.root.release {
         Some(release) => {
             let ids: Vec<KeyId> = release.keys.keys().cloned().collect();
-            let mine: Vec<&dyn Signer> = signers_for(&signers, &ids)
+            let mine: Vec<&dyn Signer> = signers_for(&ctx.signers, &ids)
                 .into_iter()
                 .map(|s| s as &dyn Signer)
                 .collect();
@@ -383,26 +402,29 @@ pub(crate) fn release(
         }
         None => Vec::new(),
     };
+    let mut doc = next_targets_doc(&ctx.layout, ctx.now)?;
+    // A release published to a channel lives under `releases/N/`, N the targets version
+    // that publishes it.
+    let prefix = plan.map(|_| release_prefix(doc.version));
     let files = walk_files(from)?
         .into_iter()
-        .map(|(rel, path)| release_path(rel).map(|p| (p, path)))
+        .map(|(rel, path)| {
+            // The path inside the release is checked on its own too: it is where endpoints
+            // install the file.
+            let target = release_path(rel.clone())?;
+            let target = match &prefix {
+                Some(prefix) => release_path(format!("{prefix}{rel}"))?,
+                None => target,
+            };
+            Ok((target, path))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     let count = files.len();
-    let stored = store_targets(&layout, files, link, &release_signers)?;
-
-    let (version, mut doc) = match layout.newest("targets")? {
-        Some((v, bytes)) => {
-            let file = format!("metadata/{v}.targets.json");
-            let env = parse_envelope(&file, &bytes)?;
-            (
-                v + 1,
-                TargetsDoc::from_previous(typed::<Targets>(&file, &env)?),
-            )
-        }
-        None => (1, TargetsDoc::from_previous(Targets::new(1, now))),
-    };
+    let stored = store_targets(&ctx.layout, files, link, &release_signers)?;
     if prune {
-        doc.entries.clear();
+        // Files of the releases a rollout policy names are not the release folder's to drop.
+        doc.entries
+            .retain(|path, _| doc.rollout.is_some() && release_of_path(path).is_some());
     }
     for (path, length, sha256, signatures) in stored {
         doc.entries.insert(
@@ -414,8 +436,131 @@ pub(crate) fn release(
             },
         );
     }
-    doc.version = version;
-    doc.expires = expiry(now, &expiry_args.expires_targets)?;
+    let summary = match plan {
+        Some(plan) => {
+            let mut policy = policy_of(&doc)?.unwrap_or_else(RolloutPolicy::new);
+            add_release(&mut policy, doc.version, plan);
+            set_policy(&mut doc, &policy)?;
+            format!(
+                "release {} on channel {} ({count} file(s)), {}",
+                doc.version,
+                plan.channel,
+                rollout_text(&policy, &plan.channel)
+            )
+        }
+        None => format!("{count} file(s) from the release"),
+    };
+    publish_targets(&ctx, doc, expiry_args, &summary)
+}
+
+/// Publishes release `version` as the channel's current release. The channel's current
+/// release becomes its previous one if it had reached every endpoint (100%, not paused);
+/// otherwise the previous one stays (the unfinished release is superseded). Releases no
+/// channel or pin names any more are dropped.
+fn add_release(policy: &mut RolloutPolicy, version: u64, plan: &ReleasePlan) {
+    policy.releases.insert(
+        version,
+        ReleaseInfo {
+            channel: plan.channel.clone(),
+            hooks: plan.hooks.clone().filter(|h| !h.is_empty()),
+        },
+    );
+    let previous = policy.channels.get(&plan.channel).and_then(|c| {
+        if c.basis_points >= BUCKETS && !c.paused {
+            Some(c.current)
+        } else {
+            c.previous
+        }
+    });
+    policy.channels.insert(
+        plan.channel.clone(),
+        Channel {
+            current: version,
+            previous,
+            groups: plan.pilot_groups.clone(),
+            basis_points: plan.basis_points,
+            paused: false,
+        },
+    );
+}
+
+/// The rollout policy of a targets document under construction, checked.
+pub(crate) fn policy_of(doc: &TargetsDoc) -> Result<Option<RolloutPolicy>, Error> {
+    doc.rollout
+        .as_ref()
+        .map(RolloutPolicy::from_value)
+        .transpose()
+        .map_err(|e| Error::Repository(format!("targets version {}: {e}", doc.version - 1)))
+}
+
+/// Stores `policy` in `doc` after checking it, and drops the releases it no longer names:
+/// their entries in the policy and their files from the targets.
+pub(crate) fn set_policy(doc: &mut TargetsDoc, policy: &RolloutPolicy) -> Result<(), Error> {
+    let mut policy = policy.clone();
+    let needed = policy.needed_releases();
+    policy
+        .releases
+        .retain(|release, _| needed.contains(release));
+    policy
+        .check()
+        .map_err(|e| Error::Repository(e.to_string()))?;
+    doc.entries
+        .retain(|path, _| release_of_path(path).is_none_or(|r| needed.contains(&r)));
+    doc.rollout = Some(policy.to_value());
+    Ok(())
+}
+
+/// One line saying how far a channel's current release is rolled out.
+pub(crate) fn rollout_text(policy: &RolloutPolicy, channel: &str) -> String {
+    let Some(c) = policy.channels.get(channel) else {
+        return format!("no channel {channel}");
+    };
+    let mut text = format!("rolled out to {}", percent_text(c.basis_points));
+    if !c.groups.is_empty() {
+        text.push_str(&format!(" and group(s) {}", c.groups.join(", ")));
+    }
+    if c.paused {
+        text.push_str(", paused");
+    }
+    match c.previous {
+        Some(p) => text.push_str(&format!("; the others keep release {p}")),
+        None => text.push_str("; the others keep what they have"),
+    }
+    text
+}
+
+/// The newest targets metadata, as the start of the next version (version and expiry still
+/// those of the newest; [`publish_targets`] sets them).
+pub(crate) fn next_targets_doc(layout: &Layout, now: OffsetDateTime) -> Result<TargetsDoc, Error> {
+    let mut doc = match layout.newest("targets")? {
+        Some((v, bytes)) => {
+            let file = format!("metadata/{v}.targets.json");
+            let env = parse_envelope(&file, &bytes)?;
+            TargetsDoc::from_previous(typed::<Targets>(&file, &env)?)
+        }
+        None => TargetsDoc::from_previous(Targets::new(0, now)),
+    };
+    doc.version += 1;
+    Ok(doc)
+}
+
+/// Signs targets version `doc.version` with the targets keys given and writes it; then,
+/// when it meets its threshold and snapshot and timestamp keys are given, publishes a new
+/// snapshot and timestamp. `summary` says what the version holds.
+pub(crate) fn publish_targets(
+    ctx: &Context,
+    mut doc: TargetsDoc,
+    expiry_args: &ExpiryArgs,
+    summary: &str,
+) -> Result<(), Error> {
+    let Context {
+        layout,
+        root,
+        now,
+        signers,
+    } = ctx;
+    let version = doc.version;
+    doc.expires = expiry(*now, &expiry_args.expires_targets)?;
     let file = format!("{version}.targets.json");
     let listed = doc.entries.len();
     let canonical = doc.canonical().map_err(|e| Error::Envelope {
@@ -423,7 +568,7 @@ pub(crate) fn release(
         source: e.into(),
     })?;
     drop(doc);
-    let mine: Vec<&dyn Signer> = signers_for(&signers, &role_keyids(&root, RoleType::Targets))
+    let mine: Vec<&dyn Signer> = signers_for(signers, &role_keyids(root, RoleType::Targets))
         .into_iter()
         .map(|s| s as &dyn Signer)
         .collect();
@@ -438,7 +583,7 @@ pub(crate) fn release(
     let path = layout.versioned(version, "targets");
     write_atomic(&path, &bytes)?;
     println!(
-        "wrote {} ({count} file(s) from the release, {listed} target(s) listed)",
+        "wrote {} ({summary}, {listed} target(s) listed)",
         path.display()
     );
     if let Err(e) = root.check_signatures(RoleType::Targets, &canonical, &sigs) {
@@ -449,8 +594,8 @@ pub(crate) fn release(
         return Ok(());
     }
     drop(canonical);
-    if !has_signer(&root, RoleType::Snapshot, &signers)
-        || !has_signer(&root, RoleType::Timestamp, &signers)
+    if !has_signer(root, RoleType::Snapshot, signers)
+        || !has_signer(root, RoleType::Timestamp, signers)
     {
         println!(
             "no snapshot or timestamp key given: publish targets version {version} with \
@@ -459,10 +604,10 @@ pub(crate) fn release(
         return Ok(());
     }
     publish_snapshot_and_timestamp(
-        &layout,
-        &root,
-        &signers,
-        now,
+        layout,
+        root,
+        signers,
+        *now,
         expiry_args,
         Some((version, bytes)),
     )

@@ -73,7 +73,8 @@ fn verify_err(file: &str) -> impl FnOnce(herald_manifest::VerifyError) -> Error 
 
 /// Verifies a repository folder as a client would, and more: the whole root chain from
 /// version 1 (and, if `trusted_root` is given, that it is part of that chain), the current
-/// timestamp, snapshot, targets and delegated targets at `now`, every listed target's
+/// timestamp, snapshot, targets and delegated targets at `now` (and the consistency of the
+/// rollout policy the targets metadata carries), every listed target's
 /// content and release signatures, every older metadata version's signatures, that every
 /// metadata file is in canonical form, and that every file under `targets/` is content
 /// that some targets version lists.
@@ -134,6 +135,9 @@ pub fn verify_repository(
             now,
         )
         .map_err(verify_err(&file))?;
+    targets
+        .rollout_policy()
+        .map_err(|e| Error::Repository(format!("{file}: {e}")))?;
     let mut roles: Vec<VerifiedTargets> = Vec::new();
     for (name, meta) in &snapshot.meta {
         let Some(role) = name.strip_suffix(".json") else {

@@ -168,6 +168,27 @@ pub enum Command {
         /// must then never be modified in place: it shares its files with the repository.
         #[arg(long)]
         link: bool,
+        /// Publish the release to this channel (`stable`, `beta`, ...) under a signed rollout
+        /// policy: its files become the targets `releases/N/...` (N is the new targets
+        /// version, the release's number), it becomes the channel's current release, and
+        /// endpoints following the channel install it when the rollout plan (--pilot-group,
+        /// --percent) includes them; the others keep the channel's previous release. Widen,
+        /// pause or abort it with `herald-sign rollout`.
+        #[arg(long, value_name = "CHANNEL", value_parser = channel_arg, conflicts_with = "prune")]
+        channel: Option<String>,
+        /// A group that gets the release at once (a pilot group). Repeat for several.
+        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = group_arg, requires = "channel")]
+        pilot_groups: Vec<String>,
+        /// Share of the channel's other endpoints that get the release: `0%` to `100%` (two
+        /// decimals at most, e.g. `0.5%`). Default 100%.
+        #[arg(long, value_name = "PERCENT", value_parser = percent_arg, requires = "channel")]
+        percent: Option<u32>,
+        /// A TOML file of commands the release asks endpoints to run (`pre_install`,
+        /// `post_install`, `health_check`: each a list of program and arguments;
+        /// `timeout_secs`), signed with the policy. Endpoints run them only when their
+        /// configuration sets `allow_release_hooks = true`, after their own hooks.
+        #[arg(long, value_name = "FILE", requires = "channel")]
+        hooks: Option<PathBuf>,
         /// Signing keys (targets, snapshot, timestamp and release keys).
         #[command(flatten)]
         keys: KeyArgs,
@@ -261,6 +282,13 @@ pub enum Command {
         #[command(flatten)]
         time: TimeArgs,
     },
+    /// Steer the rollout of a channel's current release, or hold and pin endpoints: each
+    /// action (but `status`) publishes a new targets version carrying the changed signed
+    /// policy, then snapshot and timestamp (targets, snapshot and timestamp keys needed).
+    /// Endpoints evaluate the policy themselves; a mirror or relay cannot change it, and an
+    /// older step cannot be replayed (versions only grow).
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Show the version and expiry of every role.
     Status {
         /// The repository folder.
@@ -273,4 +301,195 @@ pub enum Command {
         #[command(flatten)]
         time: TimeArgs,
     },
+}
+
+/// The repository and signing options of a `rollout` action that publishes.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The repository folder.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Signing keys (targets, snapshot and timestamp keys).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Expiry of each role.
+    #[command(flatten)]
+    pub expiry: ExpiryArgs,
+    /// Time.
+    #[command(flatten)]
+    pub time: TimeArgs,
+}
+
+/// Endpoints and groups named by `hold`, `unhold`, `pin` and `unpin`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = true)]
+pub struct SelectArgs {
+    /// An endpoint, by name (its certificate's common name, e.g. `LAPTOP-ACME-0042`).
+    /// Repeat for several.
+    #[arg(long = "endpoint", value_name = "NAME")]
+    pub endpoints: Vec<String>,
+    /// A group. Repeat for several.
+    #[arg(long = "group", value_name = "GROUP", value_parser = group_arg)]
+    pub groups: Vec<String>,
+}
+
+/// Where `advance` reads the fleet's progress, and the failure rate it accepts.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Refuse to widen unless the fleet's reports allow it: the base URL of the Herald CA
+    /// (`https://ca.example.com:8443`), whose `GET /api/v1/fleet/releases` (auditor role)
+    /// counts each endpoint's latest report. Requires --max-failure-rate, --admin-token-file
+    /// and --ca-cert.
+    #[arg(long, value_name = "URL", requires_all = ["max_failure_rate", "admin_token_file", "ca_cert"])]
+    pub fleet_url: Option<String>,
+    /// The highest failure rate accepted (e.g. `2%`): endpoints that failed or rolled back
+    /// the channel's current release, over those that installed, failed or rolled it back,
+    /// in every group. Above it, `advance` exits 1 and publishes nothing.
+    #[arg(long, value_name = "PERCENT", value_parser = percent_arg, requires = "fleet_url")]
+    pub max_failure_rate: Option<u32>,
+    /// A file holding an admin token with at least the auditor role.
+    #[arg(long, value_name = "FILE", requires = "fleet_url")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The CA's root certificate (PEM), the only trust anchor for the fleet URL.
+    #[arg(long, value_name = "FILE", requires = "fleet_url")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// A `herald-sign rollout` action.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Widen the rollout of a channel's current release: a larger share (--percent) and/or
+    /// more pilot groups (--pilot-group). Never narrows; refuses a paused rollout. With
+    /// --fleet-url, first refuses (exit 1) when the release's failure rate is above
+    /// --max-failure-rate, so a CI pipeline can advance on a schedule.
+    Advance {
+        /// The channel.
+        #[arg(long, value_parser = channel_arg)]
+        channel: String,
+        /// The new share of the channel's endpoints (at least the current one).
+        #[arg(long, value_name = "PERCENT", value_parser = percent_arg)]
+        percent: Option<u32>,
+        /// A group to add to the pilot groups. Repeat for several.
+        #[arg(long = "pilot-group", value_name = "GROUP", value_parser = group_arg)]
+        pilot_groups: Vec<String>,
+        /// Fleet check.
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Pause the rollout of a channel's current release: endpoints that installed it keep
+    /// it, no other endpoint installs it until `resume`.
+    Pause {
+        /// The channel.
+        #[arg(long, value_parser = channel_arg)]
+        channel: String,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Resume a paused rollout.
+    Resume {
+        /// The channel.
+        #[arg(long, value_parser = channel_arg)]
+        channel: String,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Abort the rollout of a channel's current release: publish the channel's previous
+    /// release as its current one, to every endpoint (a new signed version pointing at the
+    /// old content), and drop the aborted release.
+    Abort {
+        /// The channel.
+        #[arg(long, value_parser = channel_arg)]
+        channel: String,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Hold endpoints or groups at the release they have, whatever their channel does.
+    Hold {
+        /// Who.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Release endpoints or groups from a hold.
+    Unhold {
+        /// Who.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Pin endpoints or groups to a listed release (installed if they do not have it).
+    Pin {
+        /// The release (a number `herald-sign rollout status` lists).
+        #[arg(long)]
+        release: u64,
+        /// Who.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Remove endpoints or groups from every pin.
+    Unpin {
+        /// Who.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Make a group follow a channel (endpoints whose configuration names no channel follow
+    /// their group's; `stable` by default).
+    Follow {
+        /// The group.
+        #[arg(long, value_parser = group_arg)]
+        group: String,
+        /// The channel.
+        #[arg(long, value_parser = channel_arg)]
+        channel: String,
+        /// Repository and keys.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Show the signed rollout policy of the newest targets metadata (reads only).
+    Status {
+        /// The repository folder.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Print the policy as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A group name ([`herald_wire::Group`]).
+fn group_arg(text: &str) -> Result<String, String> {
+    herald_wire::Group::new(text)
+        .map(|group| group.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A channel name ([`herald_manifest::rollout::is_valid_channel`]).
+fn channel_arg(text: &str) -> Result<String, String> {
+    if herald_manifest::rollout::is_valid_channel(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(herald_manifest::rollout::CHANNEL_NAME_RULE.to_owned())
+    }
+}
+
+/// A share of the fleet (`10%`, `0.5%`) in basis points.
+fn percent_arg(text: &str) -> Result<u32, String> {
+    herald_manifest::rollout::parse_percent(text)
+        .ok_or_else(|| "expected a percentage from 0% to 100%, at most two decimals".into())
 }

@@ -32,6 +32,9 @@ pub enum Error {
         file: String,
         source: herald_manifest::EnvelopeError,
     },
+    /// The fleet's progress could not be read.
+    #[error("fleet {url}: {reason}")]
+    Fleet { url: String, reason: String },
     /// The repository is not in a state that allows the command (missing or unexpected files,
     /// missing signatures...).
     #[error("{0}")]

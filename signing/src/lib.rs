@@ -11,16 +11,21 @@ mod bundle;
 mod check;
 mod cli;
 mod error;
+mod fleet;
 mod fsutil;
 mod keys;
 mod layout;
+mod rollout;
 mod status;
 mod store;
 mod targets_doc;
 mod timeutil;
 
 pub use check::{verify_repository, RepositorySummary};
-pub use cli::{Cli, Command, ExpiryArgs, KeyArgs, RoleKeyArgs, TimeArgs};
+pub use cli::{
+    Cli, Command, ExpiryArgs, FleetArgs, KeyArgs, PublishArgs, RoleKeyArgs, RolloutCommand,
+    SelectArgs, TimeArgs,
+};
 pub use error::Error;
 pub use keys::{generate_key, load_signers, parse_private_key_pem};
 
@@ -51,10 +56,35 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             from,
             prune,
             link,
+            channel,
+            pilot_groups,
+            percent,
+            hooks,
             keys,
             expiry,
             time,
-        } => build::release(&repo, &from, prune, link, &keys, &expiry, &time),
+        } => {
+            let plan = match channel {
+                Some(channel) => Some(build::ReleasePlan {
+                    channel,
+                    pilot_groups,
+                    basis_points: percent.unwrap_or(herald_manifest::rollout::BUCKETS),
+                    hooks: hooks.as_deref().map(read_hooks).transpose()?,
+                }),
+                None => None,
+            };
+            build::release(
+                &repo,
+                &from,
+                prune,
+                link,
+                plan.as_ref(),
+                &keys,
+                &expiry,
+                &time,
+            )
+        }
+        Command::Rollout(action) => rollout::run(&action),
         Command::Sign { repo, role, keys } => build::sign(&repo, &role, &keys),
         Command::Timestamp {
             repo,
@@ -98,4 +128,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             status::status(&repo, json, now)
         }
     }
+}
+
+/// Reads a release's hooks file (TOML: `pre_install`, `post_install`, `health_check`,
+/// `timeout_secs`).
+fn read_hooks(path: &std::path::Path) -> Result<herald_manifest::rollout::Hooks, Error> {
+    let text = String::from_utf8(fsutil::read(path)?)
+        .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display())))?;
+    let hooks: herald_manifest::rollout::Hooks =
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    hooks
+        .check()
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    Ok(hooks)
 }

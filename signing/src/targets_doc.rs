@@ -55,6 +55,8 @@ pub(crate) struct TargetsDoc {
     pub(crate) expires: OffsetDateTime,
     pub(crate) delegations: Option<Delegations>,
     pub(crate) entries: BTreeMap<TargetPath, Entry>,
+    /// The rollout policy (`x-herald-rollout`), if the repository has one.
+    pub(crate) rollout: Option<Value>,
 }
 
 impl TargetsDoc {
@@ -64,6 +66,7 @@ impl TargetsDoc {
             version: previous.version,
             expires: previous.expires,
             delegations: previous.delegations,
+            rollout: previous.rollout,
             entries: previous
                 .targets
                 .into_iter()
@@ -73,8 +76,9 @@ impl TargetsDoc {
     }
 
     /// The canonical JSON of the `signed` part: members in sorted order (`_type`,
-    /// `delegations`, `expires`, `spec_version`, `targets`, `version`), targets sorted by path
-    /// (a `BTreeMap` of strings iterates in byte order, which is canonical order).
+    /// `delegations`, `expires`, `spec_version`, `targets`, `version`, `x-herald-rollout`),
+    /// targets sorted by path (a `BTreeMap` of strings iterates in byte order, which is
+    /// canonical order).
     pub(crate) fn canonical(&self) -> Result<Vec<u8>, CanonicalError> {
         let mut out = Vec::with_capacity(self.entries.len() * 420 + 512);
         out.extend_from_slice(b"{\"_type\":\"targets\",");
@@ -101,6 +105,10 @@ impl TargetsDoc {
         }
         out.extend_from_slice(b"},\"version\":");
         out.extend_from_slice(self.version.to_string().as_bytes());
+        if let Some(rollout) = &self.rollout {
+            out.extend_from_slice(b",\"x-herald-rollout\":");
+            write_canonical(rollout, &mut out)?;
+        }
         out.push(b'}');
         Ok(out)
     }
@@ -145,6 +153,8 @@ mod tests {
                 path_hash_prefixes: None,
             }],
         });
+        previous.rollout =
+            Some(json!({"format": 1, "channels": {}, "releases": {"5": {"channel": "stable"}}}));
         let mut doc = TargetsDoc::from_previous(previous.clone());
         doc.version = 5;
         for (path, sigs) in [("a/é.bin", vec![sig("k2"), sig("k1")]), ("B", vec![])] {

@@ -43,6 +43,7 @@ fn herald_sign_help_lists_its_commands() {
         "rotate-root",
         "verify",
         "bundle",
+        "rollout",
         "status",
     ] {
         assert!(

@@ -21,14 +21,19 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+use herald_manifest::TargetPath;
+use herald_wire::RolloutState;
+
 use crate::config::{Config, ConfigError};
+use crate::hooks::{HookEnv, HookFailure, HookKind, HookOrigin, HookSet};
 use crate::install::{CrashMode, InstallError, InstallRoot, ReadyFile};
+use crate::rollout::{bounded, decide, endpoint_identity, prune, Decision, Memory};
 
 /// Fault injection for crash tests: when set to N, the process aborts just before step N of
 /// the next install, as a power cut would. Never set it in production.
 pub const CRASH_AT_STEP_VAR: &str = "HERALD_UPDATE_CRASH_AT_STEP";
 use crate::transport::{HttpsConfig, HttpsTransport, Timeouts, TransportConfigError};
-use crate::tuf::{init_trusted_root, Client, ClientError, ReleaseSignatures};
+use crate::tuf::{init_trusted_root, Client, ClientError, FoundTarget, ReleaseSignatures};
 
 /// Why an agent operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,28 @@ pub enum AgentError {
     /// A status report could not be signed.
     #[error("signing a status report: {0}")]
     Proof(String),
+    /// The client certificate names no usable endpoint identity (name and group).
+    #[error("{path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    /// A `pre_install` hook failed: the release was not installed (it is tried again next
+    /// cycle).
+    #[error("release not installed: {0}")]
+    Hook(#[from] HookFailure),
+    /// The release installed, failed `post_install` or its health check, and was rolled
+    /// back; it is not tried again until a newer release is published.
+    #[error("release {release} rolled back to {}: {reason}", .to.map_or_else(|| "nothing".to_owned(), |v| v.to_string()))]
+    RolledBack {
+        release: u64,
+        /// The release restored, if any.
+        to: Option<u64>,
+        reason: String,
+    },
+    /// The release installed and failed its health check, and no previous release was kept
+    /// to roll back to; it is not tried again until a newer release is published.
+    #[error(
+        "release {release} is unhealthy and there is no previous release to roll back to: {reason}"
+    )]
+    Unhealthy { release: u64, reason: String },
 }
 
 /// What an update cycle would change, or changed.
@@ -78,15 +105,39 @@ pub struct Plan {
     pub unchanged: usize,
     /// Installed files the new release no longer lists (removed at install).
     pub removed: Vec<String>,
+    /// What the rollout policy (or the endpoint's hold, or its memory of refused releases)
+    /// decided: the release `offered_version` names, or staying where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
 }
 
 impl Plan {
-    /// True when nothing would change.
+    /// True when nothing would change: the endpoint stays where it is (held, refused,
+    /// pending without a previous release), or the offered release is installed as listed.
     pub fn is_up_to_date(&self) -> bool {
+        if self.decision.as_ref().is_some_and(|d| d.install.is_none()) {
+            return true;
+        }
         self.changed.is_empty()
             && self.removed.is_empty()
             && self.installed_version == Some(self.offered_version)
     }
+}
+
+/// A target of the release to install, where it installs when that is not its own path, and,
+/// when it is already in place (or unpacked) with the verified content, that content.
+type Work = (FoundTarget, Option<TargetPath>, Option<ReadyFile>);
+
+/// Where `target` installs: `dest`, or its own path when `dest` is `None`.
+fn install_path<'a>(target: &'a FoundTarget, dest: &'a Option<TargetPath>) -> &'a TargetPath {
+    dest.as_ref().unwrap_or(target.path())
+}
+
+/// What one cycle works on: the plan, the targets, and the hooks of the install.
+struct Cycle {
+    plan: Plan,
+    work: Vec<Work>,
+    hooks: HookSet,
 }
 
 /// The outcome of the last cycle, kept in `STATE_DIR/status.json` and sent as the status
@@ -189,58 +240,125 @@ impl Agent {
     pub async fn check(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
         let mut client = self.client()?;
         client.refresh(now).await?;
-        let (plan, _) = self.plan(&client).await?;
-        Ok(plan)
+        Ok(self.plan(&client).await?.plan)
     }
 
-    async fn plan(
+    /// Decides what this cycle installs (the signed rollout policy, if the repository has
+    /// one, evaluated for this endpoint; its hold; the releases it refused) and which hooks
+    /// run. Refusals that can no longer matter are forgotten.
+    fn decide(
         &self,
         client: &Client,
-    ) -> Result<(Plan, Vec<(crate::tuf::FoundTarget, Option<ReadyFile>)>), AgentError> {
-        let offered_version = client.targets().map(|t| t.version).unwrap_or_default();
+        installed: Option<u64>,
+    ) -> Result<(Decision, HookSet, bool), AgentError> {
+        let policy = client.rollout_policy()?;
+        let targets_version = client.targets().map(|t| t.version).unwrap_or_default();
+        let identity = match policy {
+            Some(_) => endpoint_identity(&self.config)?,
+            None => None,
+        };
+        let mut memory: Memory = self.install.rollout_memory()?.unwrap_or_default();
+        let before = memory.clone();
+        prune(&mut memory, policy.as_ref(), targets_version);
+        if memory != before {
+            self.install.set_rollout_memory(&memory)?;
+        }
+        let decision = decide(
+            policy.as_ref(),
+            targets_version,
+            identity.as_ref(),
+            &self.config,
+            installed,
+            &memory,
+        );
+        let mut hooks = HookSet::default();
+        if let Some(configured) = &self.config.hooks {
+            hooks.add(configured, HookOrigin::Configuration);
+        }
+        if self.config.allow_release_hooks {
+            let signed = decision
+                .install
+                .and_then(|r| policy.as_ref()?.releases.get(&r)?.hooks.as_ref());
+            if let Some(signed) = signed {
+                hooks.add(signed, HookOrigin::Release);
+            }
+        }
+        Ok((decision, hooks, policy.is_some()))
+    }
+
+    async fn plan(&self, client: &Client) -> Result<Cycle, AgentError> {
         let installed = self.install.installed()?;
-        let targets = client.all_targets().await?;
+        let installed_version = installed.as_ref().map(|r| r.version);
+        let (decision, hooks, rollout) = self.decide(client, installed_version)?;
+        let Some(offered_version) = decision.install else {
+            let plan = Plan {
+                offered_version: installed_version.unwrap_or_default(),
+                installed_version,
+                decision: Some(decision),
+                ..Plan::default()
+            };
+            return Ok(Cycle {
+                plan,
+                work: Vec::new(),
+                hooks,
+            });
+        };
+        // Each target with the path it installs at when that is not its own: below its
+        // release folder under a rollout policy. Taken from the list one by one, never copied
+        // as a whole.
+        let targets: Box<dyn Iterator<Item = (FoundTarget, Option<TargetPath>)>> = if rollout {
+            let release = client.release_targets(offered_version)?.into_iter();
+            Box::new(release.map(|(t, dest)| (t, Some(dest))))
+        } else {
+            Box::new(client.all_targets().await?.into_iter().map(|t| (t, None)))
+        };
         let mut plan = Plan {
             offered_version,
-            installed_version: installed.as_ref().map(|r| r.version),
+            installed_version,
+            decision: Some(decision),
             ..Plan::default()
         };
-        let mut work = Vec::with_capacity(targets.len());
-        for target in targets {
-            if self.is_package(&target) {
-                let ready = self.package_in_place(client, &target, installed.as_ref())?;
+        let mut work: Vec<Work> = Vec::with_capacity(targets.size_hint().0);
+        for (target, dest) in targets {
+            let at = install_path(&target, &dest);
+            if self.is_package(at) {
+                let ready = self.package_in_place(client, &target, &dest, installed.as_ref())?;
                 if ready.is_some() {
                     plan.unchanged += 1;
                 } else {
-                    plan.changed
-                        .push((target.path().as_str().to_owned(), target.length()));
+                    plan.changed.push((at.as_str().to_owned(), target.length()));
                 }
-                work.push((target, ready));
+                work.push((target, dest, ready));
                 continue;
             }
             // Hashed through the install root's handles: a link is never followed.
             let in_place = self
                 .install
-                .hash(target.path().as_str())?
+                .hash(at.as_str())?
                 .and_then(|(length, sha256)| client.verify_digest(&target, length, &sha256).ok());
             match in_place {
                 Some(verified) => {
                     plan.unchanged += 1;
-                    work.push((target, Some(ReadyFile::in_place(verified))));
+                    let ready = ReadyFile::in_place(verified, dest.clone());
+                    work.push((target, dest, Some(ready)));
                 }
                 None => {
-                    plan.changed
-                        .push((target.path().as_str().to_owned(), target.length()));
-                    work.push((target, None));
+                    plan.changed.push((at.as_str().to_owned(), target.length()));
+                    work.push((target, dest, None));
                 }
             }
         }
         if let Some(installed) = installed {
-            let mut listed: std::collections::BTreeSet<&str> =
-                work.iter().map(|(t, _)| t.path().as_str()).collect();
+            let mut listed: std::collections::BTreeSet<&str> = work
+                .iter()
+                .map(|(target, dest, _)| install_path(target, dest).as_str())
+                .collect();
             // Files of a package that is still listed are replaced, not removed.
             for (package, record) in &installed.packages {
-                if work.iter().any(|(t, _)| t.path().as_str() == package) {
+                if work
+                    .iter()
+                    .any(|(target, dest, _)| install_path(target, dest).as_str() == package)
+                {
                     listed.extend(record.files.iter().map(String::as_str));
                 }
             }
@@ -251,12 +369,13 @@ impl Agent {
                 .cloned()
                 .collect();
         }
-        Ok((plan, work))
+        Ok(Cycle { plan, work, hooks })
     }
 
-    /// True when `target` is a zip package to unpack (configuration `unpack_zip`).
-    fn is_package(&self, target: &crate::tuf::FoundTarget) -> bool {
-        self.config.unpack_zip && target.path().as_str().ends_with(".zip")
+    /// True when the target installing at `dest` is a zip package to unpack (configuration
+    /// `unpack_zip`).
+    fn is_package(&self, dest: &TargetPath) -> bool {
+        self.config.unpack_zip && dest.as_str().ends_with(".zip")
     }
 
     /// The package's unpacked files, when the installed ones come from this very zip (same
@@ -264,10 +383,12 @@ impl Agent {
     fn package_in_place(
         &self,
         client: &Client,
-        target: &crate::tuf::FoundTarget,
+        target: &FoundTarget,
+        dest: &Option<TargetPath>,
         installed: Option<&crate::install::Release>,
     ) -> Result<Option<ReadyFile>, AgentError> {
-        let Some(record) = installed.and_then(|r| r.packages.get(target.path().as_str())) else {
+        let at = install_path(target, dest);
+        let Some(record) = installed.and_then(|r| r.packages.get(at.as_str())) else {
             return Ok(None);
         };
         let Some(sha256) = hex::decode(&record.zip.sha256).ok() else {
@@ -286,15 +407,17 @@ impl Agent {
             }
             parts.push((path.clone(), file.clone(), None));
         }
-        Ok(Some(ReadyFile::unpacked(verified, parts)))
+        Ok(Some(ReadyFile::unpacked(verified, dest.clone(), parts)))
     }
 
-    /// One update cycle: refresh, download what changed, install atomically, report.
+    /// One update cycle: refresh, decide, download what changed, run the hooks, install
+    /// atomically (rolling back when the new release fails its checks), report.
     pub async fn apply(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
-        let result = self.apply_inner(now).await;
-        let status = match &result {
+        let mut decided = None;
+        let result = self.apply_inner(now, &mut decided).await;
+        let mut status = match &result {
             Ok(plan) => StatusReport {
-                installed_version: Some(plan.offered_version),
+                installed_version: self.install.installed().ok().flatten().map(|r| r.version),
                 last_check: Some(herald_token_client::rfc3339(now.unix_timestamp())),
                 last_result: Some(if plan.changed.is_empty() && plan.removed.is_empty() {
                     "up-to-date".into()
@@ -314,14 +437,37 @@ impl Agent {
                 ..StatusReport::default()
             },
         };
+        if let Some(decision) = decided {
+            status.channel = decision.channel.clone();
+            match &result {
+                Ok(_) => {
+                    status.release = decision.release;
+                    status.state = decision.state;
+                    status.reason = decision.reason.clone();
+                }
+                Err(err) => {
+                    status.release = decision.install.or(decision.release);
+                    status.state = Some(match err {
+                        AgentError::RolledBack { .. } => RolloutState::RolledBack,
+                        _ => RolloutState::Failed,
+                    });
+                    status.reason = Some(bounded(&err.to_string()));
+                }
+            }
+        }
         self.record(&status)?;
         result
     }
 
-    async fn apply_inner(&self, now: OffsetDateTime) -> Result<Plan, AgentError> {
+    async fn apply_inner(
+        &self,
+        now: OffsetDateTime,
+        decided: &mut Option<Decision>,
+    ) -> Result<Plan, AgentError> {
         let mut client = self.client()?;
         client.refresh(now).await?;
-        let (plan, work) = self.plan(&client).await?;
+        let Cycle { plan, work, hooks } = self.plan(&client).await?;
+        decided.clone_from(&plan.decision);
         if plan.is_up_to_date() {
             tracing::info!(version = plan.offered_version, "up to date");
             return Ok(plan);
@@ -332,33 +478,51 @@ impl Agent {
         let parallel = self.config.parallel_downloads.max(1);
         let client = &client;
         let ready: Vec<ReadyFile> = futures_util::stream::iter(work)
-            .map(|(target, ready)| {
+            .map(|(target, dest, ready)| {
                 let mirrors = &mirrors;
                 let progress = &progress;
                 async move {
                     if let Some(ready) = ready {
                         return Ok::<_, AgentError>(ready);
                     }
-                    let staging = self.install.stage(target.path())?;
+                    let at = install_path(&target, &dest);
+                    let staging = self.install.stage(at)?;
+                    let package = self.is_package(at);
                     let verified = client.download_target(&target, mirrors, &staging).await?;
                     progress.add(target.length());
-                    if self.is_package(&target) {
-                        return Ok(self.install.unpack(verified, staging)?);
+                    if package {
+                        return Ok(self.install.unpack(verified, dest, staging)?);
                     }
-                    Ok(ReadyFile::staged(verified, staging))
+                    Ok(ReadyFile::staged(verified, dest, staging))
                 }
             })
             .buffer_unordered(parallel)
             .try_collect()
             .await?;
         progress.finish();
-        self.install.install(plan.offered_version, &ready)?;
+        let release = plan.offered_version;
+        let env = HookEnv {
+            release,
+            previous: plan.installed_version,
+            channel: plan.decision.as_ref().and_then(|d| d.channel.clone()),
+            install_root: self.install.path().to_path_buf(),
+            rolled_back_from: None,
+        };
+        run_hooks(&hooks, HookKind::PreInstall, &env).await?;
+        self.install.install(release, &ready)?;
         tracing::info!(
-            version = plan.offered_version,
+            version = release,
             changed = plan.changed.len(),
             removed = plan.removed.len(),
             "release installed"
         );
+        let checked = match run_hooks(&hooks, HookKind::PostInstall, &env).await {
+            Ok(()) => run_hooks(&hooks, HookKind::HealthCheck, &env).await,
+            Err(failure) => Err(failure),
+        };
+        if let Err(failure) = checked {
+            return Err(self.roll_back_unhealthy(&hooks, env, failure).await);
+        }
         let unlisted = self.install.unlisted()?;
         if !unlisted.is_empty() {
             tracing::warn!(files = ?unlisted, "files not listed by the release");
@@ -369,15 +533,82 @@ impl Agent {
         Ok(plan)
     }
 
-    /// Goes back to the previous release and records it.
+    /// After a release failed `post_install` or its health check: rolls back to the
+    /// previous release, runs the configured `post_install` hooks for it, and remembers the
+    /// release as refused. Returns the error that ends the cycle.
+    async fn roll_back_unhealthy(
+        &self,
+        hooks: &HookSet,
+        env: HookEnv,
+        failure: HookFailure,
+    ) -> AgentError {
+        let release = env.release;
+        let mut reason = failure.to_string();
+        tracing::error!(release, %reason, "release failed its checks; rolling back");
+        let (state, error) = match self.install.rollback() {
+            Ok(()) => {
+                let to = self.install.installed().ok().flatten().map(|r| r.version);
+                let restored = HookEnv {
+                    release: to.unwrap_or_default(),
+                    previous: Some(release),
+                    rolled_back_from: Some(release),
+                    ..env
+                };
+                if let Err(again) =
+                    run_hooks(&hooks.configured(), HookKind::PostInstall, &restored).await
+                {
+                    reason.push_str(&format!("; after the rollback, {again}"));
+                }
+                let error = AgentError::RolledBack {
+                    release,
+                    to,
+                    reason: reason.clone(),
+                };
+                (RolloutState::RolledBack, error)
+            }
+            Err(InstallError::NoPrevious) => {
+                let error = AgentError::Unhealthy {
+                    release,
+                    reason: reason.clone(),
+                };
+                (RolloutState::Failed, error)
+            }
+            Err(other) => {
+                reason.push_str(&format!("; the rollback failed: {other}"));
+                (RolloutState::Failed, AgentError::Install(other))
+            }
+        };
+        if let Err(err) = self.refuse(release, state, &reason) {
+            return err;
+        }
+        error
+    }
+
+    /// Remembers `release` as refused (not installed again until a newer release).
+    fn refuse(&self, release: u64, state: RolloutState, reason: &str) -> Result<(), AgentError> {
+        let mut memory: Memory = self.install.rollout_memory()?.unwrap_or_default();
+        memory.refuse(release, state, reason);
+        self.install.set_rollout_memory(&memory)?;
+        Ok(())
+    }
+
+    /// Goes back to the previous release and records it. The next cycle installs what the
+    /// repository offers again: to keep the machine where it is, set `hold = true` in its
+    /// configuration.
     pub fn rollback(&self, now: OffsetDateTime) -> Result<(), AgentError> {
+        let from = self.install.installed()?.map(|r| r.version);
         self.install.rollback()?;
+        let to = self.install.installed()?.map(|r| r.version);
+        let reason = "rolled back on the endpoint (herald-update rollback)";
         let status = StatusReport {
-            installed_version: self.install.installed()?.map(|r| r.version),
+            installed_version: to,
             last_check: Some(herald_token_client::rfc3339(now.unix_timestamp())),
             last_result: Some("rolled-back".into()),
             last_error: None,
             unlisted: self.install.unlisted()?,
+            release: from,
+            state: Some(RolloutState::RolledBack),
+            reason: Some(reason.into()),
             ..StatusReport::default()
         };
         self.record(&status)
@@ -451,6 +682,30 @@ impl Agent {
         }
         Ok(sent)
     }
+}
+
+/// Runs the hooks of `kind` in a blocking task.
+async fn run_hooks(hooks: &HookSet, kind: HookKind, env: &HookEnv) -> Result<(), HookFailure> {
+    if hooks.of(kind).next().is_none() {
+        return Ok(());
+    }
+    let (hooks, env) = (hooks.clone(), env.clone());
+    let program = hooks
+        .of(kind)
+        .next()
+        .map(|c| c.argv.first().cloned().unwrap_or_default())
+        .unwrap_or_default();
+    tokio::task::spawn_blocking(move || crate::hooks::run_kind(&hooks, kind, &env))
+        .await
+        .unwrap_or_else(|e| {
+            Err(HookFailure {
+                kind,
+                origin: HookOrigin::Configuration,
+                program,
+                outcome: crate::hooks::HookOutcome::NotStarted(e.to_string()),
+                output: String::new(),
+            })
+        })
 }
 
 /// Runs forever: renew the identity when due, a cycle, reports, then a wait of the interval

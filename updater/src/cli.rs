@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 /// Keep an endpoint enrolled and up to date: install only files listed in a signed
 /// manifest, each one individually signature-verified, downloaded over HTTPS.
 ///
+/// When the repository carries a signed rollout policy, the endpoint follows one channel and
+/// installs the release the policy gives it (by its name and group, read from its own
+/// certificate).
+///
 /// After a crash at any instant the installed set is the old release or the new one, never a
 /// mix. Exit codes: 0 success, 1 failure, 2 usage error or a command not provided by this
 /// version (`tuf-client` exits exactly 0 or 1).
@@ -57,18 +61,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Update once: refresh metadata, download, verify and install.
+    /// Update once: refresh metadata, decide which release this endpoint should have (the
+    /// repository's signed rollout policy, this endpoint's `hold`, releases it refused),
+    /// download, verify, run the `pre_install` hooks, install, then the `post_install` hooks and
+    /// the health check; a failing one rolls back to the previous release, which exits 1 and
+    /// is reported `rolled_back`, and that release is not tried again until a newer one.
     Apply,
     /// Run as a service: poll at the configured interval with jitter, renew the certificate
     /// before expiry, report status.
     Run,
-    /// Show the installed release, last check and last error.
+    /// Show the installed release, last check and last error, and, for a repository with a
+    /// rollout policy, the channel, the release being rolled out and where this endpoint
+    /// stands with it (installed, pending, failed, rolled_back, held) and why.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Go back to the previously installed release.
+    /// Go back to the previously installed release. The next cycle installs what the
+    /// repository offers again; set `hold = true` in the configuration to stay.
     Rollback,
     /// Check DNS, proxy, TLS, reachability of every configured URL and clock sanity; name the
     /// trust anchors and client identity really used, and for an enrolled identity check its

@@ -79,6 +79,15 @@ pub(crate) async fn run(cli: &Cli, config: Config) -> Result<(), CommandError> {
                 if let Some(err) = &status.last_error {
                     println!("last error:        {err}");
                 }
+                if let Some(channel) = &status.channel {
+                    println!("channel:           {channel}");
+                }
+                if let (Some(release), Some(state)) = (status.release, status.state) {
+                    println!("rollout:           release {release}, {}", state.as_str());
+                }
+                if let Some(reason) = &status.reason {
+                    println!("reason:            {reason}");
+                }
                 for file in &status.unlisted {
                     println!("unlisted file:     {file}");
                 }
@@ -171,6 +180,20 @@ fn print_plan(plan: &Plan, json: bool, done: bool) -> Result<(), CommandError> {
     let before = plan
         .installed_version
         .map_or_else(|| "none".to_owned(), |v| v.to_string());
+    if let Some(decision) = &plan.decision {
+        if let Some(channel) = &decision.channel {
+            let release = decision
+                .release
+                .map_or_else(|| "none".to_owned(), |v| v.to_string());
+            let state = decision.state.map_or("unknown", |s| s.as_str());
+            println!("channel {channel}: release {release}, {state}");
+        }
+        if decision.install.is_none() {
+            let why = decision.reason.as_deref().unwrap_or("nothing to install");
+            println!("staying at release {before}: {why}");
+            return Ok(());
+        }
+    }
     if plan.is_up_to_date() {
         println!("release {} installed, up to date", plan.offered_version);
         return Ok(());

@@ -34,6 +34,26 @@
 //! parallel_downloads = 4
 //! # Unpack `X.zip` targets into the folder `X/` (entries checked before anything is written).
 //! unpack_zip = false
+//! # The release channel to follow (`stable`, `beta`, ...) when the repository carries a
+//! # signed rollout policy. Absent: the channel the policy gives this endpoint's group (from
+//! # its certificate), else `stable`.
+//! channel = "beta"
+//! # Keep this machine at the release it has, whatever the repository publishes, until set
+//! # back to false.
+//! hold = false
+//! # Also run the commands a release's signed metadata names (after the ones below).
+//! allow_release_hooks = false
+//!
+//! # Commands run around each install: a list of program and arguments each (no shell),
+//! # with a clean environment, the install root as working folder, a time limit and their
+//! # output captured (at most 4 KiB) into the status report. A failing pre_install cancels
+//! # the install; a failing post_install or health_check rolls it back, and that release is
+//! # not tried again until a newer one is published.
+//! [hooks]
+//! pre_install = ["/usr/local/bin/acme-stop"]
+//! post_install = ["/usr/local/bin/acme-start"]
+//! health_check = ["/usr/local/bin/acme-health", "--quick"]
+//! timeout_secs = 60
 //! ```
 //!
 //! [`Config::load`] checks every value before anything uses it ([`Config::validate`]).
@@ -88,6 +108,9 @@ pub enum ConfigError {
         value: u64,
         max: u64,
     },
+    /// The `[hooks]` table names an empty program or a time limit out of range.
+    #[error("[hooks]: {0}")]
+    Hooks(String),
     /// A required setting is missing.
     #[error("missing setting `{0}` (in the configuration file or its environment variable)")]
     Missing(&'static str),
@@ -145,6 +168,16 @@ pub struct Config {
     /// Allow `http://` mirrors (TUF metadata still protects integrity, but not privacy).
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The release channel to follow (overrides the signed policy's channel for the group).
+    pub channel: Option<String>,
+    /// Keep the installed release, whatever the repository offers.
+    #[serde(default)]
+    pub hold: bool,
+    /// Run the hooks a release's signed metadata names, after the configured ones.
+    #[serde(default)]
+    pub allow_release_hooks: bool,
+    /// Commands run before and after each install, and the health check.
+    pub hooks: Option<herald_manifest::rollout::Hooks>,
 }
 
 /// Longest poll interval or jitter accepted: one week.
@@ -237,6 +270,20 @@ impl Config {
                 ))
             }
             _ => {}
+        }
+        if let Some(channel) = &self.channel {
+            if !herald_manifest::rollout::is_valid_channel(channel) {
+                return Err(invalid(
+                    "channel",
+                    channel,
+                    herald_manifest::rollout::CHANNEL_NAME_RULE,
+                ));
+            }
+        }
+        if let Some(hooks) = &self.hooks {
+            if let Err(problem) = hooks.check() {
+                return Err(ConfigError::Hooks(problem));
+            }
         }
         if let Some(level) = &self.log_level {
             if tracing_subscriber::EnvFilter::try_new(level).is_err() {
@@ -441,6 +488,7 @@ mod tests {
             ("jitter_secs = 604801", "jitter_secs"),
             ("parallel_downloads = 0", "parallel_downloads"),
             ("parallel_downloads = 100000", "parallel_downloads"),
+            ("channel = \"Beta Channel\"", "channel"),
         ] {
             let err = load_text(text).unwrap_err();
             let named = match &err {
@@ -456,12 +504,47 @@ mod tests {
     }
 
     #[test]
+    fn hooks_table_is_checked_at_load() {
+        let config = load_text(
+            "channel = \"beta\"\nhold = true\n[hooks]\nhealth_check = [\"/bin/true\"]\n\
+             timeout_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(config.channel.as_deref(), Some("beta"));
+        assert!(config.hold);
+        let hooks = config.hooks.unwrap();
+        assert_eq!(hooks.health_check, ["/bin/true"]);
+        assert_eq!(hooks.timeout_secs, Some(5));
+        for text in [
+            "[hooks]\nhealth_check = [\"\"]",
+            "[hooks]\nhealth_check = [\"/bin/true\"]\ntimeout_secs = 0",
+            "[hooks]\nhealth_check = [\"/bin/true\"]\ntimeout_secs = 3601",
+        ] {
+            assert!(
+                matches!(load_text(text), Err(ConfigError::Hooks(_))),
+                "{text}"
+            );
+        }
+        let err = load_text("[hooks]\nhealthcheck = [\"/bin/true\"]").unwrap_err();
+        assert!(err.to_string().contains("healthcheck"), "{err}");
+    }
+
+    #[test]
+    fn the_group_is_never_taken_from_the_configuration() {
+        // The group comes from the certificate alone: a configuration naming one is refused.
+        let err = load_text("group = \"pilot\"").unwrap_err();
+        assert!(err.to_string().contains("group"), "{err}");
+    }
+
+    #[test]
     fn defaults_are_documented_values() {
         let config: Config = toml::from_str("").unwrap();
         assert_eq!(config.interval_secs, 300);
         assert_eq!(config.jitter_secs, 60);
         assert_eq!(config.parallel_downloads, 4);
         assert!(!config.require_release_signatures);
+        assert!(!config.hold && !config.allow_release_hooks);
+        assert!(config.channel.is_none() && config.hooks.is_none());
         assert!(matches!(
             config.install_root(),
             Err(ConfigError::Missing(_))

@@ -12,6 +12,7 @@
 //! ROOT/.herald/txn/             files replaced or removed by the install in progress
 //! ROOT/.herald/previous/        the release before the installed one, for rollback
 //! ROOT/.herald/quarantine/      unlisted files moved away, when configured
+//! ROOT/.herald/rollout.json     releases that failed or were rolled back, not to retry
 //! ```
 //!
 //! # Protocol
@@ -62,6 +63,9 @@ pub const STATE_DIR: &str = ".herald";
 pub const STAGED_SUFFIX: &str = ".herald-staged";
 /// Folder of staged downloads, inside the state folder.
 const STAGING_DIR: &str = "staging";
+/// What the updater remembers of rollouts (releases that failed or were rolled back),
+/// inside the state folder.
+const ROLLOUT_MEMORY: &str = "rollout.json";
 
 /// A file of an installed release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,9 +194,15 @@ impl crate::download::Staging for StagedFile {
 /// Part of a new release whose content was verified: a target staged by a verified download
 /// or found in place with the verified content, or a verified zip target with the files
 /// unpacked from it. Only the updater's verification steps create these.
+///
+/// Its destination is the target's path, or, for a release of a signed rollout policy, the
+/// target's path below the release's folder (`releases/N/app.bin` installs as `app.bin`).
 #[derive(Debug, Clone)]
 pub struct ReadyFile {
     target: VerifiedTarget,
+    /// The destination when it is not the target's path (no second copy of every path of a
+    /// repository without a rollout policy).
+    dest: Option<TargetPath>,
     contents: Contents,
 }
 
@@ -205,29 +215,40 @@ enum Contents {
 }
 
 impl ReadyFile {
-    /// A verified download staged in `staged` (from [`InstallRoot::stage`]).
-    pub(crate) fn staged(target: VerifiedTarget, staged: StagedFile) -> Self {
+    /// A verified download for `dest` (`None`: the target's path), staged in `staged` (from
+    /// [`InstallRoot::stage`]).
+    pub(crate) fn staged(
+        target: VerifiedTarget,
+        dest: Option<TargetPath>,
+        staged: StagedFile,
+    ) -> Self {
         ReadyFile {
             target,
+            dest,
             contents: Contents::File(Some(staged.name)),
         }
     }
 
-    /// A file found at its destination with the verified content.
-    pub(crate) fn in_place(target: VerifiedTarget) -> Self {
+    /// A file found at its destination `dest` (`None`: the target's path) with the verified
+    /// content.
+    pub(crate) fn in_place(target: VerifiedTarget, dest: Option<TargetPath>) -> Self {
         ReadyFile {
             target,
+            dest,
             contents: Contents::File(None),
         }
     }
 
-    /// A verified zip target and the files unpacked from it (each staged, or in place).
+    /// A verified zip target for `dest` (`None`: the target's path) and the files unpacked
+    /// from it (each staged, or in place).
     pub(crate) fn unpacked(
         target: VerifiedTarget,
+        dest: Option<TargetPath>,
         files: Vec<(String, FileRecord, Option<String>)>,
     ) -> Self {
         ReadyFile {
             target,
+            dest,
             contents: Contents::Unpacked(files),
         }
     }
@@ -235,6 +256,11 @@ impl ReadyFile {
     /// The verified target.
     pub fn target(&self) -> &VerifiedTarget {
         &self.target
+    }
+
+    /// Where it is installed, relative to the install root.
+    pub fn dest(&self) -> &TargetPath {
+        self.dest.as_ref().unwrap_or(self.target.path())
     }
 
     /// True when something must be moved into place (it changed).
@@ -314,6 +340,16 @@ impl InstallRoot {
         read_json(&self.state, "installed.json")
     }
 
+    /// The rollout memory kept in the state folder (`.herald/rollout.json`), if any.
+    pub fn rollout_memory<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>, InstallError> {
+        read_json(&self.state, ROLLOUT_MEMORY)
+    }
+
+    /// Replaces the rollout memory, atomically and durably.
+    pub fn set_rollout_memory<T: Serialize>(&self, memory: &T) -> Result<(), InstallError> {
+        write_json_atomic(&self.state, ROLLOUT_MEMORY, memory)
+    }
+
     /// The release kept for rollback, if any.
     pub fn previous(&self) -> Result<Option<Release>, InstallError> {
         match self.state_sub("previous", false)? {
@@ -373,7 +409,7 @@ impl InstallRoot {
         };
         let mut sources = BTreeMap::new();
         for file in files {
-            let target_path = file.target.path().as_str().to_owned();
+            let target_path = file.dest().as_str().to_owned();
             let record = FileRecord {
                 length: file.target.length(),
                 sha256: file.target.sha256().to_owned(),
@@ -402,16 +438,17 @@ impl InstallRoot {
         self.transact(release, sources)
     }
 
-    /// Unpacks a verified zip target, downloaded to `staged`: each entry is staged for
-    /// `PACKAGE/ENTRY`, where PACKAGE is the target path without `.zip`. Entries are checked
-    /// before anything is written ([`crate::zipcheck`]).
+    /// Unpacks a verified zip target for `dest` (`None`: the target's path), downloaded to
+    /// `staged`: each entry is staged for `PACKAGE/ENTRY`, where PACKAGE is the destination
+    /// without `.zip`. Entries are checked before anything is written ([`crate::zipcheck`]).
     pub(crate) fn unpack(
         &self,
         zip: VerifiedTarget,
+        dest: Option<TargetPath>,
         staged: StagedFile,
     ) -> Result<ReadyFile, InstallError> {
         use crate::download::Staging;
-        let path = zip.path().as_str();
+        let path = dest.as_ref().unwrap_or(zip.path()).as_str();
         let prefix = path.strip_suffix(".zip").unwrap_or(path);
         let unpack_err = |e: ZipCheckError| InstallError::Unpack(path.to_owned(), Box::new(e));
         let mut file = staged.open().map_err(io_err("open", &staged.path))?;
@@ -448,7 +485,7 @@ impl InstallRoot {
             parts.push((file_path, record, Some(out.name)));
         }
         staged.discard().map_err(io_err("remove", &staged.path))?;
-        Ok(ReadyFile::unpacked(zip, parts))
+        Ok(ReadyFile::unpacked(zip, dest, parts))
     }
 
     /// Length and SHA-256 of the regular file at the target path `path`; `None` when there is

@@ -104,6 +104,16 @@ pub enum ClientError {
     /// A role name cannot be used in a URL or file name.
     #[error("role name {0:?} is not usable")]
     BadRoleName(String),
+    /// A release's file has no valid path below the release folder.
+    #[error("target {path}: not a valid path inside its release: {source}")]
+    ReleasePath {
+        path: String,
+        #[source]
+        source: herald_manifest::PathError,
+    },
+    /// The signed rollout policy cannot be used.
+    #[error("targets metadata: {0}")]
+    Policy(#[from] herald_manifest::rollout::PolicyError),
 }
 
 impl From<DownloadError> for ClientError {
@@ -499,6 +509,38 @@ impl Client {
             }
         }
         Ok(found)
+    }
+
+    /// The rollout policy the verified top-level targets carry, checked; `None` when the
+    /// repository has none.
+    pub fn rollout_policy(
+        &self,
+    ) -> Result<Option<herald_manifest::rollout::RolloutPolicy>, ClientError> {
+        let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
+        Ok(state.targets.rollout_policy()?)
+    }
+
+    /// The files of `release` (the targets under `releases/N/` of the top-level targets
+    /// metadata, which also carries the policy naming the release), each with the path it
+    /// installs at (below the release folder). Delegated roles cannot add to a release.
+    pub fn release_targets(
+        &self,
+        release: u64,
+    ) -> Result<Vec<(FoundTarget, TargetPath)>, ClientError> {
+        let state = self.state.as_ref().ok_or(ClientError::NotRefreshed)?;
+        if state.root.release.is_none() && self.release_signatures == ReleaseSignatures::Required {
+            return Err(ClientError::ReleaseKeysRequired);
+        }
+        herald_manifest::rollout::release_targets(&state.targets, release)
+            .map(|(path, dest, entry)| {
+                let dest = dest.map_err(|source| ClientError::ReleasePath {
+                    path: path.to_string(),
+                    source,
+                })?;
+                let found = FoundTarget::new(path.clone(), &entry, Arc::clone(&state.targets));
+                Ok((found, dest))
+            })
+            .collect()
     }
 
     /// Checks that the file at `file` is `target` (every listed hash the client supports),

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use herald_updater::install::InstallRoot;
 use sha2::{Digest, Sha256};
-use support::SignedRepo;
+use support::{as_tree, SignedRepo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald-update");
 
@@ -126,13 +126,6 @@ fn visible(install: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = files_under(install);
     files.retain(|path, _| path != ".herald" && !path.starts_with(".herald/"));
     files
-}
-
-fn as_tree(files: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-    files
-        .iter()
-        .map(|(p, c)| ((*p).to_owned(), c.to_vec()))
-        .collect()
 }
 
 fn assert_exit(out: &Output, code: i32) {

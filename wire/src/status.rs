@@ -21,7 +21,11 @@ pub struct StatusReport {
     /// The release channel the endpoint follows (`stable`, `beta`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// The release (targets version) the signed rollout policy offers this endpoint now.
+    /// The release (targets version) the signed rollout policy is rolling out to this
+    /// endpoint now: its channel's current release, or the release it is pinned to; after a
+    /// failure, the release that failed. `state` says where the endpoint stands with it (a
+    /// `pending` endpoint still runs the channel's previous release), so that the reports of
+    /// one rollout count against one release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<u64>,
     /// Where the endpoint stands with that release.

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use herald_manifest::{tuf_time, TargetPath, VerifiedRoot};
+use herald_manifest::{tuf_time, TargetPath, VerifiedRoot, VerifiedTargets};
 use time::OffsetDateTime;
 
 /// The fixed time every test signs at.
@@ -153,9 +153,9 @@ pub fn fresh_repo() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, repo, from)
 }
 
-/// Reads a repository as a TUF client would, with the manifest library, starting from
-/// `1.root.json`; returns the target contents by path, verified.
-pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
+/// Verifies a repository's current metadata as a TUF client would, with the manifest library,
+/// starting from `1.root.json`: the newest root and the top-level targets.
+pub fn verified_targets(repo: &Path) -> (VerifiedRoot, VerifiedTargets) {
     let meta = repo.join("metadata");
     let mut root =
         VerifiedRoot::trust_anchor(&fs::read(meta.join("1.root.json")).unwrap()).unwrap();
@@ -185,6 +185,13 @@ pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
             now(),
         )
         .unwrap();
+    (root, targets)
+}
+
+/// Reads a repository as a TUF client would ([`verified_targets`]); returns the target
+/// contents by path, verified.
+pub fn client_read(repo: &Path) -> Vec<(String, Vec<u8>)> {
+    let (root, targets) = verified_targets(repo);
     let mut out = Vec::new();
     for (path, entry) in targets.targets() {
         let stored = repo

@@ -90,11 +90,12 @@ pub enum BootstrapError {
     /// clear, and anyone in the middle could serve the (public) pinned root.
     #[error("{url}: only https:// servers are accepted for enrollment, renewal and relays")]
     NotHttps { url: String },
-    /// The discovery document is larger than [`MAX_DISCOVERY_BYTES`].
-    #[error("{url}: discovery document larger than {MAX_DISCOVERY_BYTES} bytes")]
-    TooLarge { url: String },
-    /// The discovery document did not arrive within [`DISCOVERY_TIMEOUT`].
-    #[error("{url}: no complete discovery document within {} s", DISCOVERY_TIMEOUT.as_secs())]
+    /// The answer is larger than its limit ([`MAX_DISCOVERY_BYTES`] for the discovery
+    /// document).
+    #[error("{url}: answer larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+    /// The answer did not arrive within [`DISCOVERY_TIMEOUT`].
+    #[error("{url}: no complete answer within {} s", DISCOVERY_TIMEOUT.as_secs())]
     Timeout { url: String },
     /// The server could not be reached or answered with an error.
     #[error("{url}: {message}")]
@@ -135,20 +136,35 @@ pub async fn fetch_discovery(
 /// GETs `url`: a 2xx answer of at most [`MAX_DISCOVERY_BYTES`], complete within
 /// [`DISCOVERY_TIMEOUT`]. A longer answer fails as soon as it passes the limit.
 pub async fn get_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
-    tokio::time::timeout(DISCOVERY_TIMEOUT, read_bounded(client, url))
+    get_limited(client, url, MAX_DISCOVERY_BYTES).await
+}
+
+/// GETs `url`: a 2xx answer of at most `max_bytes`, complete within [`DISCOVERY_TIMEOUT`]. A
+/// longer answer fails as soon as it passes the limit ([`BootstrapError::TooLarge`]).
+pub async fn get_limited(
+    client: &reqwest::Client,
+    url: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BootstrapError> {
+    tokio::time::timeout(DISCOVERY_TIMEOUT, read_bounded(client, url, max_bytes))
         .await
         .map_err(|_| BootstrapError::Timeout {
             url: url.to_owned(),
         })?
 }
 
-async fn read_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, BootstrapError> {
+async fn read_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BootstrapError> {
     let http = |message: String| BootstrapError::Http {
         url: url.to_owned(),
         message,
     };
     let too_large = || BootstrapError::TooLarge {
         url: url.to_owned(),
+        limit: max_bytes,
     };
     let mut response = client
         .get(url)
@@ -160,13 +176,13 @@ async fn read_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, Bo
     }
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_DISCOVERY_BYTES as u64)
+        .is_some_and(|len| len > max_bytes as u64)
     {
         return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| http(error_chain(&e)))? {
-        if body.len() + chunk.len() > MAX_DISCOVERY_BYTES {
+        if body.len() + chunk.len() > max_bytes {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);

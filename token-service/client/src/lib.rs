@@ -3,7 +3,8 @@
 //!
 //! - HTTPS set-up trusting only the pinned root, with bounded, same-origin redirects, and
 //!   the bootstrap of that trust from a root fingerprint ([`pinned_root`]);
-//! - certificate helpers ([`certifies`], [`certificate_serial`], PEM blocks);
+//! - certificate helpers ([`certifies`], [`certificate_serial`], PEM blocks), and the
+//!   endpoint's name and group as its certificate carries them ([`identity_of_certificate`]);
 //! - the end-to-end proofs ([`proof`]) that endpoints sign over renewals and status reports
 //!   and the authority checks: both sides live here, since they must agree byte for byte.
 //!
@@ -18,12 +19,13 @@ pub mod proof;
 mod time;
 
 pub use certs::{
-    certificate_serial, certifies, first_certificate_der, first_pem_block, sha256_hex,
+    certificate_serial, certifies, first_certificate_der, first_pem_block, identity_of_certificate,
+    sha256_hex, EndpointIdentity, IdentityError,
 };
 pub use https::{
-    error_chain, fetch_discovery, get_bounded, parse_fingerprint, pinned_client_builder,
-    pinned_root, require_https, same_origin_redirects, BootstrapError, CONNECT_TIMEOUT,
-    DISCOVERY_TIMEOUT, MAX_DISCOVERY_BYTES, MAX_REDIRECTS,
+    error_chain, fetch_discovery, get_bounded, get_limited, parse_fingerprint,
+    pinned_client_builder, pinned_root, require_https, same_origin_redirects, BootstrapError,
+    CONNECT_TIMEOUT, DISCOVERY_TIMEOUT, MAX_DISCOVERY_BYTES, MAX_REDIRECTS,
 };
 pub use proof::{Proof, ProofError, Purpose, ReplayGuard, Signer, VerifiedProof, MAX_SKEW_SECS};
 pub use time::rfc3339;

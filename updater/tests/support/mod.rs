@@ -285,3 +285,41 @@ impl SignedRepo {
         self.release_with(files, &herald_keys_example::signing::private_key("release"));
     }
 }
+
+/// Every file of the install root `root` (outside the updater's state, and without verified
+/// downloads kept for a resume) with its content; empty when `root` does not exist yet.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if rel == ".herald" || rel.ends_with(".herald-staged") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// `files` as [`tree`] returns them.
+pub fn as_tree(files: &[(&str, &[u8])]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    files
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), c.to_vec()))
+        .collect()
+}
