@@ -1153,9 +1153,71 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// OCSP requests for the tests of this module and of the HTTP layer.
+#[cfg(test)]
+pub(crate) mod test_requests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    use x509_ocsp::{OcspRequest, Request, TbsRequest};
+
+    /// The canonical CertID of `serial` under `alg` for `issuer`.
+    pub(super) fn cert_id(issuer: &IssuerIds, alg: HashAlg, serial: &[u8]) -> CertId {
+        let (name, key) = issuer.hashes(alg);
+        CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: alg.oid(),
+                parameters: Some(der::asn1::Any::null()),
+            },
+            issuer_name_hash: OctetString::new(name).unwrap(),
+            issuer_key_hash: OctetString::new(key).unwrap(),
+            serial_number: x509_cert::serial_number::SerialNumber::new(serial).unwrap(),
+        }
+    }
+
+    /// A DER OCSPRequest for `ids`, with a nonce extension whose extnValue holds `nonce`.
+    pub(crate) fn request_der(ids: Vec<CertId>, nonce: Option<&[u8]>) -> Vec<u8> {
+        OcspRequest {
+            tbs_request: TbsRequest {
+                version: Version::V1,
+                requestor_name: None,
+                request_list: ids
+                    .into_iter()
+                    .map(|req_cert| Request {
+                        req_cert,
+                        single_request_extensions: None,
+                    })
+                    .collect(),
+                request_extensions: nonce.map(|value| {
+                    vec![Extension {
+                        extn_id: ID_PKIX_OCSP_NONCE,
+                        critical: false,
+                        extn_value: OctetString::new(value).unwrap(),
+                    }]
+                }),
+            },
+            optional_signature: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    /// A request for `serial` (SHA-1 CertID) to the issuer whose certificate is `issuer_der`,
+    /// with the nonce `nonce` (as RFC 9654 sends it: an OCTET STRING) if given.
+    pub(crate) fn sha1_request(issuer_der: &[u8], serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
+        let issuer = IssuerIds::from_cert_der(issuer_der).unwrap();
+        let nonce = nonce.map(|n| OctetString::new(n).unwrap().to_der().unwrap());
+        request_der(
+            vec![cert_id(&issuer, HashAlg::Sha1, serial)],
+            nonce.as_deref(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::test_requests::request_der;
     use super::*;
 
     use std::cell::Cell;
@@ -1163,8 +1225,7 @@ mod tests {
     use der::asn1::{Any, BitString};
     use x509_cert::ext::pkix::CrlReason;
     use x509_ocsp::{
-        BasicOcspResponse, CertStatus, OcspRequest, Request, ResponseData, RevokedInfo,
-        SingleResponse, TbsRequest,
+        BasicOcspResponse, CertStatus, OcspRequest, ResponseData, RevokedInfo, SingleResponse,
     };
 
     use crate::model::revocation::Reason;
@@ -1211,42 +1272,7 @@ mod tests {
     }
 
     fn cert_id(fx: &Fixture, alg: HashAlg, serial: &[u8]) -> CertId {
-        let (name, key) = fx.responder.issuer.hashes(alg);
-        CertId {
-            hash_algorithm: AlgorithmIdentifierOwned {
-                oid: alg.oid(),
-                parameters: Some(Any::null()),
-            },
-            issuer_name_hash: OctetString::new(name).unwrap(),
-            issuer_key_hash: OctetString::new(key).unwrap(),
-            serial_number: x509_cert::serial_number::SerialNumber::new(serial).unwrap(),
-        }
-    }
-
-    fn request_der(ids: Vec<CertId>, nonce: Option<&[u8]>) -> Vec<u8> {
-        OcspRequest {
-            tbs_request: TbsRequest {
-                version: Version::V1,
-                requestor_name: None,
-                request_list: ids
-                    .into_iter()
-                    .map(|req_cert| Request {
-                        req_cert,
-                        single_request_extensions: None,
-                    })
-                    .collect(),
-                request_extensions: nonce.map(|value| {
-                    vec![Extension {
-                        extn_id: ID_PKIX_OCSP_NONCE,
-                        critical: false,
-                        extn_value: OctetString::new(value).unwrap(),
-                    }]
-                }),
-            },
-            optional_signature: None,
-        }
-        .to_der()
-        .unwrap()
+        test_requests::cert_id(&fx.responder.issuer, alg, serial)
     }
 
     fn basic(answer: &OcspAnswer) -> BasicOcspResponse {

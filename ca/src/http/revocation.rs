@@ -335,12 +335,13 @@ mod tests {
 
     use axum::http::HeaderName;
     use base64::Engine;
-    use der::{Decode, Encode};
+    use der::Decode;
     use tower::ServiceExt;
 
     use crate::core::authority::{init, InitOptions, KeyAccess};
     use crate::core::config::DataLayout;
     use crate::core::keys::{CaKeyType, KeyProtection};
+    use crate::core::ocsp::test_requests::sha1_request;
     use crate::http::{public_router, AppState};
     use crate::model::serial::Serial;
     use crate::store::{write_tx, CertRecord, SqliteStore};
@@ -388,54 +389,7 @@ mod tests {
 
     /// An OCSP request for `serial` (SHA-1 CertID), with `nonce` if given.
     fn ocsp_request(authority: &Authority, serial: &Serial, nonce: Option<&[u8]>) -> Vec<u8> {
-        let issuer = x509_cert::Certificate::from_der(authority.intermediate_der()).unwrap();
-        let name = issuer.tbs_certificate.subject.to_der().unwrap();
-        let key = issuer
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes();
-        let sha1 = |d: &[u8]| {
-            der::asn1::OctetString::new(
-                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref(),
-            )
-            .unwrap()
-        };
-        x509_ocsp::OcspRequest {
-            tbs_request: x509_ocsp::TbsRequest {
-                version: x509_ocsp::Version::V1,
-                requestor_name: None,
-                request_list: vec![x509_ocsp::Request {
-                    req_cert: x509_ocsp::CertId {
-                        hash_algorithm: spki::AlgorithmIdentifierOwned {
-                            oid: const_oid::db::rfc5912::ID_SHA_1,
-                            parameters: Some(der::asn1::Any::null()),
-                        },
-                        issuer_name_hash: sha1(&name),
-                        issuer_key_hash: sha1(key),
-                        serial_number: x509_cert::serial_number::SerialNumber::new(
-                            serial.as_bytes(),
-                        )
-                        .unwrap(),
-                    },
-                    single_request_extensions: None,
-                }],
-                request_extensions: nonce.map(|n| {
-                    vec![x509_cert::ext::Extension {
-                        extn_id: const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE,
-                        critical: false,
-                        // RFC 9654: the value is an OCTET STRING.
-                        extn_value: der::asn1::OctetString::new(
-                            der::asn1::OctetString::new(n).unwrap().to_der().unwrap(),
-                        )
-                        .unwrap(),
-                    }]
-                }),
-            },
-            optional_signature: None,
-        }
-        .to_der()
-        .unwrap()
+        sha1_request(authority.intermediate_der(), serial.as_bytes(), nonce)
     }
 
     fn request(method: Method, uri: &str, headers: &[(HeaderName, &str)], body: &[u8]) -> Request {
