@@ -7,8 +7,11 @@
 //!
 //! ```sh
 //! cargo build --release -p herald-ca --bin herald-ca --example bench-ocsp
-//! target/release/examples/bench-ocsp [SECONDS]
+//! target/release/examples/bench-ocsp [SECONDS] [[LABEL=]HERALD_CA ...]
 //! ```
+//! Each `HERALD_CA` is a `herald-ca` binary to measure (default: the one built beside this
+//! program), one after the other in the same run, with the same load generator, data and
+//! peers, so that two builds can be compared; `LABEL` names its rows (default: the path).
 //! Needs `nginx` and `openssl` on PATH (`apt-get install nginx openssl`).
 
 #![allow(clippy::unwrap_used)]
@@ -272,14 +275,27 @@ fn descendants(root: u32) -> Vec<u32> {
     pids
 }
 
-fn herald_bin() -> PathBuf {
-    std::env::current_exe()
+/// The `herald-ca` builds to measure, with the label of their rows: the arguments after the
+/// first (`[LABEL=]PATH`), else the binary built beside this program.
+fn herald_bins() -> Vec<(String, PathBuf)> {
+    let given: Vec<(String, PathBuf)> = std::env::args()
+        .skip(2)
+        .map(|arg| match arg.split_once('=') {
+            Some((label, path)) => (format!("herald-ca ({label})"), PathBuf::from(path)),
+            None => (format!("herald-ca ({arg})"), PathBuf::from(arg)),
+        })
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let beside = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .parent()
         .unwrap()
-        .join("herald-ca")
+        .join("herald-ca");
+    vec![("herald-ca".into(), beside)]
 }
 
 fn main() {
@@ -346,44 +362,33 @@ fn main() {
 
     let mut rows = Vec::new();
 
-    // herald-ca, as a separate process like in production.
-    let server = ServerProcess::spawn(
-        "herald-ca serve",
-        Command::new(herald_bin())
-            .args(["serve", "--data-dir"])
-            .arg(&dir)
-            .env("HERALD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("build herald-ca first: cargo build --release -p herald-ca");
-    wait_for(http);
-    let pid = server.id();
-    // Warm the pre-signed cache (the first request for each certificate signs it).
-    let _ = load("warm-up", http, &get_mix, 3, pid);
-    let _ = load("warm-up", http, &post_mix, 2, pid);
-    rows.push(load(
-        "herald-ca GET pre-signed",
-        http,
-        &get_mix,
-        seconds,
-        pid,
-    ));
-    rows.push(load(
-        "herald-ca POST pre-signed",
-        http,
-        &post_mix,
-        seconds,
-        pid,
-    ));
-    rows.push(load(
-        "herald-ca POST nonce (signed per request)",
-        http,
-        &nonce_mix,
-        seconds,
-        pid,
-    ));
-    drop(server);
+    // herald-ca, as a separate process like in production; each build in turn on the same
+    // data.
+    for (label, bin) in herald_bins() {
+        let server = ServerProcess::spawn(
+            "herald-ca serve",
+            Command::new(&bin)
+                .args(["serve", "--data-dir"])
+                .arg(&dir)
+                .env("HERALD_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("build herald-ca first: cargo build --release -p herald-ca");
+        wait_for(http);
+        let pid = server.id();
+        // Warm the pre-signed cache (the first request for each certificate signs it).
+        let _ = load("warm-up", http, &get_mix, 3, pid);
+        let _ = load("warm-up", http, &post_mix, 2, pid);
+        for (what, mix) in [
+            ("GET pre-signed", &get_mix),
+            ("POST pre-signed", &post_mix),
+            ("POST nonce (signed per request)", &nonce_mix),
+        ] {
+            rows.push(load(&format!("{label} {what}"), http, mix, seconds, pid));
+        }
+        drop(server);
+    }
 
     // openssl ocsp -multi 4 with the same certificates.
     let odir = tmp.path().join("openssl");

@@ -1187,12 +1187,16 @@ impl Authority {
     /// while the server runs) and refreshes what is due: drops stale OCSP responses, produces
     /// a new CRL after such a change and before nextUpdate. Called periodically by the server.
     pub fn refresh(&self) -> Result<(), CrlError> {
-        let epoch = read_tx(self.store.as_ref(), |tx| tx.status_epoch())?;
+        // While changes made elsewhere cannot be seen, OCSP reads every status from the store.
+        let epoch = read_tx(self.store.as_ref(), |tx| tx.status_epoch())
+            .inspect_err(|_| self.ocsp.set_store_reachable(false))?;
         if epoch != self.seen_epoch.swap(epoch, Ordering::SeqCst) {
             self.ocsp.clear();
+            self.ocsp.set_store_reachable(true);
             self.publish_crl()?;
             return Ok(());
         }
+        self.ocsp.set_store_reachable(true);
         self.current_crl().map(|_| ())
     }
 

@@ -615,13 +615,63 @@ struct EntryRef<'a> {
     extensions: Option<AnyRef<'a>>,
 }
 
-/// One Extension, borrowed.
+/// One Extension, borrowed (the CRL lint, the OCSP lint and the OCSP request parser).
 #[derive(der::Sequence)]
-struct ExtensionRef<'a> {
-    id: ObjectIdentifier,
+pub(crate) struct ExtensionRef<'a> {
+    pub(crate) id: ObjectIdentifier,
     #[asn1(default = "Default::default")]
-    critical: bool,
-    value: OctetStringRef<'a>,
+    pub(crate) critical: bool,
+    pub(crate) value: OctetStringRef<'a>,
+}
+
+/// An OCSP CertID (RFC 6960 §4.1.1), borrowed: the fields and decoding rules of
+/// `x509_ocsp::CertId`.
+#[derive(der::Sequence)]
+pub(crate) struct CertIdRef<'a> {
+    pub(crate) hash_algorithm: spki::AlgorithmIdentifierRef<'a>,
+    pub(crate) issuer_name_hash: OctetStringRef<'a>,
+    pub(crate) issuer_key_hash: OctetStringRef<'a>,
+    pub(crate) serial_number: SerialRef<'a>,
+}
+
+/// A serial number INTEGER, borrowed, with x509-cert's decoding rule for `SerialNumber`:
+/// canonical, at most 21 content octets (20 plus a sign octet, which some implementations
+/// add beyond RFC 5280's limit).
+#[derive(Clone, Copy)]
+pub(crate) struct SerialRef<'a>(IntRef<'a>);
+
+/// Most content octets of a decoded serial (x509-cert's `SerialNumber::MAX_DECODE_LEN`).
+const MAX_DECODED_SERIAL_OCTETS: usize = MAX_SERIAL_OCTETS + 1;
+
+impl<'a> SerialRef<'a> {
+    /// The INTEGER's content octets (two's complement).
+    pub(crate) fn as_bytes(&self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl<'a> der::DecodeValue<'a> for SerialRef<'a> {
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: der::Header) -> der::Result<Self> {
+        let int = IntRef::decode_value(reader, header)?;
+        if int.as_bytes().len() > MAX_DECODED_SERIAL_OCTETS {
+            return Err(der::Tag::Integer.value_error());
+        }
+        Ok(Self(int))
+    }
+}
+
+impl der::EncodeValue for SerialRef<'_> {
+    fn value_len(&self) -> der::Result<der::Length> {
+        self.0.value_len()
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        self.0.encode_value(writer)
+    }
+}
+
+impl der::FixedTag for SerialRef<'_> {
+    const TAG: der::Tag = der::Tag::Integer;
 }
 
 /// The CRL reason codes Herald writes (RFC 5280 §5.3.1; never unspecified, certificateHold
@@ -798,23 +848,249 @@ pub(crate) struct OcspExpectation<'a> {
 /// Longest nonce accepted in a response (RFC 9654: 1 to 32 octets).
 const MAX_NONCE: usize = 32;
 
+/// A ResponseData (RFC 6960 §4.2.1), borrowed: the fields and decoding rules of
+/// `x509_ocsp::ResponseData`, with the responder ID and single extensions kept as raw values.
+#[derive(der::Sequence)]
+struct ResponseDataRef<'a> {
+    #[asn1(
+        context_specific = "0",
+        default = "Default::default",
+        tag_mode = "EXPLICIT"
+    )]
+    version: x509_ocsp::Version,
+    responder_id: AnyRef<'a>,
+    produced_at: x509_ocsp::OcspGeneralizedTime,
+    responses: Vec<SingleResponseRef<'a>>,
+    #[asn1(context_specific = "1", optional = "true", tag_mode = "EXPLICIT")]
+    response_extensions: Option<Vec<ExtensionRef<'a>>>,
+}
+
+/// A SingleResponse, borrowed.
+#[derive(der::Sequence)]
+struct SingleResponseRef<'a> {
+    cert_id: CertIdRef<'a>,
+    cert_status: x509_ocsp::CertStatus,
+    this_update: x509_ocsp::OcspGeneralizedTime,
+    #[asn1(context_specific = "0", optional = "true", tag_mode = "EXPLICIT")]
+    next_update: Option<x509_ocsp::OcspGeneralizedTime>,
+    #[asn1(context_specific = "1", optional = "true", tag_mode = "EXPLICIT")]
+    single_extensions: Option<AnyRef<'a>>,
+}
+
+/// What the OCSP lint checks, as read from a ResponseData.
+#[derive(Debug, PartialEq, Eq)]
+struct OcspFacts<'a> {
+    version_v1: bool,
+    /// The ResponderID's key hash, if it is by key.
+    responder_key_hash: Option<&'a [u8]>,
+    produced_at: u64,
+    responses: Vec<SingleFacts<'a>>,
+    extensions: Vec<(ObjectIdentifier, bool, &'a [u8])>,
+}
+
+/// What the OCSP lint checks of one SingleResponse.
+#[derive(Debug, PartialEq, Eq)]
+struct SingleFacts<'a> {
+    this_update: u64,
+    next_update: Option<u64>,
+    /// The CertID's serial, INTEGER content octets.
+    serial: &'a [u8],
+    unknown: bool,
+    revoked_at: Option<u64>,
+    single_extensions: bool,
+}
+
 /// Checks a ResponseData: v1, responder by key, producedAt inside the signer's validity, for
 /// every SingleResponse thisUpdate <= nextUpdate inside it too and a revocation time not
 /// after producedAt, only a non-critical nonce of 1 to 32 octets as response extension, no
 /// single extensions. OCSP times are GeneralizedTime by definition (RFC 6960).
+///
+/// The exact bytes are read without copying: the shape Herald's encoder writes by a reader of
+/// that shape alone, anything else by the general decoder (a test checks that both read the
+/// same facts).
 pub(crate) fn ocsp_response(tbs: &[u8], expect: &OcspExpectation<'_>) -> Result<(), LintError> {
-    use x509_ocsp::{CertStatus, ResponderId, ResponseData, Version};
-    let data = ResponseData::from_der(tbs).map_err(|e| parse_err(OCSP, e))?;
-    if data.version != Version::V1 {
+    let facts = match ocsp_facts_common_shape(tbs) {
+        Some(facts) => facts,
+        None => ocsp_facts(tbs)?,
+    };
+    check_ocsp(&facts, expect)
+}
+
+/// The facts of any ResponseData, with the general decoder.
+fn ocsp_facts(tbs: &[u8]) -> Result<OcspFacts<'_>, LintError> {
+    use x509_ocsp::{CertStatus, Version};
+    let data = ResponseDataRef::from_der(tbs).map_err(|e| parse_err(OCSP, e))?;
+    let secs = |t: &x509_ocsp::OcspGeneralizedTime| t.0.to_unix_duration().as_secs();
+    // ResponderID byKey: [2] EXPLICIT KeyHash (OCTET STRING).
+    let by_key = data.responder_id.tag()
+        == der::Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber::N2,
+        };
+    let responses = data
+        .responses
+        .iter()
+        .map(|single| SingleFacts {
+            this_update: secs(&single.this_update),
+            next_update: single.next_update.as_ref().map(secs),
+            serial: single.cert_id.serial_number.as_bytes(),
+            unknown: matches!(single.cert_status, CertStatus::Unknown(_)),
+            revoked_at: match &single.cert_status {
+                CertStatus::Revoked(info) => Some(secs(&info.revocation_time)),
+                _ => None,
+            },
+            single_extensions: single.single_extensions.is_some(),
+        })
+        .collect();
+    Ok(OcspFacts {
+        version_v1: data.version == Version::V1,
+        responder_key_hash: by_key
+            .then(|| OctetStringRef::from_der(data.responder_id.value()).ok())
+            .flatten()
+            .map(|hash| hash.as_bytes()),
+        produced_at: secs(&data.produced_at),
+        responses,
+        extensions: data
+            .response_extensions
+            .iter()
+            .flatten()
+            .map(|e| (e.id, e.critical, e.value.as_bytes()))
+            .collect(),
+    })
+}
+
+/// The facts of a ResponseData in the shape Herald's encoder writes (v1 by default, responder
+/// by key, CertIDs with absent or NULL hash parameters, every SingleResponse with a
+/// nextUpdate and without extensions, at most nonce extensions), read without a general
+/// decoder: the facts [`ocsp_facts`] reads (times with x509-ocsp's own type), or `None` for
+/// any other shape.
+fn ocsp_facts_common_shape(tbs: &[u8]) -> Option<OcspFacts<'_>> {
+    let (data, after) = take_der(tbs, 0x30)?;
+    let (responder, fields) = take_der(data, 0xa2)?;
+    let (responder_key_hash, after_hash) = take_der(responder, 0x04)?;
+    let (produced_at, fields) = take_time(fields)?;
+    let (mut list, extensions_field) = take_der(fields, 0x30)?;
+    if !after.is_empty() || !after_hash.is_empty() {
+        return None;
+    }
+    let mut responses = Vec::with_capacity(1);
+    while !list.is_empty() {
+        let (single, next) = take_der(list, 0x30)?;
+        list = next;
+        let (cert_id, fields) = take_der(single, 0x30)?;
+        let (algorithm, id_fields) = take_der(cert_id, 0x30)?;
+        let (oid, parameters) = take_der(algorithm, 0x06)?;
+        ObjectIdentifier::from_bytes(oid).ok()?;
+        let (_, id_fields) = take_der(id_fields, 0x04)?;
+        let (_, id_fields) = take_der(id_fields, 0x04)?;
+        let (serial, id_fields) = take_der(id_fields, 0x02)?;
+        let canonical = !matches!(
+            serial,
+            [] | [0x00, 0x00..=0x7f, ..] | [0xff, 0x80..=0xff, ..]
+        ) && serial.len() <= MAX_DECODED_SERIAL_OCTETS;
+        if !matches!(parameters, [] | [0x05, 0x00]) || !id_fields.is_empty() || !canonical {
+            return None;
+        }
+        let (unknown, revoked_at, fields) = match fields {
+            [0x80, 0x00, rest @ ..] => (false, None, rest),
+            [0x82, 0x00, rest @ ..] => (true, None, rest),
+            _ => {
+                let (info, rest) = take_der(fields, 0xa1)?;
+                let (revoked_at, reason) = take_time(info)?;
+                // An optional [0] EXPLICIT CRLReason, one of RFC 5280's codes.
+                match reason {
+                    [] => {}
+                    [0xa0, 0x03, 0x0a, 0x01, code] => {
+                        x509_cert::ext::pkix::CrlReason::from_der(&[0x0a, 0x01, *code]).ok()?;
+                    }
+                    _ => return None,
+                }
+                (false, Some(revoked_at), rest)
+            }
+        };
+        let (this_update, fields) = take_time(fields)?;
+        let (next, after_next) = take_der(fields, 0xa0)?;
+        let (next_update, after_time) = take_time(next)?;
+        if !after_next.is_empty() || !after_time.is_empty() {
+            return None;
+        }
+        responses.push(SingleFacts {
+            this_update,
+            next_update: Some(next_update),
+            serial,
+            unknown,
+            revoked_at,
+            single_extensions: false,
+        });
+    }
+    let mut extensions = Vec::new();
+    if !extensions_field.is_empty() {
+        let (explicit, after) = take_der(extensions_field, 0xa1)?;
+        let (mut list, after_list) = take_der(explicit, 0x30)?;
+        if !after.is_empty() || !after_list.is_empty() || list.is_empty() {
+            return None;
+        }
+        while !list.is_empty() {
+            let (extension, next) = take_der(list, 0x30)?;
+            list = next;
+            let (oid, fields) = take_der(extension, 0x06)?;
+            if oid != rfc6960::ID_PKIX_OCSP_NONCE.as_bytes() {
+                return None;
+            }
+            let (critical, fields) = match fields.strip_prefix(&[0x01, 0x01, 0xff]) {
+                Some(rest) => (true, rest),
+                None => (false, fields),
+            };
+            let (value, after_value) = take_der(fields, 0x04)?;
+            if !after_value.is_empty() {
+                return None;
+            }
+            extensions.push((rfc6960::ID_PKIX_OCSP_NONCE, critical, value));
+        }
+    }
+    Some(OcspFacts {
+        version_v1: true,
+        responder_key_hash: Some(responder_key_hash),
+        produced_at,
+        responses,
+        extensions,
+    })
+}
+
+/// Reads a GeneralizedTime from the front of `input` with x509-ocsp's type: Unix seconds, and
+/// what follows.
+fn take_time(input: &[u8]) -> Option<(u64, &[u8])> {
+    let (_, rest) = take_der(input, 0x18)?;
+    let tlv = input.get(..input.len() - rest.len())?;
+    let time = x509_ocsp::OcspGeneralizedTime::from_der(tlv).ok()?;
+    Some((time.0.to_unix_duration().as_secs(), rest))
+}
+
+/// Reads a DER value tagged `tag` from the front of `input`: its content, and what follows.
+/// Definite lengths in their shortest form (as DER requires) below 65,536; anything else is
+/// `None`. For readers of one known shape, which leave anything else to a general decoder.
+pub(crate) fn take_der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = match input {
+        [found, short @ 0..=0x7f, rest @ ..] if *found == tag => (usize::from(*short), rest),
+        [found, 0x81, one @ 0x80..=0xff, rest @ ..] if *found == tag => (usize::from(*one), rest),
+        [found, 0x82, high @ 0x01..=0xff, low, rest @ ..] if *found == tag => {
+            (usize::from(*high) << 8 | usize::from(*low), rest)
+        }
+        _ => return None,
+    };
+    rest.split_at_checked(len)
+}
+
+/// The OCSP profile's checks, on the facts of a ResponseData.
+fn check_ocsp(data: &OcspFacts<'_>, expect: &OcspExpectation<'_>) -> Result<(), LintError> {
+    if !data.version_v1 {
         return Err(refuse(OCSP, "version is not v1"));
     }
-    match &data.responder_id {
-        ResponderId::ByKey(hash) if hash.as_bytes() == expect.responder_key_hash => {}
-        _ => return Err(refuse(OCSP, "responder ID is not the signer's key hash")),
+    if data.responder_key_hash != Some(expect.responder_key_hash) {
+        return Err(refuse(OCSP, "responder ID is not the signer's key hash"));
     }
-    let secs = |t: &x509_ocsp::OcspGeneralizedTime| t.0.to_unix_duration().as_secs();
     let (from, until) = expect.signer_validity;
-    let produced = secs(&data.produced_at);
+    let produced = data.produced_at;
     if produced < from || produced > until {
         return Err(refuse(OCSP, "producedAt outside the signer's validity"));
     }
@@ -822,48 +1098,39 @@ pub(crate) fn ocsp_response(tbs: &[u8], expect: &OcspExpectation<'_>) -> Result<
         return Err(refuse(OCSP, "no responses"));
     }
     for single in &data.responses {
-        let this_update = secs(&single.this_update);
         let next_update = single
             .next_update
-            .as_ref()
-            .map(secs)
             .ok_or_else(|| refuse(OCSP, "no nextUpdate"))?;
-        if this_update > next_update || this_update > produced {
+        if single.this_update > next_update || single.this_update > produced {
             return Err(refuse(OCSP, "thisUpdate after nextUpdate or producedAt"));
         }
         if next_update > until {
             return Err(refuse(OCSP, "nextUpdate after the signer expires"));
         }
-        check_serial(OCSP, single.cert_id.serial_number.as_bytes()).or_else(|e| {
+        check_serial(OCSP, single.serial).or_else(|e| {
             // Unknown serials are echoed as asked (RFC 6960 §4.2.2.3); only their sign
             // and size are the requester's business. Known ones were checked at issuance.
-            if matches!(single.cert_status, CertStatus::Unknown(_)) {
+            if single.unknown {
                 Ok(())
             } else {
                 Err(e)
             }
         })?;
-        if let CertStatus::Revoked(info) = &single.cert_status {
-            if secs(&info.revocation_time) > produced {
-                return Err(refuse(OCSP, "revocationTime after producedAt"));
-            }
+        if single.revoked_at.is_some_and(|at| at > produced) {
+            return Err(refuse(OCSP, "revocationTime after producedAt"));
         }
-        if single.single_extensions.is_some() {
+        if single.single_extensions {
             return Err(refuse(OCSP, "single extensions are not in the profile"));
         }
     }
-    for ext in data.response_extensions.iter().flatten() {
+    for (id, critical, value) in &data.extensions {
         // RFC 9654: an OCTET STRING of 1 to 32 octets; a nonce some clients (older OpenSSL)
         // send as raw bytes is echoed as sent, so its raw length counts.
-        let value = ext.extn_value.as_bytes();
         let len = OctetStringRef::from_der(value).map_or(value.len(), |n| n.as_bytes().len());
-        if ext.extn_id != rfc6960::ID_PKIX_OCSP_NONCE
-            || ext.critical
-            || !(1..=MAX_NONCE).contains(&len)
-        {
+        if *id != rfc6960::ID_PKIX_OCSP_NONCE || *critical || !(1..=MAX_NONCE).contains(&len) {
             return Err(refuse(
                 OCSP,
-                format!("response extension {} not in the profile", ext.extn_id),
+                format!("response extension {id} not in the profile"),
             ));
         }
     }
@@ -1093,6 +1360,120 @@ mod tests {
                 signer_validity: (NOW - 60, NOW + 86_400),
             },
         )
+    }
+
+    /// ResponseData in Herald's shape, with `statuses` (status, revocation time, reason) and
+    /// `nonce`, as x509-ocsp encodes them.
+    fn ocsp_tbs(statuses: &[(u8, Option<u8>)], nonce: Option<Vec<u8>>, critical: bool) -> Vec<u8> {
+        use x509_ocsp::{
+            CertId, CertStatus, OcspGeneralizedTime, ResponderId, ResponseData, RevokedInfo,
+            SingleResponse, Version,
+        };
+        let gtime = |unix: u64| {
+            OcspGeneralizedTime(
+                GeneralizedTime::from_unix_duration(Duration::from_secs(unix)).unwrap(),
+            )
+        };
+        let responses = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, (status, reason))| SingleResponse {
+                cert_id: CertId {
+                    hash_algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: if i % 2 == 0 {
+                            rfc5912::ID_SHA_1
+                        } else {
+                            rfc5912::ID_SHA_256
+                        },
+                        parameters: (i % 3 != 0).then(der::asn1::Any::null),
+                    },
+                    issuer_name_hash: der::asn1::OctetString::new(vec![1; 20]).unwrap(),
+                    issuer_key_hash: der::asn1::OctetString::new(vec![2; 20]).unwrap(),
+                    serial_number: x509_cert::serial_number::SerialNumber::new(
+                        &[0x80 | i as u8; 16],
+                    )
+                    .unwrap(),
+                },
+                cert_status: match status {
+                    0 => CertStatus::good(),
+                    1 => CertStatus::revoked(RevokedInfo {
+                        revocation_time: gtime(NOW - 30),
+                        revocation_reason: reason.map(|code| {
+                            x509_cert::ext::pkix::CrlReason::from_der(&[0x0a, 0x01, code]).unwrap()
+                        }),
+                    }),
+                    _ => CertStatus::unknown(),
+                },
+                this_update: gtime(NOW),
+                next_update: Some(gtime(NOW + 3600)),
+                single_extensions: None,
+            })
+            .collect();
+        ResponseData {
+            version: Version::V1,
+            responder_id: ResponderId::ByKey(der::asn1::OctetString::new(vec![9; 20]).unwrap()),
+            produced_at: gtime(NOW),
+            responses,
+            response_extensions: nonce
+                .map(|value| vec![ext(rfc6960::ID_PKIX_OCSP_NONCE, critical, value)]),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn ocsp_lint_reads_herald_shape_as_the_general_decoder_does() {
+        let wrapped = der::asn1::OctetString::new(vec![7; 16])
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let reasons = [None, Some(0), Some(1), Some(4), Some(9), Some(10)];
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        for (i, reason) in reasons.iter().enumerate() {
+            samples.push(ocsp_tbs(&[(1, *reason)], None, false));
+            samples.push(ocsp_tbs(
+                &[(0, None), (1, *reason), (2, None)],
+                Some(wrapped.clone()),
+                i % 2 == 0,
+            ));
+        }
+        samples.push(ocsp_tbs(&[(0, None)], Some(vec![0xee; 32]), false));
+        samples.push(ocsp_tbs(&[(2, None); 16], Some(vec![1; 33]), false));
+        let expect = OcspExpectation {
+            responder_key_hash: &[9; 20],
+            signer_validity: (NOW - 60, NOW + 86_400),
+        };
+        let mut common = 0;
+        let mut state = 0x2545_f491_u32;
+        for sample in &samples {
+            let fast = ocsp_facts_common_shape(sample);
+            assert!(fast.is_some(), "Herald's shape is read by the fast reader");
+            let mut variants: Vec<Vec<u8>> =
+                (0..sample.len()).map(|n| sample[..n].to_vec()).collect();
+            for _ in 0..2000 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let mut bytes = sample.clone();
+                let at = state as usize % bytes.len();
+                bytes[at] ^= (state >> 24) as u8 | 1;
+                variants.push(bytes);
+            }
+            variants.push(sample.clone());
+            for bytes in &variants {
+                if let Some(fast) = ocsp_facts_common_shape(bytes) {
+                    assert_eq!(Ok(fast), ocsp_facts(bytes), "{bytes:02x?}");
+                    common += 1;
+                }
+            }
+            // The verdicts of the profile on the unchanged samples.
+            let verdict = ocsp_response(sample, &expect);
+            assert_eq!(
+                verdict.is_ok(),
+                check_ocsp(&ocsp_facts(sample).unwrap(), &expect).is_ok()
+            );
+        }
+        assert!(common > 1000, "{common}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::core::authority::Authority;
 use crate::core::enrollment::TokenAuthority;
 use crate::core::sessions::ConsoleSettings;
 use error::ApiError;
+pub(crate) use revocation::OcspFront;
 
 /// Shared state of the handlers.
 #[derive(Clone)]

@@ -1,17 +1,19 @@
 //! The public revocation routes: OCSP (GET and POST), the CRL and the CA certificates, with
-//! HTTP caching headers from the responses' own validity, and `/metrics`.
+//! HTTP caching headers from the responses' own validity, and `/metrics`; and
+//! [`OcspFront`], which answers OCSP requests ahead of the router with the routes' own
+//! answers.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::core::admin::Role;
-use crate::core::authority::ISSUER_ID;
-use crate::core::ocsp::OcspAnswer;
+use crate::core::authority::{Authority, ISSUER_ID};
+use crate::core::ocsp::{OcspAnswer, MAX_REQUEST_BYTES};
 use crate::http::error::ApiError;
 use crate::http::{authenticate, blocking, AppState};
 use crate::model::time::http_date;
@@ -133,13 +135,14 @@ fn ocsp_response(headers: &HeaderMap, answer: OcspAnswer) -> Response {
                 ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
-            answer.der.to_vec(),
+            Body::from(Bytes::from_owner(ArcBytes(answer.der))),
         )
             .into_response(),
     }
 }
 
-/// Shares the cached response bytes with the HTTP body without copying.
+/// Shares the response bytes (kept in the pre-signed cache, or just signed) with the HTTP
+/// body without copying.
 struct ArcBytes(Arc<[u8]>);
 
 impl AsRef<[u8]> for ArcBytes {
@@ -162,16 +165,118 @@ pub(super) async fn ocsp_get(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
+    ocsp_get_response(&state.authority, req.uri().path(), &headers)
+}
+
+/// The answer to `GET /ocsp/{base64}`.
+fn ocsp_get_response(authority: &Authority, path: &str, headers: &HeaderMap) -> Response {
     // Use the raw path, not the router's decoded parameter: the request may contain '/' and
     // '%2F' alike, and '+' must stay '+'.
-    let path = req.uri().path();
     let raw = path.strip_prefix("/ocsp/").unwrap_or("");
     let answer = match crate::core::ocsp::decode_get_path(raw) {
-        Some(der) => state.authority.ocsp_respond(&der),
+        Some(der) => authority.ocsp_respond(&der),
         // Not base64 at all: answer like a garbage DER request.
-        None => state.authority.ocsp_respond(&[]),
+        None => authority.ocsp_respond(&[]),
     };
-    ocsp_response(&headers, answer)
+    ocsp_response(headers, answer)
+}
+
+/// Answers OCSP requests ahead of the router, without its layers (routing, the JSON error
+/// layer, extractors): `GET /ocsp/{base64}`, and `POST /ocsp` or `/ocsp/` whose
+/// `Content-Length` is within the request limit. The answers are the routes' own, byte for
+/// byte. Any other request, including every OCSP request the router would refuse (another
+/// method, no or too large a length), goes to the router.
+#[derive(Clone)]
+pub(crate) struct OcspFront {
+    authority: Arc<Authority>,
+}
+
+/// The OCSP requests [`OcspFront`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OcspFrontRoute {
+    /// `GET /ocsp/{base64}`.
+    Get,
+    /// `POST /ocsp` with a body of known length within the limit.
+    Post,
+}
+
+impl OcspFront {
+    pub(crate) fn new(authority: Arc<Authority>) -> Self {
+        Self { authority }
+    }
+
+    /// Which route this request takes, if this path answers it.
+    pub(crate) fn route<B>(req: &axum::http::Request<B>) -> Option<OcspFrontRoute> {
+        let path = req.uri().path();
+        match *req.method() {
+            Method::GET if path.len() > "/ocsp/".len() && path.starts_with("/ocsp/") => {
+                Some(OcspFrontRoute::Get)
+            }
+            Method::POST
+                if (path == "/ocsp" || path == "/ocsp/")
+                    && !req.headers().contains_key(header::TRANSFER_ENCODING)
+                    && req
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .is_some_and(|len| len <= MAX_REQUEST_BYTES) =>
+            {
+                Some(OcspFrontRoute::Post)
+            }
+            _ => None,
+        }
+    }
+
+    /// The answer to a request [`OcspFront::route`] chose.
+    pub(crate) async fn answer<B>(
+        &self,
+        route: OcspFrontRoute,
+        req: axum::http::Request<B>,
+    ) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let mut response = self.respond(route, req).await;
+        // As the router does for every route: the length of a body of known size.
+        let size = HttpBody::size_hint(response.body()).exact();
+        if let Some(size) =
+            size.filter(|_| !response.headers().contains_key(header::CONTENT_LENGTH))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        }
+        response
+    }
+
+    async fn respond<B>(&self, route: OcspFrontRoute, req: axum::http::Request<B>) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        match route {
+            OcspFrontRoute::Get => {
+                ocsp_get_response(&self.authority, req.uri().path(), req.headers())
+            }
+            OcspFrontRoute::Post => {
+                let (parts, body) = req.into_parts();
+                match axum::body::to_bytes(Body::new(body), MAX_REQUEST_BYTES).await {
+                    Ok(body) => ocsp_response(&parts.headers, self.authority.ocsp_respond(&body)),
+                    // The body broke off: what the route answers then.
+                    Err(_) => ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        StatusCode::BAD_REQUEST
+                            .canonical_reason()
+                            .unwrap_or("error"),
+                    )
+                    .into_response(),
+                }
+            }
+        }
+    }
 }
 
 pub(super) async fn crl(
@@ -221,4 +326,252 @@ pub(super) async fn ca_cert(
         der,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    use axum::http::HeaderName;
+    use base64::Engine;
+    use der::Decode;
+    use tower::ServiceExt;
+
+    use crate::core::authority::{init, InitOptions, KeyAccess};
+    use crate::core::config::DataLayout;
+    use crate::core::keys::{CaKeyType, KeyProtection};
+    use crate::core::ocsp::test_requests::sha1_request;
+    use crate::http::{public_router, AppState};
+    use crate::model::serial::Serial;
+    use crate::store::{write_tx, CertRecord, SqliteStore};
+
+    /// A CA with one issued certificate; its serial.
+    fn authority() -> (tempfile::TempDir, Arc<Authority>, Serial) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let addr = "127.0.0.1:9".parse().unwrap();
+        init(
+            &dir,
+            &InitOptions {
+                name: "Front".into(),
+                key_type: CaKeyType::EcdsaP256,
+                protection: KeyProtection::InsecureUnencrypted,
+                listen: addr,
+                http_listen: Some(addr),
+                public_url: "http://ca.example".into(),
+                tls_names: vec!["localhost".into()],
+                name_domain: "endpoints.herald.internal".into(),
+            },
+            &|_, layout| Ok(Arc::new(SqliteStore::open(&layout.database())?)),
+        )
+        .unwrap();
+        let store = SqliteStore::open(&DataLayout::new(&dir).database()).unwrap();
+        let authority =
+            Authority::open(&dir, &KeyAccess { passphrase: None }, Arc::new(store)).unwrap();
+        let serial = Serial::from_bytes(&[0x5a; 16]);
+        write_tx(authority.store(), |tx| {
+            tx.insert_certificate(&CertRecord {
+                serial: serial.clone(),
+                issuer: ISSUER_ID.into(),
+                name: "front-1".into(),
+                profile: "endpoint".into(),
+                not_before: 0,
+                not_after: i64::MAX,
+                issued_at: 0,
+                der: vec![0],
+                revocation: None,
+            })
+        })
+        .unwrap();
+        (tmp, Arc::new(authority), serial)
+    }
+
+    /// An OCSP request for `serial` (SHA-1 CertID), with `nonce` if given.
+    fn ocsp_request(authority: &Authority, serial: &Serial, nonce: Option<&[u8]>) -> Vec<u8> {
+        sha1_request(authority.intermediate_der(), serial.as_bytes(), nonce)
+    }
+
+    fn request(method: Method, uri: &str, headers: &[(HeaderName, &str)], body: &[u8]) -> Request {
+        let mut builder = axum::http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(name, *value);
+        }
+        builder.body(Body::from(body.to_vec())).unwrap()
+    }
+
+    /// Status, headers (but the max-age, which counts seconds down) and body.
+    async fn parts(response: Response) -> (StatusCode, Vec<(String, String)>, Bytes) {
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = v.to_str().unwrap();
+                // max-age counts seconds down: left out.
+                let v = match v.split_once(", ") {
+                    Some((max_age, rest)) if max_age.starts_with("max-age=") => rest,
+                    _ => v,
+                };
+                (k.to_string(), v.to_owned())
+            })
+            .collect();
+        (
+            status,
+            headers,
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn ocsp_front_answers_as_the_router_does() {
+        let (_tmp, authority, serial) = authority();
+        let router = public_router(AppState::new(authority.clone()));
+        let front = OcspFront::new(authority.clone());
+        let plain = ocsp_request(&authority, &serial, None);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
+        let len = plain.len().to_string();
+        let ocsp_type = (header::CONTENT_TYPE, "application/ocsp-request");
+        let mut same = vec![
+            request(Method::GET, &format!("/ocsp/{b64}"), &[], b""),
+            request(
+                Method::GET,
+                &format!("/ocsp/{}", b64.replace('/', "%2F")),
+                &[],
+                b"",
+            ),
+            request(Method::GET, "/ocsp/!!!", &[], b""),
+            request(
+                Method::POST,
+                "/ocsp",
+                &[ocsp_type.clone(), (header::CONTENT_LENGTH, &len)],
+                &plain,
+            ),
+            request(
+                Method::POST,
+                "/ocsp/",
+                &[(header::CONTENT_LENGTH, &len)],
+                &plain,
+            ),
+            request(
+                Method::POST,
+                "/ocsp",
+                &[(header::CONTENT_LENGTH, "3")],
+                b"abc",
+            ),
+        ];
+        // The pre-signed response's ETag, for a conditional request.
+        let (_, headers, _) = parts(
+            front
+                .answer(
+                    OcspFrontRoute::Post,
+                    request(Method::POST, "/ocsp", &[], &plain),
+                )
+                .await,
+        )
+        .await;
+        let etag = headers.iter().find(|(k, _)| k == "etag").unwrap().1.clone();
+        same.push(request(
+            Method::GET,
+            &format!("/ocsp/{b64}"),
+            &[(header::IF_NONE_MATCH, &etag)],
+            b"",
+        ));
+        for req in same {
+            let described = format!("{} {}", req.method(), req.uri());
+            let (method, uri, headers) = (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            );
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let rebuild = || {
+                let mut r = axum::http::Request::builder()
+                    .method(method.clone())
+                    .uri(uri.clone())
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                *r.headers_mut() = headers.clone();
+                r
+            };
+            let route = OcspFront::route(&rebuild())
+                .unwrap_or_else(|| panic!("{described} is answered ahead of the router"));
+            let ahead = parts(front.answer(route, rebuild()).await).await;
+            let routed = parts(router.clone().oneshot(rebuild()).await.unwrap()).await;
+            assert_eq!(ahead, routed, "{described}");
+        }
+
+        // A nonce: signed afresh by both, the nonce echoed, never cached.
+        let with_nonce = ocsp_request(&authority, &serial, Some(&[4; 16]));
+        let len = with_nonce.len().to_string();
+        let post = || {
+            request(
+                Method::POST,
+                "/ocsp",
+                &[(header::CONTENT_LENGTH, &len)],
+                &with_nonce,
+            )
+        };
+        let (status, headers, body) = parts(front.answer(OcspFrontRoute::Post, post()).await).await;
+        let (routed_status, routed_headers, routed_body) =
+            parts(router.clone().oneshot(post()).await.unwrap()).await;
+        // (ECDSA signatures differ in length by a byte or two.)
+        let without_length = |headers: &[(String, String)]| -> Vec<(String, String)> {
+            headers
+                .iter()
+                .filter(|(k, _)| k != "content-length")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            (status, without_length(&headers)),
+            (routed_status, without_length(&routed_headers))
+        );
+        assert!(headers.contains(&("cache-control".into(), "no-store".into())));
+        for body in [body, routed_body] {
+            let response = x509_ocsp::OcspResponse::from_der(&body).unwrap();
+            let basic = x509_ocsp::BasicOcspResponse::from_der(
+                response.response_bytes.unwrap().response.as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(
+                basic.tbs_response_data.nonce().unwrap().0.as_bytes(),
+                [4; 16]
+            );
+        }
+
+        // What the router refuses (or serves otherwise) stays with the router.
+        for (method, uri, headers) in [
+            (Method::GET, "/ocsp/", vec![]),
+            (Method::HEAD, &*format!("/ocsp/{b64}"), vec![]),
+            (Method::PUT, "/ocsp", vec![(header::CONTENT_LENGTH, "3")]),
+            (Method::POST, "/ocspx", vec![(header::CONTENT_LENGTH, "3")]),
+            (Method::POST, "/ocsp", vec![]),
+            (
+                Method::POST,
+                "/ocsp",
+                vec![(header::CONTENT_LENGTH, "8193")],
+            ),
+            (Method::POST, "/ocsp", vec![(header::CONTENT_LENGTH, "x")]),
+            (
+                Method::POST,
+                "/ocsp",
+                vec![
+                    (header::CONTENT_LENGTH, "3"),
+                    (header::TRANSFER_ENCODING, "chunked"),
+                ],
+            ),
+        ] {
+            let described = format!("{method} {uri} {headers:?}");
+            assert_eq!(
+                OcspFront::route(&request(method, uri, &headers, b"abc")),
+                None,
+                "{described}"
+            );
+        }
+    }
 }

@@ -28,9 +28,32 @@ pub(crate) fn format_time(unix: i64) -> String {
 /// A Unix time as an HTTP date (`Mon, 07 Dec 2026 05:27:22 GMT`); times before 1970 are
 /// written as the epoch.
 pub(crate) fn http_date(unix: i64) -> String {
+    use time::{Month, Weekday};
     let t = OffsetDateTime::from_unix_timestamp(unix.max(0)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let weekday = &t.weekday().to_string()[..3];
-    let month = &t.month().to_string()[..3];
+    // The names written directly: no name formatted into a string of its own per header.
+    let weekday = match t.weekday() {
+        Weekday::Monday => "Mon",
+        Weekday::Tuesday => "Tue",
+        Weekday::Wednesday => "Wed",
+        Weekday::Thursday => "Thu",
+        Weekday::Friday => "Fri",
+        Weekday::Saturday => "Sat",
+        Weekday::Sunday => "Sun",
+    };
+    let month = match t.month() {
+        Month::January => "Jan",
+        Month::February => "Feb",
+        Month::March => "Mar",
+        Month::April => "Apr",
+        Month::May => "May",
+        Month::June => "Jun",
+        Month::July => "Jul",
+        Month::August => "Aug",
+        Month::September => "Sep",
+        Month::October => "Oct",
+        Month::November => "Nov",
+        Month::December => "Dec",
+    };
     format!(
         "{weekday}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT",
         t.day(),
@@ -51,5 +74,9 @@ mod tests {
         assert_eq!(format_time(i64::MAX), i64::MAX.to_string());
         assert_eq!(http_date(1_796_621_242), "Mon, 07 Dec 2026 05:27:22 GMT");
         assert_eq!(http_date(-5), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(1_780_000_000), "Thu, 28 May 2026 20:26:40 GMT");
+        assert_eq!(http_date(2_524_607_999), "Fri, 31 Dec 2049 23:59:59 GMT");
     }
 }

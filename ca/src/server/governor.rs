@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -36,6 +37,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::core::limits::Limits;
+use crate::http::OcspFront;
 
 /// The address a client is counted under: IPv4 as is, IPv6 by its /64 (IPv4-mapped IPv6 as
 /// IPv4).
@@ -389,12 +391,14 @@ impl Body for TrackedRequestBody {
     }
 }
 
-/// Serves HTTP/1.1 on `io` with `router` until the client leaves or a deadline passes;
-/// `activity` is the one of the [`GovernedStream`] under `io`.
+/// Serves HTTP/1.1 on `io` with `router` (OCSP requests first through `ocsp`, if given)
+/// until the client leaves or a deadline passes; `activity` is the one of the
+/// [`GovernedStream`] under `io`.
 pub(crate) async fn serve_http<I>(
     io: I,
     activity: Arc<Activity>,
     router: axum::Router,
+    ocsp: Option<OcspFront>,
     limits: &Limits,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -408,7 +412,15 @@ pub(crate) async fn serve_http<I>(
             inner,
             activity: activity.clone(),
         });
-        let response = hyper::service::Service::call(&inner, request);
+        let front = ocsp
+            .as_ref()
+            .and_then(|front| Some((front.clone(), OcspFront::route(&request)?)));
+        let response = match front {
+            Some((front, route)) => {
+                Either::Left(async move { Ok::<_, Infallible>(front.answer(route, request).await) })
+            }
+            None => Either::Right(hyper::service::Service::call(&inner, request)),
+        };
         async move {
             let response = response.await?;
             activity.response_ready();

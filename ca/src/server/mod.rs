@@ -21,7 +21,7 @@ use crate::core::authority::Authority;
 use crate::core::config::ClientAuth;
 use crate::core::keys;
 use crate::core::limits::Limits;
-use crate::http::{full_router, public_router, AppState};
+use crate::http::{full_router, public_router, AppState, OcspFront};
 use crate::server::governor::Governor;
 
 /// Server errors.
@@ -97,10 +97,12 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
         }
     }
     let refresher = tokio::spawn(refresh_loop(authority.clone()));
+    let ocsp = OcspFront::new(authority.clone());
     let https = tokio::spawn(accept_loop(
         bound.https,
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
         full_router(state.clone()),
+        Some(ocsp.clone()),
         limits.clone(),
     ));
     let metrics = match authority.config().metrics.listen {
@@ -108,6 +110,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
             listen(addr).await?,
             None,
             crate::http::metrics_router(state.clone()),
+            None,
             limits.clone(),
         ))),
         None => None,
@@ -117,6 +120,7 @@ pub(crate) async fn serve(authority: Authority, bound: Bound) -> Result<(), Serv
             listener,
             None,
             public_router(state.clone()),
+            Some(ocsp),
             limits.clone(),
         ))
     });
@@ -153,15 +157,19 @@ async fn refresh_loop(authority: Arc<Authority>) {
     }
 }
 
+/// Admits connections on `listener` and serves `router` on them, OCSP requests first through
+/// `ocsp` (the listeners whose router has the OCSP routes).
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
+    ocsp: Option<OcspFront>,
     limits: Limits,
 ) {
     let governor = Governor::new(limits);
     while let Some(admitted) = governor.accept(&listener).await {
         let router = router.clone();
+        let ocsp = ocsp.clone();
         let tls = tls.clone();
         let limits = governor.limits().clone();
         tokio::spawn(async move {
@@ -171,7 +179,8 @@ async fn accept_loop(
             // Each request carries the client's address (per-address limits, audit of refusals).
             let router = router.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let Some(acceptor) = tls else {
-                return governor::serve_http(admitted.stream, activity, router, &limits).await;
+                return governor::serve_http(admitted.stream, activity, router, ocsp, &limits)
+                    .await;
             };
             match governor::within_handshake_deadline(&limits, acceptor.accept(admitted.stream))
                 .await
@@ -183,7 +192,7 @@ async fn accept_loop(
                             .layer(axum::Extension(ClientCertificate(Arc::new(first.to_vec())))),
                         _ => router,
                     };
-                    governor::serve_http(tls_stream, activity, router, &limits).await
+                    governor::serve_http(tls_stream, activity, router, ocsp, &limits).await
                 }
                 Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 None => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -321,6 +330,7 @@ pub(crate) async fn serve_relay(
         listener,
         Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
         routes,
+        None,
         limits,
     ));
     shutdown_signal().await;
