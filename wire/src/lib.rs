@@ -9,6 +9,7 @@
 //! - [`Discovery`], the document at [`WELL_KNOWN_PATH`], and the API paths;
 //! - [`EnrollRequest`], [`RenewRequest`] and their answer [`IssuedCertificate`];
 //! - [`StatusReport`], the body of `POST /api/v1/status` (and the endpoint's `status.json`);
+//! - [`Group`], an endpoint group's name, as the CA records it and certificates carry it;
 //! - [`PROOF_HEADER`] and [`RELAY_CHAIN`], the protocol's headers;
 //! - [`ErrorBody`], the JSON body of every error answer;
 //! - [`Serial`], a certificate serial number as every crate names it (lowercase hex).
@@ -18,6 +19,7 @@
 mod discovery;
 mod enrollment;
 mod error;
+mod group;
 mod headers;
 mod serial;
 mod status;
@@ -25,6 +27,7 @@ mod status;
 pub use discovery::{Discovery, ENROLL_PATH, RENEW_PATH, STATUS_PATH, WELL_KNOWN_PATH};
 pub use enrollment::{EnrollRequest, IssuedCertificate, RenewRequest};
 pub use error::{ErrorBody, ErrorDetail};
+pub use group::{Group, GroupError};
 pub use headers::{PROOF_HEADER, RELAY_CHAIN};
 pub use serial::{Serial, SerialParseError};
 pub use status::{RolloutState, StatusReport};
