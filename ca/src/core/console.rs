@@ -91,7 +91,7 @@ pub(crate) fn dashboard(authority: &Authority, now: i64) -> Result<Dashboard, St
     let (counts, releases, expiring, stored_hours) = read_tx(authority.store(), |tx| {
         Ok::<_, StoreError>((
             tx.endpoint_counts(now)?,
-            tx.release_counts()?,
+            tx.installed_release_counts()?,
             tx.certificates_expiring(now, now + EXPIRY_WINDOW_SECS, EXPIRING_LISTED)?,
             tx.report_hours(first_hour)?,
         ))
