@@ -153,7 +153,8 @@ pub enum Command {
     /// Verify, checkpoint, show and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Show the endpoints of the fleet and their state.
+    /// Show the endpoints of the fleet, their groups and state, and rollout progress per
+    /// release; move an endpoint to another group.
     #[command(subcommand)]
     Fleet(FleetCommand),
 }
@@ -496,7 +497,7 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List enrollment tokens with their state: pending, used, expired or revoked.
+    /// List enrollment tokens with their group and state: pending, used, expired or revoked.
     List {
         /// The data folder.
         #[command(flatten)]

@@ -945,15 +945,16 @@ fn cmd_token(cmd: TokenCommand) -> Result<(), Error> {
                 return Ok(());
             }
             say(&format!(
-                "{:<18} {:<24} {:<12} {:<9} {:<20} SERIAL",
-                "ID", "NAME", "PROFILE", "STATUS", "EXPIRES"
+                "{:<18} {:<24} {:<12} {:<16} {:<9} {:<20} SERIAL",
+                "ID", "NAME", "PROFILE", "GROUP", "STATUS", "EXPIRES"
             ));
             for (t, status) in tokens {
                 say(&format!(
-                    "{:<18} {:<24} {:<12} {:<9} {:<20} {}",
+                    "{:<18} {:<24} {:<12} {:<16} {:<9} {:<20} {}",
                     t.id,
                     t.name,
                     t.profile,
+                    t.group,
                     status.as_str(),
                     format_time(t.expires_at),
                     t.serial
