@@ -85,7 +85,7 @@ fn report(i: usize, now: i64) -> FleetReport {
         serial: format!("{:032x}", i as u128 * 7_919),
         received_at: now - (i as i64 % 3_600),
         installed_version: Some(release - u64::from(state != RolloutState::Installed)),
-        last_check: Some("2026-12-10T08:00:00Z".to_owned()),
+        last_check: Some("2026-12-07T08:00:00Z".to_owned()),
         last_result: Some("up-to-date".to_owned()),
         last_error: (state == RolloutState::Failed).then(|| "download failed: timeout".into()),
         unlisted: Vec::new(),
