@@ -552,6 +552,8 @@ pub enum CertCommand {
         json: bool,
     },
     /// Issue a certificate from a PKCS#10 request (admin use; endpoints enroll with a token).
+    /// A certificate of a client profile carries the group the CA records for the name
+    /// (`default` unless set by a token or `fleet set-group`).
     Issue {
         /// The data folder.
         #[command(flatten)]
