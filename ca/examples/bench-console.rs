@@ -1,8 +1,10 @@
 //! Benchmark: how fast the web console's pages answer with a large fleet in the store.
 //!
-//! Fills a CA's store with N endpoints (default 100,000; names `siteG-NNNNNN` in groups of
-//! 1,000, each with its enrollment token and certificate; 90% reported a release (1 to 3),
-//! 2% of those failing, 1% of the certificates revoked, 1% expired) and as many audit entries,
+//! Fills a CA's store with N endpoints (default 100,000; names `siteG-NNNNNN` in groups
+//! `siteG` of 1,000, each with its enrollment token, recorded group and certificate; 90%
+//! reported a release (1 to 3) and where they stand with the release 4 of channel `stable`
+//! that a rollout offers them, 2% of those failing, 1% of the certificates revoked, 1% expired)
+//! and as many audit entries,
 //! starts the release `herald-ca serve` on it, signs in to the console over HTTPS (an account
 //! without a second factor, made for the benchmark) and requests each page 50 times, one
 //! request at a time, over one keep-alive connection. Prints a table of latencies per page.
@@ -20,9 +22,11 @@
 use std::time::{Duration, Instant};
 
 use herald_ca::store::{
-    write_tx, CertRecord, EnrollmentTokenRecord, FleetReport, Revocation, StoreError,
+    write_tx, CertRecord, EndpointGroupRecord, EnrollmentTokenRecord, FleetReport, Revocation,
+    StoreError,
 };
 use herald_ca::{NewAuditEntry, Reason};
+use herald_wire::{Group, RolloutState};
 
 mod bench_common;
 use bench_common::http::{builds, herald_ca, init_herald, run, serve_herald};
@@ -43,6 +47,7 @@ fn fill(dir: &std::path::Path, n: usize) {
         write_tx(store.as_ref(), |tx| {
             for i in start..(start + BATCH).min(n) {
                 let name = name_of(i);
+                let group = Group::new(&format!("site{}", i / 1000)).unwrap();
                 tx.insert_enrollment_token(&EnrollmentTokenRecord {
                     id: format!("{i:016x}"),
                     hash: format!("{i:064x}"),
@@ -56,6 +61,7 @@ fn fill(dir: &std::path::Path, n: usize) {
                     serial: None,
                     spki_sha256: None,
                     revoked_at: None,
+                    group: group.clone(),
                 })?;
                 let serial = herald_ca::random_serial().unwrap();
                 let expired = i % 100 == 7;
@@ -69,6 +75,11 @@ fn fill(dir: &std::path::Path, n: usize) {
                     issued_at: now - 86_000 + (i % 3600) as i64,
                     der: vec![0x30, 0x00],
                     revocation: None,
+                })?;
+                tx.set_endpoint_group(&EndpointGroupRecord {
+                    name: name.clone(),
+                    group: group.clone(),
+                    changed_at: now - 86_000,
                 })?;
                 if i % 100 == 3 {
                     tx.revoke(
@@ -90,6 +101,16 @@ fn fill(dir: &std::path::Path, n: usize) {
                         last_result: Some(if failing { "error" } else { "up-to-date" }.into()),
                         last_error: failing.then(|| "mirror unreachable".into()),
                         unlisted: Vec::new(),
+                        group,
+                        channel: Some("stable".into()),
+                        release: Some(4),
+                        state: Some(match i % 7 {
+                            0 | 1 | 2 => RolloutState::Installed,
+                            3 | 4 => RolloutState::Pending,
+                            5 => RolloutState::Failed,
+                            _ => RolloutState::RolledBack,
+                        }),
+                        reason: None,
                     })?;
                 }
                 tx.append_audit(&NewAuditEntry::now(

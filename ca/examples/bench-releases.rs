@@ -27,7 +27,7 @@ mod bench_common;
 #[path = "../tests/pg_support/mod.rs"]
 mod pg_support;
 
-use bench_common::http::{client, herald_ca, init_herald, run, serve_herald};
+use bench_common::http::{builds, client, herald_ca, init_herald, run, serve_herald, Build};
 use bench_common::percentile_ms;
 
 const GROUPS: [&str; 8] = [
@@ -137,8 +137,15 @@ fn row(store: &str, how: &str, endpoints: usize, rows: usize, times: &[Duration]
 
 /// One store: a CA in `dir` (store chosen by the environment), `endpoints` reports, then the
 /// rows of the table.
-fn measure(rt: &tokio::runtime::Runtime, label: &str, dir: &Path, endpoints: usize, runs: usize) {
-    init_herald(dir);
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    build: &Build,
+    label: &str,
+    dir: &Path,
+    endpoints: usize,
+    runs: usize,
+) {
+    let (root, _operator) = init_herald(build, dir);
     let store = herald_ca::open_store(dir).unwrap();
     eprintln!("{label}: storing {endpoints} reports (not measured)...");
     populate(store.as_ref(), endpoints);
@@ -172,14 +179,14 @@ fn measure(rt: &tokio::runtime::Runtime, label: &str, dir: &Path, endpoints: usi
         &times,
     );
 
-    let auditor = String::from_utf8(run(herald_ca()
+    let auditor = String::from_utf8(run(herald_ca(build)
         .args(["admin-token", "create", "--role", "auditor", "--data-dir"])
         .arg(dir)))
     .unwrap()
     .trim()
     .to_owned();
-    let (_server, base) = serve_herald(dir);
-    let https = client(&std::fs::read(dir.join("root.crt")).unwrap());
+    let (_server, base) = serve_herald(build, dir);
+    let https = client(&root);
     let url = format!("{base}/api/v1/fleet/releases");
     let (times, answer) = time(runs, || {
         rt.block_on(async {
@@ -198,7 +205,7 @@ fn measure(rt: &tokio::runtime::Runtime, label: &str, dir: &Path, endpoints: usi
     );
 
     let (times, out) = time(runs.min(5), || {
-        run(herald_ca()
+        run(herald_ca(build)
             .args(["fleet", "releases", "--json", "--data-dir"])
             .arg(dir))
     });
@@ -223,6 +230,8 @@ fn main() {
         .build()
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
+    // This build only: the summary of the current version is what is measured.
+    let build = builds().pop().unwrap();
 
     println!(
         "Releases summary over the latest reports of {endpoints} endpoints, {runs} timed calls \
@@ -234,10 +243,24 @@ fn main() {
 
     std::env::remove_var("HERALD_CA_STORE_URL");
     std::env::remove_var("HERALD_CA_STORE_SCHEMA");
-    measure(&rt, "SQLite", &tmp.path().join("sqlite"), endpoints, runs);
+    measure(
+        &rt,
+        &build,
+        "SQLite",
+        &tmp.path().join("sqlite"),
+        endpoints,
+        runs,
+    );
 
     let schema = Schema(pg_support::unique_schema("herald_bench_releases"));
     std::env::set_var("HERALD_CA_STORE_URL", pg_support::pg_url());
     std::env::set_var("HERALD_CA_STORE_SCHEMA", &schema.0);
-    measure(&rt, "PostgreSQL", &tmp.path().join("pg"), endpoints, runs);
+    measure(
+        &rt,
+        &build,
+        "PostgreSQL",
+        &tmp.path().join("pg"),
+        endpoints,
+        runs,
+    );
 }

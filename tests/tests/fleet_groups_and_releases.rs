@@ -14,7 +14,8 @@ use std::process::Command;
 
 use ca_support::{ca_cmd, run_ok};
 use enroll_support::{
-    client_with, code, enroll, identity, key_and_csr, post, renew, runtime, Site,
+    client_with, code, enroll_with, key_and_csr, post, renew, report, runtime, set_group,
+    token_in_group, Site,
 };
 
 /// The organizationalUnitName values of a PEM certificate, as OpenSSL reads its Subject.
@@ -35,28 +36,6 @@ fn units_of(site: &Site, label: &str, certificate_pem: &str) -> Vec<String> {
         .collect()
 }
 
-/// Creates a token for `base` in `group` over the API (operator); returns the answer.
-async fn token_in_group(site: &Site, base: &str, group: &str) -> serde_json::Value {
-    let (status, created) = post(
-        site.client()
-            .post(format!("{}/api/v1/tokens", site.ca.https_url()))
-            .bearer_auth(&site.operator),
-        &serde_json::json!({ "name": base, "group": group }),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    created
-}
-
-/// Enrolls with `token`; returns the name, the identity (key then chain) and the answer.
-async fn enroll_with(site: &Site, token: &str) -> (String, Vec<u8>, serde_json::Value) {
-    let (key, csr) = key_and_csr("asks-for-nothing");
-    let (status, issued) = enroll(&site.client(), &site.ca.https_url(), token, &csr).await;
-    assert_eq!(status, 200, "{issued}");
-    let name = issued["name"].as_str().unwrap().to_owned();
-    (name, identity(&key, &issued), issued)
-}
-
 /// `GET path` with `bearer`; returns the status and the JSON answer.
 async fn get(site: &Site, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
     let mut request = site.client().get(format!("{}{path}", site.ca.https_url()));
@@ -70,28 +49,6 @@ async fn get(site: &Site, path: &str, bearer: Option<&str>) -> (u16, serde_json:
         status,
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
-}
-
-/// `POST /api/v1/fleet/{name}/group` with `bearer`.
-async fn set_group(site: &Site, name: &str, group: &str, bearer: &str) -> (u16, serde_json::Value) {
-    post(
-        site.client()
-            .post(format!("{}/api/v1/fleet/{name}/group", site.ca.https_url()))
-            .bearer_auth(bearer),
-        &serde_json::json!({ "group": group }),
-    )
-    .await
-}
-
-/// Sends a status report over mutual TLS with `identity`.
-async fn report(site: &Site, identity: &[u8], body: serde_json::Value) {
-    let endpoint = client_with(&site.root_pem, Some(identity));
-    let (status, ack) = post(
-        endpoint.post(format!("{}/api/v1/status", site.ca.https_url())),
-        &body,
-    )
-    .await;
-    assert_eq!(status, 200, "{ack}");
 }
 
 /// The names of a fleet listing.

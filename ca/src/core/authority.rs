@@ -807,7 +807,11 @@ impl Authority {
 
     /// The group a certificate of `profile_name` for `name` carries: for a client profile,
     /// the group the store records for `name`; none (the default group) otherwise.
-    pub(crate) fn recorded_group(&self, name: &str, profile_name: &str) -> Result<Group, StoreError> {
+    pub(crate) fn recorded_group(
+        &self,
+        name: &str,
+        profile_name: &str,
+    ) -> Result<Group, StoreError> {
         let client = self
             .config
             .profiles

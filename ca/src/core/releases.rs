@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use herald_wire::{Group, RolloutState};
 use serde::Serialize;
 
-use crate::store::{read_tx, Store, StoreError};
+use crate::store::{read_tx, ReleaseStateCount, Store, StoreError};
 
 /// One release of one channel in one group: how many endpoints' latest reports stand in each
 /// state.
@@ -48,7 +48,12 @@ impl ReleaseProgress {
 /// group. One aggregate query in the store (reports without a channel, release or state,
 /// sent by agents that follow no rollout policy, are not counted).
 pub(crate) fn releases(store: &dyn Store) -> Result<Vec<ReleaseProgress>, StoreError> {
-    let counts = read_tx(store, |tx| tx.release_counts())?;
+    Ok(progress(read_tx(store, |tx| tx.release_counts())?))
+}
+
+/// The store's counts per channel, release, group and state ([`crate::store::StoreTx::release_counts`]),
+/// one row per channel, release and group with the states as columns, in that order.
+pub(crate) fn progress(counts: Vec<ReleaseStateCount>) -> Vec<ReleaseProgress> {
     let mut rows: BTreeMap<(String, u64, Group), ReleaseProgress> = BTreeMap::new();
     for count in counts {
         let key = (count.channel, count.release, count.group);
@@ -62,7 +67,7 @@ pub(crate) fn releases(store: &dyn Store) -> Result<Vec<ReleaseProgress>, StoreE
             });
         *row.count_mut(count.state) += count.endpoints;
     }
-    Ok(rows.into_values().collect())
+    rows.into_values().collect()
 }
 
 #[cfg(test)]

@@ -165,7 +165,11 @@ impl RawEndpointRow {
             last_result: self.last_result,
             channel: self.channel,
             offered_release: version_from_db(self.offered_release)?,
-            rollout_state: self.rollout_state.as_deref().map(state_from_db).transpose()?,
+            rollout_state: self
+                .rollout_state
+                .as_deref()
+                .map(state_from_db)
+                .transpose()?,
         })
     }
 }

@@ -47,12 +47,18 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db, version_from_db, version_to_db, RawEndpointRow, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, group_from_db, RawReleaseCount, ENDPOINT_GROUP_COLUMNS, RELEASE_COUNTS_QUERY,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, group_from_db,
+    unlisted_to_db, version_from_db, version_to_db, RawEndpointRow, RawFleetReport,
+    RawReleaseCount, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
-    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReportHour, Revocation, RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx, StoredCrl, EndpointGroupRecord, ReleaseStateCount,
+    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
+    EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReleaseStateCount,
+    ReportHour, Revocation, RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx,
+    StoredCrl,
 };
 
 /// A write transaction. It commits without waiting for the disk (`synchronous_commit` off for
