@@ -105,7 +105,7 @@ fn fill(dir: &std::path::Path, n: usize) {
                         channel: Some("stable".into()),
                         release: Some(4),
                         state: Some(match i % 7 {
-                            0 | 1 | 2 => RolloutState::Installed,
+                            0..=2 => RolloutState::Installed,
                             3 | 4 => RolloutState::Pending,
                             5 => RolloutState::Failed,
                             _ => RolloutState::RolledBack,
