@@ -26,6 +26,7 @@ use herald_ca::store::{
     StoreError,
 };
 use herald_ca::{NewAuditEntry, Reason};
+use herald_e2e::console::sign_in_without_mfa;
 use herald_wire::{Group, RolloutState};
 
 mod bench_common;
@@ -125,64 +126,6 @@ fn fill(dir: &std::path::Path, n: usize) {
     }
 }
 
-/// The value of `name="csrf" value="..."` in a page.
-fn csrf_in(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// The value a response sets for cookie `name`.
-fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-}
-
-/// Signs in as `account` with its one-time password, sets a password; returns the session.
-async fn sign_in(http: &reqwest::Client, base: &str, account: &str, once: &str) -> String {
-    let form = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let login = cookie(&form, "__Host-herald-login").unwrap();
-    let csrf = csrf_in(&form.text().await.unwrap());
-    let signed = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("__Host-herald-login={login}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", account),
-            ("password", once),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 303, "{}", signed.text().await.unwrap());
-    let session = cookie(&signed, "__Host-herald-session").unwrap();
-    let setup = http
-        .get(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_in(&setup.text().await.unwrap());
-    let password = "benchmark password 1234";
-    let done = http
-        .post(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("new_password", password),
-            ("new_password2", password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 303, "{}", done.text().await.unwrap());
-    cookie(&done, "__Host-herald-session").unwrap()
-}
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::args()
@@ -236,7 +179,8 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let session = sign_in(&http, &base, "bench", &once).await;
+    let session =
+        sign_in_without_mfa(&http, &base, "bench", &once, "benchmark password 1234").await;
     let middle = name_of(n / 2);
     let pages = [
         ("dashboard", "/ui/".to_owned()),

@@ -11,6 +11,7 @@ mod enroll_support;
 
 use ca_support::{ca_cmd, run_ok, TestCa};
 use enroll_support::{enroll_with, report, runtime, set_group, token_in_group, Site};
+use herald_e2e::console::sign_in_without_mfa;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -21,24 +22,6 @@ fn browserless(site: &Site) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-/// The value of cookie `name` that a response sets.
-fn cookie(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no cookie {name}"))
-}
-
-/// The value of the CSRF field of a form page.
-fn csrf_in(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
-    html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// Creates a console account with `role` and no second factor, signs it in and sets its
@@ -54,44 +37,8 @@ async fn signed_in(site: &Site, http: &reqwest::Client, name: &str, role: &str) 
     );
     let added: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
     let once = added["one_time_password"].as_str().unwrap();
-    let base = site.ca.https_url();
-    let form = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let login = cookie(&form, "__Host-herald-login");
-    let csrf = csrf_in(&form.text().await.unwrap());
-    let signed = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("__Host-herald-login={login}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", name),
-            ("password", once),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 303);
-    let session = cookie(&signed, "__Host-herald-session");
-    let setup = http
-        .get(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_in(&setup.text().await.unwrap());
     let password = "rollout progress 2026";
-    let done = http
-        .post(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("new_password", password),
-            ("new_password2", password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 303);
-    cookie(&done, "__Host-herald-session")
+    sign_in_without_mfa(http, &site.ca.https_url(), name, once, password).await
 }
 
 /// `GET path` of the console with `session`; checks the answer's security headers and that it
