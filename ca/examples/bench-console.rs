@@ -40,10 +40,27 @@ fn name_of(i: usize) -> String {
     format!("site{}-{i:06}", i / 1000)
 }
 
+/// A certificate whose Subject carries `group` as its organizationalUnitName, as the CA writes
+/// it (the detail page reads the group back from the stored certificate).
+fn certificate_in(group: &Group, key: &rcgen::KeyPair) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, group.as_str());
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, group.as_str());
+    params.self_signed(key).unwrap().der().to_vec()
+}
+
 /// Records `n` endpoints (token, certificate, report) and `n` audit entries.
 fn fill(dir: &std::path::Path, n: usize) {
     let store = herald_ca::open_store(dir).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificates: Vec<Vec<u8>> = (0..n.div_ceil(1000))
+        .map(|g| certificate_in(&Group::new(&format!("site{g}")).unwrap(), &key))
+        .collect();
     for start in (0..n).step_by(BATCH) {
         write_tx(store.as_ref(), |tx| {
             for i in start..(start + BATCH).min(n) {
@@ -74,7 +91,7 @@ fn fill(dir: &std::path::Path, n: usize) {
                     not_before: now - 86_000,
                     not_after: if expired { now - 10 } else { now + 86_400 * 90 },
                     issued_at: now - 86_000 + (i % 3600) as i64,
-                    der: vec![0x30, 0x00],
+                    der: certificates[i / 1000].clone(),
                     revocation: None,
                 })?;
                 tx.set_endpoint_group(&EndpointGroupRecord {
