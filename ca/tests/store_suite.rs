@@ -1506,3 +1506,47 @@ fn store_at_version_6_upgraded_to_groups_and_rollout_fields() {
         assert_eq!(read_tx(store, |tx| tx.release_counts()).unwrap().len(), 1);
     }
 }
+
+#[test]
+fn enrollment_records_the_group_without_another_postgres_round_trip() {
+    let schema = PgSchema::new();
+    let pg = schema.open();
+    write_tx(&pg, |tx| {
+        tx.insert_enrollment_token(&token("t1", "pos-0001"))?;
+        tx.insert_enrollment_token(&token("t2", "pos-0002"))
+    })
+    .unwrap();
+    // The store calls of an enrollment's transaction: the certificate, the token burnt, the
+    // endpoint's group (from this version on), the audit entry, the commit.
+    let enroll = |id: &str, name: &str, serial: u8, group_of: Option<&str>| {
+        let before = pg.transaction_round_trips();
+        write_tx(&pg, |tx| {
+            let cert = cert_of(serial, name, "endpoint", 100, 1_000);
+            tx.insert_certificate(&cert)?;
+            assert!(tx.burn_enrollment_token(id, 100, &cert.serial.to_hex(), "spki")?);
+            if let Some(g) = group_of {
+                tx.set_endpoint_group(&group_record(name, g, 100))?;
+            }
+            tx.append_audit(&NewAuditEntry::now(
+                "test",
+                "certificate-issue",
+                serde_json::json!({}),
+            ))
+        })
+        .unwrap();
+        pg.transaction_round_trips() - before
+    };
+    let without_group = enroll("t1", "pos-0001", 1, None);
+    let with_group = enroll("t2", "pos-0002", 2, Some("pilot"));
+    assert_eq!(
+        (without_group, with_group),
+        (2, 2),
+        "BEGIN + certificate + burn, then the rest with COMMIT"
+    );
+    assert_eq!(
+        read_tx(&pg, |tx| tx.endpoint_group("pos-0002"))
+            .unwrap()
+            .map(|r| r.group),
+        Some(group("pilot"))
+    );
+}

@@ -20,11 +20,11 @@
 //!   while servers never wait for each other's appends;
 //! - read transactions are REPEATABLE READ, READ ONLY (one consistent snapshot);
 //! - statements are prepared once per connection and pipelined: `BEGIN` goes with the first
-//!   statement, statements whose answer nobody waits for (the certificate row, audit
-//!   entries) go with the next one that needs an answer or with `COMMIT`, and a read's
-//!   `COMMIT` is not waited for, so an enrollment waits for three round trips (`BEGIN` +
-//!   token read; `BEGIN` + certificate + token burn; audit entry + `COMMIT`) and for a flush
-//!   it shares with the writers waiting at the time;
+//!   statement, statements whose answer nobody waits for (the certificate row, the
+//!   endpoint's group, audit entries) go with the next one that needs an answer or with
+//!   `COMMIT`, and a read's `COMMIT` is not waited for, so an enrollment waits for three round
+//!   trips (`BEGIN` + token read; `BEGIN` + certificate + token burn; the endpoint's group +
+//!   audit entry + `COMMIT`) and for a flush it shares with the writers waiting at the time;
 //! - writes commit asynchronously and then wait for a flush shared with concurrent writers
 //!   (group commit, see [`FLUSH`]), so locks are not held across a disk flush;
 //! - a revocation bumps the status epoch and sends `NOTIFY herald_status` in its transaction;
@@ -35,6 +35,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -123,6 +124,8 @@ pub struct PgStore {
     chain: i64,
     /// Write commits waiting for a flush.
     flush: GroupCommit,
+    /// Round trips that transactions have waited for.
+    round_trips: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -250,6 +253,7 @@ impl PgStore {
             status: Arc::new(StatusSignal::default()),
             chain: 0,
             flush: GroupCommit::default(),
+            round_trips: AtomicU64::new(0),
         };
         store.migrate(&options.schema)?;
         let claim = config.clone();
@@ -257,6 +261,14 @@ impl PgStore {
         let status = store.status.clone();
         store.handle.spawn(listen_loop(config, status));
         Ok(store)
+    }
+
+    /// How many round trips the transactions of this store have waited for so far (a
+    /// pipeline of statements sent together and their answers read; not the shared flush of
+    /// group commit, nor a read's `COMMIT`, which nobody waits for). For tests and benchmarks
+    /// that check what a transaction costs.
+    pub fn transaction_round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// The audit chain this store appends to (claimed at open; see the module docs).
@@ -663,6 +675,7 @@ impl PgTx<'_> {
             .borrow()
             .clone()
             .ok_or_else(|| StoreError::Backend("the transaction has ended".into()))?;
+        self.store.round_trips.fetch_add(1, Ordering::Relaxed);
         self.store
             .block(async move { send(&client, pipeline).await })?
     }
