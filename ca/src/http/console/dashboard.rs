@@ -77,7 +77,7 @@ pub(super) async fn page_handler(
                         }
                     }
                 } }
-                p.note { "Each endpoint counts once, by its latest report, under the group of the certificate that proved the report (an endpoint moved to another group counts there from its next certificate on)." }
+                p.note { "Each endpoint counts once, by its latest report, under the group of the certificate that proved the report (an endpoint moved to another group counts there once it reports with its next certificate)." }
             }
         }
         div.columns {
