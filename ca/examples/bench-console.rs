@@ -1,8 +1,10 @@
 //! Benchmark: how fast the web console's pages answer with a large fleet in the store.
 //!
-//! Fills a CA's store with N endpoints (default 100,000; names `siteG-NNNNNN` in groups of
-//! 1,000, each with its enrollment token and certificate; 90% reported a release (1 to 3),
-//! 2% of those failing, 1% of the certificates revoked, 1% expired) and as many audit entries,
+//! Fills a CA's store with N endpoints (default 100,000; names `siteG-NNNNNN` in groups
+//! `siteG` of 1,000, each with its enrollment token, recorded group and certificate; 90%
+//! reported a release (1 to 3) and where they stand with the release 4 of channel `stable`
+//! that a rollout offers them, 2% of those failing, 1% of the certificates revoked, 1% expired)
+//! and as many audit entries,
 //! starts the release `herald-ca serve` on it, signs in to the console over HTTPS (an account
 //! without a second factor, made for the benchmark) and requests each page 50 times, one
 //! request at a time, over one keep-alive connection. Prints a table of latencies per page.
@@ -20,9 +22,12 @@
 use std::time::{Duration, Instant};
 
 use herald_ca::store::{
-    write_tx, CertRecord, EnrollmentTokenRecord, FleetReport, Revocation, StoreError,
+    write_tx, CertRecord, EndpointGroupRecord, EnrollmentTokenRecord, FleetReport, Revocation,
+    StoreError,
 };
 use herald_ca::{NewAuditEntry, Reason};
+use herald_e2e::console::sign_in_without_mfa;
+use herald_wire::{Group, RolloutState};
 
 mod bench_common;
 use bench_common::http::{builds, herald_ca, init_herald, run, serve_herald};
@@ -35,14 +40,32 @@ fn name_of(i: usize) -> String {
     format!("site{}-{i:06}", i / 1000)
 }
 
+/// A certificate whose Subject carries `group` as its organizationalUnitName, as the CA writes
+/// it (the detail page reads the group back from the stored certificate).
+fn certificate_in(group: &Group, key: &rcgen::KeyPair) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, group.as_str());
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, group.as_str());
+    params.self_signed(key).unwrap().der().to_vec()
+}
+
 /// Records `n` endpoints (token, certificate, report) and `n` audit entries.
 fn fill(dir: &std::path::Path, n: usize) {
     let store = herald_ca::open_store(dir).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificates: Vec<Vec<u8>> = (0..n.div_ceil(1000))
+        .map(|g| certificate_in(&Group::new(&format!("site{g}")).unwrap(), &key))
+        .collect();
     for start in (0..n).step_by(BATCH) {
         write_tx(store.as_ref(), |tx| {
             for i in start..(start + BATCH).min(n) {
                 let name = name_of(i);
+                let group = Group::new(&format!("site{}", i / 1000)).unwrap();
                 tx.insert_enrollment_token(&EnrollmentTokenRecord {
                     id: format!("{i:016x}"),
                     hash: format!("{i:064x}"),
@@ -56,6 +79,7 @@ fn fill(dir: &std::path::Path, n: usize) {
                     serial: None,
                     spki_sha256: None,
                     revoked_at: None,
+                    group: group.clone(),
                 })?;
                 let serial = herald_ca::random_serial().unwrap();
                 let expired = i % 100 == 7;
@@ -67,8 +91,13 @@ fn fill(dir: &std::path::Path, n: usize) {
                     not_before: now - 86_000,
                     not_after: if expired { now - 10 } else { now + 86_400 * 90 },
                     issued_at: now - 86_000 + (i % 3600) as i64,
-                    der: vec![0x30, 0x00],
+                    der: certificates[i / 1000].clone(),
                     revocation: None,
+                })?;
+                tx.set_endpoint_group(&EndpointGroupRecord {
+                    name: name.clone(),
+                    group: group.clone(),
+                    changed_at: now - 86_000,
                 })?;
                 if i % 100 == 3 {
                     tx.revoke(
@@ -90,6 +119,16 @@ fn fill(dir: &std::path::Path, n: usize) {
                         last_result: Some(if failing { "error" } else { "up-to-date" }.into()),
                         last_error: failing.then(|| "mirror unreachable".into()),
                         unlisted: Vec::new(),
+                        group,
+                        channel: Some("stable".into()),
+                        release: Some(4),
+                        state: Some(match i % 7 {
+                            0..=2 => RolloutState::Installed,
+                            3 | 4 => RolloutState::Pending,
+                            5 => RolloutState::Failed,
+                            _ => RolloutState::RolledBack,
+                        }),
+                        reason: None,
                     })?;
                 }
                 tx.append_audit(&NewAuditEntry::now(
@@ -102,64 +141,6 @@ fn fill(dir: &std::path::Path, n: usize) {
         })
         .unwrap();
     }
-}
-
-/// The value of `name="csrf" value="..."` in a page.
-fn csrf_in(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// The value a response sets for cookie `name`.
-fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-}
-
-/// Signs in as `account` with its one-time password, sets a password; returns the session.
-async fn sign_in(http: &reqwest::Client, base: &str, account: &str, once: &str) -> String {
-    let form = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let login = cookie(&form, "__Host-herald-login").unwrap();
-    let csrf = csrf_in(&form.text().await.unwrap());
-    let signed = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("__Host-herald-login={login}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", account),
-            ("password", once),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 303, "{}", signed.text().await.unwrap());
-    let session = cookie(&signed, "__Host-herald-session").unwrap();
-    let setup = http
-        .get(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_in(&setup.text().await.unwrap());
-    let password = "benchmark password 1234";
-    let done = http
-        .post(format!("{base}/ui/setup"))
-        .header("cookie", format!("__Host-herald-session={session}"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("new_password", password),
-            ("new_password2", password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 303, "{}", done.text().await.unwrap());
-    cookie(&done, "__Host-herald-session").unwrap()
 }
 
 #[tokio::main]
@@ -215,7 +196,8 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let session = sign_in(&http, &base, "bench", &once).await;
+    let session =
+        sign_in_without_mfa(&http, &base, "bench", &once, "benchmark password 1234").await;
     let middle = name_of(n / 2);
     let pages = [
         ("dashboard", "/ui/".to_owned()),

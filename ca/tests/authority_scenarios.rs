@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 
 use der::asn1::{Any, OctetString};
 use der::{Decode, Encode};
-use herald_ca::store::{read_tx, ListFilter, StoreError};
+use herald_ca::store::{read_tx, write_tx, EndpointGroupRecord, ListFilter, StoreError};
 use herald_ca::{
     init, Authority, CaKeyType, InitOptions, IssueError, KeyAccess, KeyProtection, Passphrase,
     Reason, RevokeTarget,
 };
+use herald_wire::Group;
 use x509_cert::Certificate;
 use x509_ocsp::{
     BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
@@ -81,7 +82,11 @@ fn issued_certificate_follows_policy_not_the_request() {
         .unwrap();
     let cert = parse(&issued.certificate_pem);
     let tbs = &cert.tbs_certificate;
-    assert_eq!(tbs.subject.to_string(), "CN=LAPTOP-ACME-0042,O=Scenario");
+    // The group (none recorded for the name: `default`) rides as the organizational unit.
+    assert_eq!(
+        tbs.subject.to_string(),
+        "CN=LAPTOP-ACME-0042,OU=default,O=Scenario"
+    );
     let exts = tbs.extensions.as_ref().unwrap();
     let has = |oid: &str| exts.iter().any(|e| e.extn_id.to_string() == oid);
     assert!(has("2.5.29.37"), "extended key usage");
@@ -203,6 +208,46 @@ fn refused_requests_leave_no_record() {
         .filter(|c| c.profile == "endpoint")
         .count();
     assert_eq!(endpoint_certs, 0);
+}
+
+#[test]
+fn issued_client_certificate_carries_the_group_recorded_for_its_name_server_none() {
+    let (_tmp, ca) = new_ca(CaKeyType::EcdsaP256);
+    write_tx(ca.store(), |tx| {
+        tx.set_endpoint_group(&EndpointGroupRecord {
+            name: "kiosk-0007".into(),
+            group: Group::new("kiosks").unwrap(),
+            changed_at: 1,
+        })
+    })
+    .unwrap();
+    let subject = |name: &str, profile: &str| {
+        let issued = ca
+            .issue(
+                csr(&rcgen::PKCS_ECDSA_P256_SHA256).as_bytes(),
+                name,
+                profile,
+                "test",
+            )
+            .unwrap();
+        parse(&issued.certificate_pem)
+            .tbs_certificate
+            .subject
+            .to_string()
+    };
+    assert_eq!(
+        subject("kiosk-0007", "endpoint"),
+        "CN=kiosk-0007,OU=kiosks,O=Scenario"
+    );
+    assert_eq!(
+        subject("relay-0001", "relay"),
+        "CN=relay-0001,OU=default,O=Scenario"
+    );
+    assert_eq!(
+        subject("relay.site.example", "server"),
+        "CN=relay.site.example,O=Scenario",
+        "server certificates carry no group"
+    );
 }
 
 fn cert_id(ca: &Authority, serial: &[u8], sha256: bool) -> CertId {

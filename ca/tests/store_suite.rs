@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use herald_ca::store::{
     read_tx, write_tx, AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts,
-    EndpointFilter, EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter,
-    PgOptions, PgStore, ReportHour, Revocation, RevokeOutcome, SessionRecord, SqliteStore, Store,
-    StoreError, StoredCrl, SCHEMA_VERSION,
+    EndpointFilter, EndpointGroupRecord, EndpointQuery, EndpointRow, EnrollmentTokenRecord,
+    FleetReport, ListFilter, PgOptions, PgStore, ReleaseStateCount, ReportHour, Revocation,
+    RevokeOutcome, SessionRecord, SqliteStore, Store, StoreError, StoredCrl, SCHEMA_VERSION,
 };
 use herald_ca::{verify_audit_log, NewAuditEntry, Reason, Serial};
+use herald_wire::{Group, RolloutState};
 
 mod pg_support;
 use pg_support::{pg_url, query_text, run_sql as admin_sql};
@@ -90,6 +91,7 @@ fn token(id: &str, name: &str) -> EnrollmentTokenRecord {
         serial: None,
         spki_sha256: None,
         revoked_at: None,
+        group: Group::default(),
     }
 }
 
@@ -714,6 +716,7 @@ fn report(name: &str, version: u64, error: Option<&str>, at: i64) -> FleetReport
         ),
         last_error: error.map(str::to_owned),
         unlisted: vec!["a.tmp".to_owned(), "b/c.log".to_owned()],
+        ..FleetReport::default()
     }
 }
 
@@ -747,11 +750,7 @@ fn empty_report_round_trips_in_both_stores() {
             name: "kiosk-0001".to_owned(),
             serial: "01".to_owned(),
             received_at: 5,
-            installed_version: None,
-            last_check: None,
-            last_result: None,
-            last_error: None,
-            unlisted: Vec::new(),
+            ..FleetReport::default()
         };
         write_tx(store, |tx| tx.put_fleet_report(&empty)).unwrap();
         assert_eq!(
@@ -898,9 +897,10 @@ fn cert_of(serial: u8, name: &str, profile: &str, issued_at: i64, not_after: i64
     }
 }
 
-/// Two certificates of `kiosk-0001` (the newer one revoked), a `server` certificate (not an
-/// endpoint), `Lab-0001` (issued by hand, no token, never reported), and reports of
-/// `kiosk-0001` and of `ghost-0001` (no certificate; its check failed).
+/// Two certificates of `kiosk-0001` (the newer one revoked; group `kiosks`), a `server`
+/// certificate (not an endpoint), `Lab-0001` (issued by hand, no token, no group recorded,
+/// never reported), and reports of `kiosk-0001` and of `ghost-0001` (group `pilot`, no
+/// certificate; its check failed, and so did the release its rollout offered).
 fn small_fleet(store: &dyn Store) {
     write_tx(store, |tx| {
         tx.insert_enrollment_token(&EnrollmentTokenRecord {
@@ -911,6 +911,9 @@ fn small_fleet(store: &dyn Store) {
         tx.insert_certificate(&cert_of(2, "kiosk-0001", "endpoint", 200, 2_000))?;
         tx.insert_certificate(&cert_of(3, "web.example", "server", 200, 2_000))?;
         tx.insert_certificate(&cert_of(4, "Lab-0001", "endpoint", 150, 400))?;
+        // Recorded after the certificate (as enrollment does) and before the report.
+        tx.set_endpoint_group(&group_record("kiosk-0001", "kiosks", 100))?;
+        tx.set_endpoint_group(&group_record("ghost-0001", "pilot", 100))?;
         Ok::<_, StoreError>(())
     })
     .unwrap();
@@ -921,10 +924,23 @@ fn small_fleet(store: &dyn Store) {
         };
         tx.revoke(&Serial::from_bytes(&[2, 0xee]), revoked)?;
         tx.put_fleet_report(&report("kiosk-0001", 3, None, 300))?;
-        tx.put_fleet_report(&report("ghost-0001", 1, Some("disk full"), 310))?;
+        tx.put_fleet_report(&FleetReport {
+            channel: Some("stable".to_owned()),
+            release: Some(2),
+            state: Some(RolloutState::Failed),
+            ..report("ghost-0001", 1, Some("disk full"), 310)
+        })?;
         tx.put_fleet_report(&report("kiosk-0001", 3, None, 3_700))
     })
     .unwrap();
+}
+
+fn group_record(name: &str, in_group: &str, at: i64) -> EndpointGroupRecord {
+    EndpointGroupRecord {
+        name: name.to_owned(),
+        group: group(in_group),
+        changed_at: at,
+    }
 }
 
 fn page(store: &dyn Store, query: EndpointQuery) -> Vec<String> {
@@ -950,33 +966,42 @@ fn endpoints_view_follows_certificates_revocations_and_reports() {
             vec![
                 EndpointRow {
                     name: "ghost-0001".into(),
-                    group: "ghost-0001".into(),
+                    group: "pilot".into(),
                     serial: None,
                     not_after: None,
                     revoked_at: None,
                     installed_version: Some(1),
                     last_seen: Some(310),
                     last_result: Some("error".into()),
+                    channel: Some("stable".into()),
+                    offered_release: Some(2),
+                    rollout_state: Some(RolloutState::Failed),
                 },
                 EndpointRow {
                     name: "kiosk-0001".into(),
-                    group: "kiosk".into(),
+                    group: "kiosks".into(),
                     serial: Some(Serial::from_bytes(&[2, 0xee]).to_hex()),
                     not_after: Some(2_000),
                     revoked_at: Some(250),
                     installed_version: Some(3),
                     last_seen: Some(3_700),
                     last_result: Some("installed".into()),
+                    channel: None,
+                    offered_release: None,
+                    rollout_state: None,
                 },
                 EndpointRow {
                     name: "Lab-0001".into(),
-                    group: "Lab-0001".into(),
+                    group: "default".into(),
                     serial: Some(Serial::from_bytes(&[4, 0xee]).to_hex()),
                     not_after: Some(400),
                     revoked_at: None,
                     installed_version: None,
                     last_seen: None,
                     last_result: None,
+                    channel: None,
+                    offered_release: None,
+                    rollout_state: None,
                 },
             ],
             "ordered by lower-case name; the newest endpoint certificate counts"
@@ -1006,11 +1031,13 @@ fn endpoints_view_follows_certificates_revocations_and_reports() {
             }),
             ["Lab-0001"]
         );
-        let group = EndpointQuery {
-            group: Some("kiosk".into()),
+        let in_group = |g: &str| EndpointQuery {
+            group: Some(g.into()),
             ..all(10)
         };
-        assert_eq!(by(group), ["kiosk-0001"]);
+        assert_eq!(by(in_group("kiosks")), ["kiosk-0001"]);
+        assert_eq!(by(in_group("pilot")), ["ghost-0001"]);
+        assert_eq!(by(in_group("default")), ["Lab-0001"], "no group recorded");
         let release = EndpointQuery {
             release: Some(1),
             ..all(10)
@@ -1038,7 +1065,7 @@ fn endpoints_view_follows_certificates_revocations_and_reports() {
             }
         );
         assert_eq!(
-            read_tx(other, |tx| tx.release_counts()).unwrap(),
+            read_tx(other, |tx| tx.installed_release_counts()).unwrap(),
             vec![(None, 1), (Some(1), 1), (Some(3), 1)]
         );
         assert_eq!(
@@ -1058,6 +1085,14 @@ fn endpoints_view_follows_certificates_revocations_and_reports() {
             "every report counted once, in the hour it arrived"
         );
         assert_eq!(read_tx(other, |tx| tx.report_hours(1)).unwrap().len(), 1);
+        // An operator moves an endpoint: the view follows; a new certificate keeps the move.
+        write_tx(store, |tx| {
+            tx.set_endpoint_group(&group_record("kiosk-0001", "pilot", 400))?;
+            tx.insert_certificate(&cert_of(5, "kiosk-0001", "endpoint", 400, 3_000))
+        })
+        .unwrap();
+        assert_eq!(by(in_group("pilot")), ["ghost-0001", "kiosk-0001"]);
+        assert!(by(in_group("kiosks")).is_empty());
     });
 }
 
@@ -1170,8 +1205,7 @@ fn endpoints_of_an_older_store_backfilled_by_the_migration() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(&format!(
-            "DROP TRIGGER endpoints_on_issue; DROP TRIGGER endpoints_on_revoke;
-             DROP TRIGGER endpoints_on_report; {undo_v5}
+            "{UNDO_V7_SQLITE} DROP TRIGGER endpoints_on_revoke; {undo_v5}
              ALTER TABLE audit DROP COLUMN chain; PRAGMA user_version = 4;"
         ))
         .unwrap();
@@ -1202,4 +1236,317 @@ fn endpoints_of_an_older_store_backfilled_by_the_migration() {
             (1, 1, 1)
         );
     }
+}
+
+fn group(name: &str) -> Group {
+    Group::new(name).unwrap()
+}
+
+/// A report of the rollout fields: `channel`, `release`, `state`, sent with a certificate
+/// of `group`.
+fn rollout(
+    name: &str,
+    channel: &str,
+    release: u64,
+    in_group: &str,
+    state: RolloutState,
+) -> FleetReport {
+    FleetReport {
+        name: name.to_owned(),
+        serial: "01".to_owned(),
+        received_at: 1,
+        group: group(in_group),
+        channel: Some(channel.to_owned()),
+        release: Some(release),
+        state: Some(state),
+        reason: (state == RolloutState::RolledBack).then(|| "health check: exit 3".to_owned()),
+        ..FleetReport::default()
+    }
+}
+
+#[test]
+fn rollout_fields_and_group_of_a_report_round_trip_in_both_stores() {
+    both(|a, b| {
+        let sent = rollout("pos-0001", "beta", 8, "pilot", RolloutState::RolledBack);
+        write_tx(a, |tx| tx.put_fleet_report(&sent)).unwrap();
+        assert_eq!(read_tx(b, |tx| tx.fleet_reports(None)).unwrap(), [sent]);
+        // A newer report replaces every field, the rollout ones included.
+        let newer = FleetReport {
+            name: "pos-0001".to_owned(),
+            serial: "02".to_owned(),
+            received_at: 2,
+            ..FleetReport::default()
+        };
+        write_tx(b, |tx| tx.put_fleet_report(&newer)).unwrap();
+        assert_eq!(read_tx(a, |tx| tx.fleet_reports(None)).unwrap(), [newer]);
+    });
+}
+
+#[test]
+fn releases_summary_counts_each_endpoints_latest_report_once_in_both_stores() {
+    use RolloutState::{Failed, Held, Installed, Pending, RolledBack};
+    both(|a, b| {
+        write_tx(a, |tx| {
+            for (i, state) in [Installed, Installed, Installed, RolledBack, Pending]
+                .into_iter()
+                .enumerate()
+            {
+                tx.put_fleet_report(&rollout(&format!("pilot-{i}"), "stable", 7, "pilot", state))?;
+            }
+            for (i, state) in [Pending, Pending, Failed, Held].into_iter().enumerate() {
+                tx.put_fleet_report(&rollout(
+                    &format!("rest-{i}"),
+                    "stable",
+                    7,
+                    "default",
+                    state,
+                ))?;
+            }
+            tx.put_fleet_report(&rollout("beta-0", "beta", 8, "default", Installed))?;
+            // Reports of agents without a rollout policy, or with half of its fields, are
+            // not counted.
+            tx.put_fleet_report(&report("old-0001", 6, None, 3))?;
+            tx.put_fleet_report(&FleetReport {
+                channel: None,
+                ..rollout("half-0001", "stable", 7, "pilot", Installed)
+            })
+        })
+        .unwrap();
+        // pilot-0 now reports a failure: its earlier `installed` no longer counts.
+        write_tx(b, |tx| {
+            tx.put_fleet_report(&rollout("pilot-0", "stable", 7, "pilot", Failed))
+        })
+        .unwrap();
+        let counts = read_tx(b, |tx| tx.release_counts()).unwrap();
+        let mut seen: Vec<(String, u64, String, RolloutState, u64)> = counts
+            .into_iter()
+            .map(|c: ReleaseStateCount| {
+                (
+                    c.channel,
+                    c.release,
+                    c.group.to_string(),
+                    c.state,
+                    c.endpoints,
+                )
+            })
+            .collect();
+        seen.sort();
+        let row = |c: &str, r: u64, g: &str, s: RolloutState, n: u64| {
+            (c.to_owned(), r, g.to_owned(), s, n)
+        };
+        assert_eq!(
+            seen,
+            [
+                row("beta", 8, "default", Installed, 1),
+                row("stable", 7, "default", Pending, 2),
+                row("stable", 7, "default", Failed, 1),
+                row("stable", 7, "default", Held, 1),
+                row("stable", 7, "pilot", Installed, 2),
+                row("stable", 7, "pilot", Pending, 1),
+                row("stable", 7, "pilot", Failed, 1),
+                row("stable", 7, "pilot", RolledBack, 1),
+            ]
+        );
+    });
+}
+
+#[test]
+fn endpoint_group_recorded_replaced_and_listed_in_both_stores() {
+    both(|a, b| {
+        assert_eq!(
+            read_tx(a, |tx| tx.endpoint_group("pos-0001")).unwrap(),
+            None
+        );
+        let record = |name: &str, g: &str, at: i64| EndpointGroupRecord {
+            name: name.to_owned(),
+            group: group(g),
+            changed_at: at,
+        };
+        write_tx(a, |tx| {
+            tx.set_endpoint_group(&record("pos-0002", "kiosks", 1))?;
+            tx.set_endpoint_group(&record("pos-0001", "pilot", 2))
+        })
+        .unwrap();
+        write_tx(b, |tx| {
+            tx.set_endpoint_group(&record("pos-0001", "default", 3))
+        })
+        .unwrap();
+        assert_eq!(
+            read_tx(a, |tx| tx.endpoint_group("pos-0001")).unwrap(),
+            Some(record("pos-0001", "default", 3))
+        );
+        assert_eq!(
+            read_tx(b, |tx| tx.endpoint_groups()).unwrap(),
+            [
+                record("pos-0001", "default", 3),
+                record("pos-0002", "kiosks", 1)
+            ]
+        );
+    });
+}
+
+#[test]
+fn enrollment_token_keeps_its_group_in_both_stores() {
+    both(|a, b| {
+        let pilot = EnrollmentTokenRecord {
+            group: group("pilot"),
+            ..token("p", "kiosk-0001")
+        };
+        write_tx(a, |tx| tx.insert_enrollment_token(&pilot)).unwrap();
+        let stored = read_tx(b, |tx| tx.enrollment_token_by_hash("hash-p"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.group, group("pilot"));
+        assert_eq!(
+            read_tx(b, |tx| tx.list_enrollment_tokens()).unwrap(),
+            [pilot]
+        );
+    });
+}
+
+/// Takes a SQLite store of this version back to schema version 6 (before endpoint groups and
+/// rollout fields): the objects and columns step 7 adds are removed. The triggers of the
+/// `endpoints` view go too (step 7 writes them anew).
+const UNDO_V7_SQLITE: &str = "
+    DROP TRIGGER endpoints_on_issue; DROP TRIGGER endpoints_on_report;
+    DROP TABLE endpoint_groups; DROP INDEX fleet_reports_releases;
+    ALTER TABLE enrollment_tokens DROP COLUMN group_name;
+    ALTER TABLE fleet_reports DROP COLUMN group_name;
+    ALTER TABLE fleet_reports DROP COLUMN channel;
+    ALTER TABLE fleet_reports DROP COLUMN offered_release;
+    ALTER TABLE fleet_reports DROP COLUMN rollout_state;
+    ALTER TABLE fleet_reports DROP COLUMN rollout_reason;
+    ALTER TABLE endpoints DROP COLUMN channel;
+    ALTER TABLE endpoints DROP COLUMN offered_release;
+    ALTER TABLE endpoints DROP COLUMN rollout_state;";
+
+#[test]
+fn store_at_version_6_upgraded_to_groups_and_rollout_fields() {
+    // A fleet written by this version, then put back at schema version 6, where the console's
+    // group of an endpoint was the base name of its token.
+    let v6_groups = "UPDATE endpoints SET grp = 'kiosk' WHERE name = 'kiosk-0001';
+        UPDATE endpoints SET grp = name WHERE name <> 'kiosk-0001';";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    small_fleet(&SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "{UNDO_V7_SQLITE} {v6_groups} PRAGMA user_version = 6;"
+        ))
+        .unwrap();
+    let schema = PgSchema::new();
+    small_fleet(&schema.open());
+    admin_sql(&format!(
+        "SET search_path TO {0};
+         DROP TABLE endpoint_groups; DROP FUNCTION endpoints_on_group();
+         ALTER TABLE enrollment_tokens DROP COLUMN group_name;
+         ALTER TABLE fleet_reports DROP COLUMN group_name, DROP COLUMN channel,
+             DROP COLUMN offered_release, DROP COLUMN rollout_state,
+             DROP COLUMN rollout_reason;
+         ALTER TABLE endpoints DROP COLUMN channel, DROP COLUMN offered_release,
+             DROP COLUMN rollout_state;
+         {v6_groups}
+         UPDATE herald_schema SET version = 6;",
+        schema.name
+    ));
+    let sqlite = SqliteStore::open(&path).unwrap();
+    let pg = schema.open();
+    for store in [&sqlite as &dyn Store, &pg] {
+        // Nothing recorded a group before: tokens, reports and endpoints are in `default`.
+        let token = read_tx(store, |tx| tx.enrollment_token("t1"))
+            .unwrap()
+            .unwrap();
+        assert!(token.group.is_default());
+        let reports = read_tx(store, |tx| tx.fleet_reports(None)).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(reports
+            .iter()
+            .all(|r| r.group.is_default() && r.state.is_none()));
+        assert!(read_tx(store, |tx| tx.release_counts()).unwrap().is_empty());
+        assert!(read_tx(store, |tx| tx.endpoint_groups())
+            .unwrap()
+            .is_empty());
+        let all = EndpointQuery {
+            now: 500,
+            limit: 10,
+            ..EndpointQuery::default()
+        };
+        let rows = read_tx(store, |tx| tx.endpoints_page(&all)).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(
+            rows.iter()
+                .all(|r| r.group == "default" && r.rollout_state.is_none()),
+            "{rows:?}"
+        );
+        // The view's triggers of version 7 are in place: a recorded group and a report's
+        // rollout fields reach the endpoint's row.
+        write_tx(store, |tx| {
+            tx.set_endpoint_group(&group_record("kiosk-0001", "kiosks", 600))?;
+            tx.put_fleet_report(&rollout(
+                "kiosk-0001",
+                "stable",
+                4,
+                "kiosks",
+                RolloutState::Installed,
+            ))
+        })
+        .unwrap();
+        let kiosks = EndpointQuery {
+            group: Some("kiosks".into()),
+            ..all.clone()
+        };
+        let rows = read_tx(store, |tx| tx.endpoints_page(&kiosks)).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.name.as_str(), r.offered_release, r.rollout_state))
+                .collect::<Vec<_>>(),
+            [("kiosk-0001", Some(4), Some(RolloutState::Installed))]
+        );
+        assert_eq!(read_tx(store, |tx| tx.release_counts()).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn enrollment_records_the_group_without_another_postgres_round_trip() {
+    let schema = PgSchema::new();
+    let pg = schema.open();
+    write_tx(&pg, |tx| {
+        tx.insert_enrollment_token(&token("t1", "pos-0001"))?;
+        tx.insert_enrollment_token(&token("t2", "pos-0002"))
+    })
+    .unwrap();
+    // The store calls of an enrollment's transaction: the certificate, the token burnt, the
+    // endpoint's group (from this version on), the audit entry, the commit.
+    let enroll = |id: &str, name: &str, serial: u8, group_of: Option<&str>| {
+        let before = pg.transaction_round_trips();
+        write_tx(&pg, |tx| {
+            let cert = cert_of(serial, name, "endpoint", 100, 1_000);
+            tx.insert_certificate(&cert)?;
+            assert!(tx.burn_enrollment_token(id, 100, &cert.serial.to_hex(), "spki")?);
+            if let Some(g) = group_of {
+                tx.set_endpoint_group(&group_record(name, g, 100))?;
+            }
+            tx.append_audit(&NewAuditEntry::now(
+                "test",
+                "certificate-issue",
+                serde_json::json!({}),
+            ))
+        })
+        .unwrap();
+        pg.transaction_round_trips() - before
+    };
+    let without_group = enroll("t1", "pos-0001", 1, None);
+    let with_group = enroll("t2", "pos-0002", 2, Some("pilot"));
+    assert_eq!(
+        (without_group, with_group),
+        (2, 2),
+        "BEGIN + certificate + burn, then the rest with COMMIT"
+    );
+    assert_eq!(
+        read_tx(&pg, |tx| tx.endpoint_group("pos-0002"))
+            .unwrap()
+            .map(|r| r.group),
+        Some(group("pilot"))
+    );
 }

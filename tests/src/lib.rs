@@ -1,9 +1,10 @@
 //! Helpers for Herald's end-to-end scenarios, which run the real binaries built by
 //! `cargo test --workspace` (or `cargo build --workspace`), and for the benchmark programs
-//! that start servers ([`servers`]).
+//! that start servers ([`servers`]) or sign in to the console ([`console`]).
 
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod servers;
 
 use std::path::PathBuf;

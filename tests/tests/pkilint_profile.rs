@@ -1,6 +1,7 @@
 //! Every kind of object `herald-ca` produces lints clean with pkilint, a linter nobody here
 //! wrote: the root, the issuing CA, the OCSP signer, the server's TLS certificate, endpoint
-//! certificates for P-256, P-384, Ed25519 and RSA keys, relay and server-profile certificates,
+//! certificates for P-256, P-384, Ed25519 and RSA keys and one carrying a group (its
+//! organizationalUnitName), relay and server-profile certificates,
 //! an empty CRL and one with an entry for every reason, and OCSP responses (good, revoked,
 //! unknown; with and without a nonce). Findings of severity WARNING or above fail the test;
 //! ARCHITECTURE.md ("X.509 profile") lists the warnings Herald accepts, and today there are
@@ -131,6 +132,24 @@ fn pkilint_finds_no_error_or_warning_in_anything_herald_ca_produces() {
     ] {
         cert(name, &issue(&ca, name, "endpoint", key));
     }
+    // An endpoint moved to a group: its next certificate carries the group as its
+    // organizationalUnitName.
+    issue(&ca, "bars-host-0005", "endpoint", P256);
+    run_ok(
+        ca_cmd()
+            .args([
+                "fleet",
+                "set-group",
+                "bars-host-0005",
+                "pilot",
+                "--data-dir",
+            ])
+            .arg(&ca.dir),
+    );
+    cert(
+        "endpoint in a group",
+        &issue(&ca, "bars-host-0005", "endpoint", P256),
+    );
     cert("relay", &issue(&ca, "site-relay-0001", "relay", P256));
     cert(
         "server profile",

@@ -30,7 +30,7 @@ pub use herald_wire::{EnrollRequest, IssuedCertificate, RenewRequest, PROOF_HEAD
 pub use http::{carrier, json_errors, rate_limited, routes, ClientCertificate};
 pub use refusal::Refusal;
 pub use service::{
-    Authority, AuthorityError, Carrier, CurrentCertificate, Hop, NewTokenRequest, Proved,
+    Authority, AuthorityError, Carrier, CurrentCertificate, Hop, NewToken, NewTokenRequest, Proved,
     TokenService, MAX_RELAY_HOPS, RELAY_PROFILE,
 };
 pub use token::{

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use herald_token_client::{rfc3339, sha256_hex, Proof, ProofError, Purpose, ReplayGuard};
-use herald_wire::{EnrollRequest, IssuedCertificate, RenewRequest, Serial, PROOF_HEADER};
+use herald_wire::{EnrollRequest, Group, IssuedCertificate, RenewRequest, Serial, PROOF_HEADER};
 use serde::{Deserialize, Serialize};
 
 use crate::guard::{AddressLimiter, EnrollmentLimits, UnknownTokenLog};
@@ -57,18 +57,11 @@ pub trait Authority: Send + Sync + 'static {
     /// Parses a PKCS#10 request, verifies its signature (proof of possession) and returns the
     /// DER SubjectPublicKeyInfo.
     fn verify_request(&self, csr: &[u8]) -> Result<Vec<u8>, AuthorityError>;
-    /// In one transaction: allocates the next unique name `BASE-NNNN` for `base` (never a name
-    /// a certificate or token ever had), records the token (`id`, hash of the secret,
-    /// `profile`, `expires_at`) and audits it. Returns the name.
-    fn create_token(
-        &self,
-        base: &str,
-        profile: &str,
-        expires_at: i64,
-        id: &str,
-        secret_hash: &str,
-        actor: &str,
-    ) -> Result<String, AuthorityError>;
+    /// In one transaction: allocates the next unique name `BASE-NNNN` for `token.base`
+    /// (never a name a certificate or token ever had), records the token and audits it.
+    /// Returns the name. Refuses ([`AuthorityError::Policy`]) a group the profile's
+    /// certificates cannot carry.
+    fn create_token(&self, token: &NewToken<'_>, actor: &str) -> Result<String, AuthorityError>;
     /// The token whose secret hashes to `secret_hash`.
     fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRecord>, AuthorityError>;
     /// Every token, oldest first.
@@ -135,7 +128,7 @@ pub struct Proved {
 }
 
 /// `POST /api/v1/tokens` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
     /// Base name.
@@ -146,6 +139,26 @@ pub struct NewTokenRequest {
     /// Profile; default `endpoint`.
     #[serde(default)]
     pub profile: Option<String>,
+    /// The group the endpoint joins (see [`Group`]); default `default`.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// A token for the authority to record ([`Authority::create_token`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    /// The base name (lower case, checked); the authority appends the number.
+    pub base: &'a str,
+    /// The issuance profile (one the authority has).
+    pub profile: &'a str,
+    /// The group the enrolling endpoint joins.
+    pub group: &'a Group,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// Public identifier.
+    pub id: &'a str,
+    /// SHA-256 (hex) of the secret.
+    pub secret_hash: &'a str,
 }
 
 /// The token service: the rules of token creation, enrollment and renewal.
@@ -255,14 +268,23 @@ impl TokenService {
                 format!("no profile named {profile}"),
             ));
         }
+        let group = match request.group.as_deref() {
+            Some(group) => {
+                Group::new(group).map_err(|e| Refusal::bad_request("bad_group", e.to_string()))?
+            }
+            None => Group::default(),
+        };
         let (id, secret) = new_secret().map_err(|e| Refusal::internal(&e))?;
         let expires_at = now() + ttl;
         let name = self.authority.create_token(
-            base,
-            profile,
-            expires_at,
-            &id,
-            &hash_secret(&secret),
+            &NewToken {
+                base,
+                profile,
+                group: &group,
+                expires_at,
+                id: &id,
+                secret_hash: &hash_secret(&secret),
+            },
             actor,
         )?;
         Ok(CreatedToken {
@@ -271,6 +293,7 @@ impl TokenService {
             name,
             expires_at: rfc3339(expires_at),
             profile: profile.to_owned(),
+            group,
         })
     }
 
@@ -672,22 +695,19 @@ mod tests {
         }
         fn create_token(
             &self,
-            base: &str,
-            profile: &str,
-            expires_at: i64,
-            id: &str,
-            secret_hash: &str,
+            token: &NewToken<'_>,
             _actor: &str,
         ) -> Result<String, AuthorityError> {
             let mut tokens = self.tokens.lock().unwrap();
-            let name = format!("{base}-{:04}", tokens.len() + 1);
+            let name = format!("{}-{:04}", token.base, tokens.len() + 1);
             tokens.push((
-                secret_hash.to_owned(),
+                token.secret_hash.to_owned(),
                 TokenRecord {
-                    id: id.into(),
+                    id: token.id.into(),
                     name: name.clone(),
-                    profile: profile.into(),
-                    expires_at,
+                    profile: token.profile.into(),
+                    group: token.group.clone(),
+                    expires_at: token.expires_at,
                     used_at: None,
                     serial: None,
                     spki_sha256: None,
@@ -801,8 +821,7 @@ mod tests {
             .create_token(
                 &NewTokenRequest {
                     name: "web".into(),
-                    ttl: None,
-                    profile: None,
+                    ..NewTokenRequest::default()
                 },
                 "test",
             )
@@ -888,6 +907,7 @@ mod tests {
             name: name.into(),
             ttl: ttl.map(str::to_owned),
             profile: profile.map(str::to_owned),
+            group: None,
         };
         let code = |r: NewTokenRequest| service.create_token(&r, "t").unwrap_err().code();
         assert_eq!(code(request("bad name", None, None)), "bad_name");
@@ -897,6 +917,26 @@ mod tests {
         assert_eq!(upper.name, "web-0002", "bases are case-insensitive");
         assert_eq!(code(request("web", Some("forever"), None)), "bad_ttl");
         assert_eq!(code(request("web", None, Some("root"))), "unknown_profile");
+    }
+
+    #[test]
+    fn token_carries_its_group_and_refuses_an_invalid_one() {
+        let (fake, service, _) = setup();
+        let with_group = |group: &str| NewTokenRequest {
+            name: "kiosk".into(),
+            group: Some(group.into()),
+            ..NewTokenRequest::default()
+        };
+        let created = service.create_token(&with_group("pilot"), "t").unwrap();
+        assert_eq!(created.group.as_str(), "pilot");
+        let recorded = fake.tokens.lock().unwrap().last().unwrap().1.group.clone();
+        assert_eq!(recorded.as_str(), "pilot");
+        let refused = service
+            .create_token(&with_group("Pilot Group"), "t")
+            .unwrap_err();
+        assert_eq!(refused.code(), "bad_group");
+        let first = fake.tokens.lock().unwrap().first().unwrap().1.group.clone();
+        assert!(first.is_default(), "no group asked: the default group");
     }
 
     /// Enrolls `key` and gives the certificate a real DER and private key, for proofs.

@@ -1,7 +1,7 @@
 //! Tokens: the secret's format and hash, name allocation format, time-to-live parsing.
 
 use herald_token_client::sha256_hex;
-use herald_wire::Serial;
+use herald_wire::{Group, Serial};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 
@@ -35,6 +35,8 @@ pub struct TokenRecord {
     pub name: String,
     /// The issuance profile.
     pub profile: String,
+    /// The group the enrolling endpoint joins.
+    pub group: Group,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
     /// When it was burnt.
@@ -99,6 +101,8 @@ pub struct CreatedToken {
     pub expires_at: String,
     /// The issuance profile.
     pub profile: String,
+    /// The group the enrolling endpoint joins.
+    pub group: Group,
 }
 
 /// A new token: `(id, secret)`. The secret is `het_<id>_<256 random bits in hex>`; only its
@@ -218,6 +222,7 @@ mod tests {
             id: "a".into(),
             name: "web-0001".into(),
             profile: "endpoint".into(),
+            group: Group::default(),
             expires_at: 100,
             used_at: None,
             serial: None,

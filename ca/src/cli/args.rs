@@ -153,7 +153,8 @@ pub enum Command {
     /// Verify, checkpoint, show and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Show the endpoints of the fleet and their state.
+    /// Show the endpoints of the fleet, their groups and state, and rollout progress per
+    /// release; move an endpoint to another group.
     #[command(subcommand)]
     Fleet(FleetCommand),
 }
@@ -486,11 +487,17 @@ pub enum TokenCommand {
         /// The issuance profile of the endpoint's certificate.
         #[arg(long, default_value = "endpoint")]
         profile: String,
-        /// Print JSON (id, token, name, expires_at, profile).
+        /// The group the endpoint joins (1 to 32 of a-z, 0-9 and '-'). Its certificate
+        /// carries the group (as its organizationalUnitName), which the signed rollout policy
+        /// reads on the endpoint; `fleet set-group` changes it later. Server profiles take no
+        /// group.
+        #[arg(long, default_value = herald_wire::Group::DEFAULT)]
+        group: String,
+        /// Print JSON (id, token, name, expires_at, profile, group).
         #[arg(long)]
         json: bool,
     },
-    /// List enrollment tokens with their state: pending, used, expired or revoked.
+    /// List enrollment tokens with their group and state: pending, used, expired or revoked.
     List {
         /// The data folder.
         #[command(flatten)]
@@ -545,6 +552,8 @@ pub enum CertCommand {
         json: bool,
     },
     /// Issue a certificate from a PKCS#10 request (admin use; endpoints enroll with a token).
+    /// A certificate of a client profile carries the group the CA records for the name
+    /// (`default` unless set by a token or `fleet set-group`).
     Issue {
         /// The data folder.
         #[command(flatten)]
@@ -658,11 +667,15 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
     /// List endpoints (every holder of an endpoint certificate and every endpoint that sent a
-    /// status report) with certificate state, installed release, last seen and last error.
+    /// status report) with certificate state, group, installed release, rollout state, last
+    /// seen and last error.
     List {
         /// The data folder.
         #[command(flatten)]
         data: DataDir,
+        /// Only the endpoints of this group (as the CA records it).
+        #[arg(long)]
+        group: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -676,6 +689,35 @@ pub enum FleetCommand {
         /// The endpoint's name.
         name: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move an endpoint to another group (audited). The CA records the group at once; the
+    /// endpoint's certificate carries it from its next renewal on (`herald-update run` renews
+    /// when a third of the lifetime is left), and only then does the endpoint follow the
+    /// rollout policy of its new group. `fleet list` shows both groups until then.
+    SetGroup {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// The endpoint's name.
+        name: String,
+        /// The new group (1 to 32 of a-z, 0-9 and '-').
+        group: String,
+        /// Print JSON (name, group, previous, certificate_group).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show rollout progress: per channel, release and group, how many endpoints' latest
+    /// reports are installed, pending, failed, rolled back or held. Each endpoint counts once,
+    /// under the group of the certificate its report was sent with. The API serves the same
+    /// at `GET /api/v1/fleet/releases` (auditor role).
+    Releases {
+        /// The data folder.
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON: {"releases":[{"channel","release","group","installed","pending",
+        /// "failed","rolled_back","held"}]}.
         #[arg(long)]
         json: bool,
     },

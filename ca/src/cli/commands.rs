@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use herald_token_service::{NewTokenRequest, Refusal, TokenService};
+use herald_wire::Group;
 
 use crate::cli::args::{
     AdminCommand, AdminTokenCommand, AuditCommand, CertCommand, Cli, Command, FleetCommand,
@@ -385,7 +386,7 @@ async fn quickstart(
             &NewTokenRequest {
                 name: token_name.to_owned(),
                 ttl: Some("24h".to_owned()),
-                profile: None,
+                ..NewTokenRequest::default()
             },
             "quickstart",
         )
@@ -757,13 +758,36 @@ fn read_checkpoint(data_dir: &Path, path: &Path) -> Result<Checkpoint, Error> {
     Ok(checkpoint)
 }
 
+/// A group named on the command line, checked.
+fn group_arg(text: &str) -> Result<Group, Error> {
+    Group::new(text).map_err(|e| Error::Usage(e.to_string()))
+}
+
 fn cmd_fleet(cmd: FleetCommand) -> Result<(), Error> {
-    let (data, name, json) = match cmd {
-        FleetCommand::List { data, json } => (data, None, json),
-        FleetCommand::Show { data, name, json } => (data, Some(name), json),
+    let (data, name, group, json) = match cmd {
+        FleetCommand::List { data, group, json } => (data, None, group, json),
+        FleetCommand::Show { data, name, json } => (data, Some(name), None, json),
+        FleetCommand::SetGroup {
+            data,
+            name,
+            group,
+            json,
+        } => return cmd_set_group(&data.data_dir, &name, &group, json),
+        FleetCommand::Releases { data, json } => {
+            let store = open_store(&data.data_dir)?;
+            let rows = crate::core::releases::releases(store.as_ref())?;
+            if json {
+                say(&to_json(&serde_json::json!({ "releases": rows }))?);
+            } else {
+                print!("{}", super::fleet::releases_table(&rows));
+            }
+            return Ok(());
+        }
     };
+    let group = group.as_deref().map(group_arg).transpose()?;
     let store = open_store(&data.data_dir)?;
-    let entries = crate::core::fleet::fleet(store.as_ref(), name.as_deref(), now_unix())?;
+    let entries =
+        crate::core::fleet::fleet_in(store.as_ref(), name.as_deref(), group.as_ref(), now_unix())?;
     match name {
         None if json => say(&serde_json::json!({ "endpoints": entries }).to_string()),
         None => print!("{}", super::fleet::table(&entries)),
@@ -777,6 +801,36 @@ fn cmd_fleet(cmd: FleetCommand) -> Result<(), Error> {
                 print!("{}", super::fleet::details(entry));
             }
         }
+    }
+    Ok(())
+}
+
+/// `fleet set-group NAME GROUP`.
+fn cmd_set_group(data_dir: &Path, name: &str, group: &str, json: bool) -> Result<(), Error> {
+    use crate::core::groups::SetGroupError;
+    let group = group_arg(group)?;
+    let (config, layout) = load_config(data_dir)?;
+    let store = open_configured_store(&config, &layout)?;
+    let change =
+        crate::core::groups::set_group(store.as_ref(), &config.profiles, name, &group, "cli")
+            .map_err(|e| match e {
+                SetGroupError::NoEndpoint(name) => Error::NoEndpoint(name),
+                SetGroupError::Store(e) => Error::Store(e),
+                other => Error::Refused(other.to_string()),
+            })?;
+    if json {
+        say(&to_json(&change)?);
+    } else if change.previous == change.group {
+        say(&format!(
+            "{} is already in group {}",
+            change.name, change.group
+        ));
+    } else {
+        say(&format!(
+            "{} moved from group {} to {}; its certificate (now {}) carries the new group from \
+             its next renewal",
+            change.name, change.previous, change.group, change.certificate_group
+        ));
     }
     Ok(())
 }
@@ -858,13 +912,16 @@ fn cmd_token(cmd: TokenCommand) -> Result<(), Error> {
             name,
             ttl,
             profile,
+            group,
             json,
         } => {
+            let group = group_arg(&group)?;
             let service = token_service(&data.data_dir)?;
             let request = NewTokenRequest {
                 name,
                 ttl: Some(ttl),
                 profile: Some(profile),
+                group: Some(group.to_string()),
             };
             let created = service.create_token(&request, "cli").map_err(refused)?;
             if json {
@@ -872,8 +929,8 @@ fn cmd_token(cmd: TokenCommand) -> Result<(), Error> {
             } else {
                 say(&created.token);
                 eprintln!(
-                    "token {} for {} (profile {}), valid until {}; it is shown only once",
-                    created.id, created.name, created.profile, created.expires_at
+                    "token {} for {} (profile {}, group {}), valid until {}; it is shown only once",
+                    created.id, created.name, created.profile, created.group, created.expires_at
                 );
             }
             Ok(())
@@ -888,15 +945,16 @@ fn cmd_token(cmd: TokenCommand) -> Result<(), Error> {
                 return Ok(());
             }
             say(&format!(
-                "{:<18} {:<24} {:<12} {:<9} {:<20} SERIAL",
-                "ID", "NAME", "PROFILE", "STATUS", "EXPIRES"
+                "{:<18} {:<24} {:<12} {:<16} {:<9} {:<20} SERIAL",
+                "ID", "NAME", "PROFILE", "GROUP", "STATUS", "EXPIRES"
             ));
             for (t, status) in tokens {
                 say(&format!(
-                    "{:<18} {:<24} {:<12} {:<9} {:<20} {}",
+                    "{:<18} {:<24} {:<12} {:<16} {:<9} {:<20} {}",
                     t.id,
                     t.name,
                     t.profile,
+                    t.group,
                     status.as_str(),
                     format_time(t.expires_at),
                     t.serial

@@ -1,6 +1,7 @@
-//! How `fleet list` and `fleet show` print the fleet.
+//! How `fleet list`, `fleet show` and `fleet releases` print the fleet.
 
 use crate::core::fleet::FleetEntry;
+use crate::core::releases::ReleaseProgress;
 use crate::model::time::format_time;
 
 /// Endpoint-supplied text as it may be printed on a terminal (see [`crate::model::text`]).
@@ -12,8 +13,8 @@ fn shown(text: Option<&str>, none: &str) -> String {
 /// escaped: a report cannot move the cursor, clear the screen or hide text.
 pub(crate) fn table(entries: &[FleetEntry]) -> String {
     let mut out = format!(
-        "{:<24} {:<8} {:>8} {:<20} {:<12} {}\n",
-        "NAME", "CERT", "RELEASE", "LAST SEEN", "RESULT", "LAST ERROR"
+        "{:<24} {:<8} {:<16} {:>8} {:<11} {:<20} {:<12} {}\n",
+        "NAME", "CERT", "GROUP", "RELEASE", "ROLLOUT", "LAST SEEN", "RESULT", "LAST ERROR"
     );
     for e in entries {
         let release = e
@@ -21,13 +22,47 @@ pub(crate) fn table(entries: &[FleetEntry]) -> String {
             .map_or_else(|| "-".to_owned(), |v| v.to_string());
         let seen = e.last_seen.map_or_else(|| "never".to_owned(), format_time);
         out.push_str(&format!(
-            "{:<24} {:<8} {:>8} {:<20} {:<12} {}\n",
+            "{:<24} {:<8} {:<16} {:>8} {:<11} {:<20} {:<12} {}\n",
             shown(Some(&e.name), "-"),
             e.certificate.name(),
+            group_shown(e),
             release,
+            e.state.map_or("-", |s| s.as_str()),
             seen,
             shown(e.last_result.as_deref(), "-"),
             shown(e.last_error.as_deref(), "-"),
+        ));
+    }
+    out
+}
+
+/// The recorded group, and the certificate's while it still differs (`pilot<-default`: moved
+/// to `pilot`, not renewed yet).
+fn group_shown(e: &FleetEntry) -> String {
+    match &e.certificate_group {
+        Some(carried) if *carried != e.group => format!("{}<-{carried}", e.group),
+        _ => e.group.to_string(),
+    }
+}
+
+/// Renders the releases summary for `fleet releases`; channel names come from endpoints'
+/// reports and are escaped.
+pub(crate) fn releases_table(rows: &[ReleaseProgress]) -> String {
+    let mut out = format!(
+        "{:<16} {:>8} {:<16} {:>9} {:>8} {:>7} {:>11} {:>6}\n",
+        "CHANNEL", "RELEASE", "GROUP", "INSTALLED", "PENDING", "FAILED", "ROLLED BACK", "HELD"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<16} {:>8} {:<16} {:>9} {:>8} {:>7} {:>11} {:>6}\n",
+            shown(Some(&r.channel), "-"),
+            r.release,
+            r.group,
+            r.installed,
+            r.pending,
+            r.failed,
+            r.rolled_back,
+            r.held,
         ));
     }
     out
@@ -39,6 +74,11 @@ pub(crate) fn details(e: &FleetEntry) -> String {
     let mut lines = vec![
         format!("name:              {}", shown(Some(&e.name), "-")),
         format!("certificate:       {}", e.certificate.name()),
+        format!("group:             {}", e.group),
+        format!(
+            "certificate group: {}",
+            or(e.certificate_group.as_ref().map(ToString::to_string), "-")
+        ),
         format!("serial:            {}", or(e.serial.clone(), "-")),
         format!(
             "valid until:       {}",
@@ -58,6 +98,13 @@ pub(crate) fn details(e: &FleetEntry) -> String {
             shown(e.last_result.as_deref(), "-")
         ),
         format!("last error:        {}", shown(e.last_error.as_deref(), "-")),
+        format!("channel:           {}", shown(e.channel.as_deref(), "-")),
+        format!(
+            "offered release:   {}",
+            or(e.release.map(|v| v.to_string()), "-")
+        ),
+        format!("rollout state:     {}", e.state.map_or("-", |s| s.as_str())),
+        format!("rollout reason:    {}", shown(e.reason.as_deref(), "-")),
     ];
     for file in &e.unlisted {
         lines.push(format!("unlisted file:     {}", shown(Some(file), "-")));
@@ -70,12 +117,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::core::fleet::{fleet, CertState};
+    use crate::core::fleet::{fleet, fleet_in, CertState};
     use crate::model::revocation::Reason;
     use crate::model::serial::Serial;
-    use crate::store::{write_tx, CertRecord, FleetReport, Revocation, SqliteStore};
+    use crate::store::{
+        write_tx, CertRecord, EndpointGroupRecord, FleetReport, Revocation, SqliteStore, StoreError,
+    };
+    use herald_wire::Group;
 
-    fn cert(serial: u8, name: &str, profile: &str, issued_at: i64) -> CertRecord {
+    /// A certificate record whose DER is a real certificate for `name` in `group` (no OU for
+    /// `None`, as certificates from before groups).
+    fn cert_in(
+        serial: u8,
+        name: &str,
+        profile: &str,
+        issued_at: i64,
+        group: Option<&str>,
+    ) -> CertRecord {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationalUnitName, group);
+        }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         CertRecord {
             serial: Serial::from_bytes(&[serial]),
             issuer: "intermediate".to_owned(),
@@ -84,9 +153,13 @@ mod tests {
             not_before: issued_at,
             not_after: issued_at + 100,
             issued_at,
-            der: vec![0x30, 0x00],
+            der: params.self_signed(&key).unwrap().der().to_vec(),
             revocation: None,
         }
+    }
+
+    fn cert(serial: u8, name: &str, profile: &str, issued_at: i64) -> CertRecord {
+        cert_in(serial, name, profile, issued_at, None)
     }
 
     fn seen(name: &str, version: u64) -> FleetReport {
@@ -95,10 +168,8 @@ mod tests {
             serial: "01".to_owned(),
             received_at: 1_000,
             installed_version: Some(version),
-            last_check: None,
             last_result: Some("installed".to_owned()),
-            last_error: None,
-            unlisted: Vec::new(),
+            ..FleetReport::default()
         }
     }
 
@@ -186,9 +257,62 @@ mod tests {
         assert!(printed[1].contains("unlisted file:     evil\\u{202e}txt.exe\\n/fake line\n"));
         assert_eq!(
             printed[1].lines().count(),
-            10,
+            16,
             "one line per field: {}",
             printed[1]
+        );
+    }
+
+    #[test]
+    fn fleet_filtered_by_recorded_group_shows_both_groups_until_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let pilot = Group::new("pilot").unwrap();
+        write_tx(&store, |tx| {
+            tx.insert_certificate(&cert_in(1, "pos-0001", "endpoint", 900, Some("pilot")))?;
+            // Moved to pilot by an operator, not renewed yet: its certificate says default.
+            tx.insert_certificate(&cert_in(2, "pos-0002", "endpoint", 900, Some("default")))?;
+            tx.insert_certificate(&cert(3, "pos-0003", "endpoint", 900))?;
+            for name in ["pos-0001", "pos-0002"] {
+                tx.set_endpoint_group(&EndpointGroupRecord {
+                    name: name.to_owned(),
+                    group: pilot.clone(),
+                    changed_at: 950,
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        let in_pilot = fleet_in(&store, None, Some(&pilot), 1_000).unwrap();
+        let names: Vec<&str> = in_pilot.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["pos-0001", "pos-0002"]);
+        let in_default = fleet_in(&store, None, Some(&Group::default()), 1_000).unwrap();
+        assert_eq!(in_default.len(), 1);
+        assert_eq!(in_default[0].name, "pos-0003");
+        assert_eq!(in_default[0].certificate_group, Some(Group::default()));
+        let listed = table(&in_pilot);
+        assert!(listed.contains(" pilot "), "{listed}");
+        assert!(listed.contains(" pilot<-default "), "{listed}");
+    }
+
+    #[test]
+    fn releases_table_escapes_reported_channel_names() {
+        let rows = [ReleaseProgress {
+            channel: "beta\x1b[2J".to_owned(),
+            release: 7,
+            group: Group::default(),
+            installed: 3,
+            rolled_back: 1,
+            ..ReleaseProgress::default()
+        }];
+        let printed = releases_table(&rows);
+        assert!(printed.contains("beta\\x1b[2J"), "{printed}");
+        assert!(!printed.contains('\x1b'));
+        let line = printed.lines().nth(1).unwrap();
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            columns,
+            ["beta\\x1b[2J", "7", "default", "3", "0", "0", "1", "0"]
         );
     }
 }

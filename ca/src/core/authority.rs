@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use der::{Decode, Encode};
+use herald_wire::Group;
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
@@ -782,7 +783,9 @@ impl Authority {
 
     /// Like [`Authority::issue`], and runs `extra` inside the same transaction that records
     /// the certificate (for example to burn the enrollment token that authorised it). If
-    /// `extra` fails nothing is recorded and no certificate is returned.
+    /// `extra` fails nothing is recorded and no certificate is returned. A certificate of a
+    /// client profile carries the group the store records for `name` (renewal re-issues with
+    /// the endpoint's current group).
     pub fn issue_with(
         &self,
         csr_input: &[u8],
@@ -791,21 +794,48 @@ impl Authority {
         actor: &str,
         extra: &mut dyn FnMut(&dyn crate::store::StoreTx, &CertRecord) -> Result<(), StoreError>,
     ) -> Result<Issued, IssueError> {
+        let group = self.recorded_group(name, profile_name)?;
         self.issue_request(
             || csr::parse_and_verify(csr_input),
             name,
+            &group,
             profile_name,
             actor,
             extra,
         )
     }
 
-    /// [`Authority::issue_with`] for a request that `verify` parses and verifies (after the
-    /// profile and the name are checked), for a caller that may have verified it already.
+    /// The group a certificate of `profile_name` for `name` carries: for a client profile,
+    /// the group the store records for `name`; none (the default group) otherwise.
+    pub(crate) fn recorded_group(
+        &self,
+        name: &str,
+        profile_name: &str,
+    ) -> Result<Group, StoreError> {
+        let client = self
+            .config
+            .profiles
+            .get(profile_name)
+            .is_some_and(|p| p.usage == policy::Usage::Client);
+        if client {
+            read_tx(self.store.as_ref(), |tx| {
+                crate::core::groups::recorded_group(tx, name)
+            })
+        } else {
+            Ok(Group::default())
+        }
+    }
+
+    /// [`Authority::issue_with`] for a certificate in `group` (its Subject's
+    /// organizationalUnitName; only client profiles carry one: a server profile refuses any
+    /// group but the default one) and a request that `verify` parses and verifies (after the
+    /// profile, the name and the group are checked), for a caller that may have verified it
+    /// already.
     pub(crate) fn issue_request(
         &self,
         verify: impl FnOnce() -> Result<csr::VerifiedCsr, CsrError>,
         name: &str,
+        group: &Group,
         profile_name: &str,
         actor: &str,
         extra: &mut dyn FnMut(&dyn crate::store::StoreTx, &CertRecord) -> Result<(), StoreError>,
@@ -816,6 +846,7 @@ impl Authority {
             .get(profile_name)
             .ok_or_else(|| PolicyError::UnknownProfile(profile_name.to_owned()))?;
         policy::check_name(name)?;
+        policy::check_group(profile, group)?;
         let csr = verify()?;
         profile.check_key(csr.key)?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
@@ -830,8 +861,15 @@ impl Authority {
         }
         let serial =
             crate::model::serial::random().map_err(|_| IssueError::Sign("random".into()))?;
-        let params =
-            self.leaf_params(name, profile, &serial, not_before, not_after, &public_key)?;
+        let params = self.leaf_params(
+            name,
+            group,
+            profile,
+            &serial,
+            not_before,
+            not_after,
+            &public_key,
+        )?;
         let der = self.sign_leaf(&params, &public_key, profile.usage, profile_name, actor)?;
         let record = CertRecord {
             serial,
@@ -853,6 +891,7 @@ impl Authority {
                 serde_json::json!({
                     "serial": record.serial.to_hex(),
                     "name": name,
+                    "group": (profile.usage == policy::Usage::Client).then_some(group),
                     "profile": profile_name,
                     "not_after": record.not_after,
                 }),
@@ -934,9 +973,11 @@ impl Authority {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // one value per part of the certificate
     fn leaf_params(
         &self,
         name: &str,
+        group: &Group,
         profile: &Profile,
         serial: &Serial,
         not_before: OffsetDateTime,
@@ -946,6 +987,10 @@ impl Authority {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.config.ca.name.as_str());
+        if profile.usage == policy::Usage::Client {
+            // The endpoint's group, which it reads back from its own certificate.
+            dn.push(DnType::OrganizationalUnitName, group.as_str());
+        }
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         let dns = self.dns_name(name, profile.usage)?;
@@ -1254,7 +1299,7 @@ mod tests {
 
     /// Profile faults the earlier checks cannot produce, forced into the parameters of an
     /// endpoint certificate: the lint must find each in the bytes about to be signed.
-    const FAULTS: [(&str, Tamper); 7] = [
+    const FAULTS: [(&str, Tamper); 8] = [
         ("validity past the issuer's", |p| {
             p.not_after = now() + time::Duration::days(365 * 30)
         }),
@@ -1281,6 +1326,10 @@ mod tests {
         ("server usage on a client profile", |p| {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]
         }),
+        ("organizational unit that is no group name", |p| {
+            p.distinguished_name
+                .push(DnType::OrganizationalUnitName, "Pilot Group")
+        }),
     ];
 
     #[test]
@@ -1293,8 +1342,16 @@ mod tests {
             now() + time::Duration::hours(1),
         );
         let params = |serial: &Serial| {
-            ca.leaf_params("bars-host-0001", &profile, serial, nb, na, &key)
-                .unwrap()
+            ca.leaf_params(
+                "bars-host-0001",
+                &Group::default(),
+                &profile,
+                serial,
+                nb,
+                na,
+                &key,
+            )
+            .unwrap()
         };
         let stored_before = ca.list(&ListFilter::default()).unwrap().len();
         let audit_before = audit_actions(&ca).len();

@@ -2,7 +2,8 @@
 //! endpoints, certificates, enrollment tokens and audit entries. Every list, filter and
 //! detail page is one or a few indexed queries of a bounded size (the `endpoints` table,
 //! keyset paging), never a scan of the fleet, so those pages answer in the same time for ten
-//! endpoints or a hundred thousand. The dashboard's totals count rows on narrow indexes.
+//! endpoints or a hundred thousand. The dashboard's totals count rows on narrow indexes, and
+//! its rollout progress is the releases summary's one aggregate over an index.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use herald_token_service::TokenStatus;
 
 use crate::core::authority::{Authority, PublishedCrl};
 use crate::core::fleet::CertState;
+use crate::core::releases::{self, ReleaseProgress};
 use crate::model::audit::AuditEntry;
 use crate::store::{
     read_tx, AuditQuery, CertRecord, EndpointCounts, EndpointFilter, EndpointQuery, EndpointRow,
@@ -75,6 +77,9 @@ pub(crate) struct Dashboard {
     pub(crate) counts: EndpointCounts,
     /// Endpoints per installed release (`None`: never reported one), by release.
     pub(crate) releases: Vec<(Option<u64>, i64)>,
+    /// Rollout progress: per channel, offered release and group, how many endpoints' latest
+    /// reports stand in each state (the releases summary of `herald-ca fleet releases`).
+    pub(crate) rollout: Vec<ReleaseProgress>,
     /// Unrevoked certificates expiring within 30 days: how many, and the soonest.
     pub(crate) expiring: (i64, Vec<CertRecord>),
     /// Revocation services.
@@ -88,9 +93,10 @@ pub(crate) struct Dashboard {
 pub(crate) fn dashboard(authority: &Authority, now: i64) -> Result<Dashboard, StoreError> {
     let current_hour = now.div_euclid(3600);
     let first_hour = current_hour - (CHART_HOURS - 1);
-    let (counts, releases, expiring, stored_hours) = read_tx(authority.store(), |tx| {
+    let (counts, releases, rollout, expiring, stored_hours) = read_tx(authority.store(), |tx| {
         Ok::<_, StoreError>((
             tx.endpoint_counts(now)?,
+            tx.installed_release_counts()?,
             tx.release_counts()?,
             tx.certificates_expiring(now, now + EXPIRY_WINDOW_SECS, EXPIRING_LISTED)?,
             tx.report_hours(first_hour)?,
@@ -112,6 +118,7 @@ pub(crate) fn dashboard(authority: &Authority, now: i64) -> Result<Dashboard, St
     Ok(Dashboard {
         counts,
         releases,
+        rollout: releases::progress(rollout),
         expiring,
         revocation: RevocationHealth {
             crl: authority.served_crl(),
@@ -233,6 +240,9 @@ mod tests {
             installed_version: None,
             last_seen: None,
             last_result: None,
+            channel: None,
+            offered_release: None,
+            rollout_state: None,
         }
     }
 

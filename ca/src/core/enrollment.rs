@@ -6,21 +6,24 @@
 //! that burns the token.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herald_token_service::{
-    rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, TokenRecord, TokenStatus,
+    rfc3339, AuthorityError, CurrentCertificate, Hop, IssuedCertificate, NewToken, TokenRecord,
+    TokenStatus,
 };
-use herald_wire::Discovery;
+use herald_wire::{Discovery, Group};
 
 use crate::core::authority::{Authority, IssueError, Issued, ISSUER_ID};
 use crate::core::config::Config;
 use crate::core::csr::{CsrError, VerifiedCsr};
+use crate::core::policy::Profile;
 use crate::model::audit::NewAuditEntry;
 use crate::model::serial::Serial;
 use crate::store::{
-    read_tx, write_tx, CertRecord, EnrollmentTokenRecord, Store, StoreError, StoreTx,
+    read_tx, write_tx, CertRecord, EndpointGroupRecord, EnrollmentTokenRecord, Store, StoreError,
+    StoreTx,
 };
 
 /// The authority as the token service sees it.
@@ -30,13 +33,13 @@ pub(crate) struct TokenAuthority {
 }
 
 /// The server has the whole authority; the CLI's token commands need only the store and the
-/// profile names (no CA key is unlocked for them).
+/// profiles (no CA key is unlocked for them).
 #[derive(Clone)]
 enum Backing {
     Full(Arc<Authority>),
     StoreOnly {
         store: Arc<dyn Store>,
-        profiles: BTreeSet<String>,
+        profiles: BTreeMap<String, Profile>,
     },
 }
 
@@ -59,7 +62,7 @@ impl TokenAuthority {
         Self {
             backing: Backing::StoreOnly {
                 store,
-                profiles: config.profiles.keys().cloned().collect(),
+                profiles: config.profiles.clone(),
             },
         }
     }
@@ -68,6 +71,13 @@ impl TokenAuthority {
         match &self.backing {
             Backing::Full(a) => a.store(),
             Backing::StoreOnly { store, .. } => store.as_ref(),
+        }
+    }
+
+    fn profiles(&self) -> &BTreeMap<String, Profile> {
+        match &self.backing {
+            Backing::Full(a) => &a.config().profiles,
+            Backing::StoreOnly { profiles, .. } => profiles,
         }
     }
 
@@ -130,6 +140,7 @@ pub(crate) fn token_view(r: EnrollmentTokenRecord) -> Result<TokenRecord, Author
         id: r.id,
         name: r.name,
         profile: r.profile,
+        group: r.group,
         expires_at: r.expires_at,
         used_at: r.used_at,
         serial: serial.map_err(internal)?,
@@ -168,16 +179,23 @@ impl TokenAuthority {
         }
     }
 
+    /// Issues for `name` in `group`, or in the group the store records for `name` (`None`).
     fn issue(
         &self,
         csr: &[u8],
         name: &str,
+        group: Option<&Group>,
         profile: &str,
         actor: &str,
         extra: &mut dyn FnMut(&dyn StoreTx, &CertRecord) -> Result<(), StoreError>,
     ) -> Result<IssuedCertificate, AuthorityError> {
-        self.authority()?
-            .issue_request(|| verified(csr), name, profile, actor, extra)
+        let authority = self.authority()?;
+        let group = match group {
+            Some(group) => group.clone(),
+            None => authority.recorded_group(name, profile).map_err(internal)?,
+        };
+        authority
+            .issue_request(|| verified(csr), name, &group, profile, actor, extra)
             .map(|issued| self.issued(issued))
             .map_err(issue_error)
     }
@@ -190,15 +208,19 @@ impl herald_token_service::Authority for TokenAuthority {
             .map_err(|e| AuthorityError::BadRequest(e.to_string()))
     }
 
-    fn create_token(
-        &self,
-        base: &str,
-        profile: &str,
-        expires_at: i64,
-        id: &str,
-        secret_hash: &str,
-        actor: &str,
-    ) -> Result<String, AuthorityError> {
+    fn create_token(&self, token: &NewToken<'_>, actor: &str) -> Result<String, AuthorityError> {
+        let NewToken {
+            base,
+            profile,
+            group,
+            expires_at,
+            id,
+            secret_hash,
+        } = *token;
+        if let Some(profile) = self.profiles().get(profile) {
+            crate::core::policy::check_group(profile, group)
+                .map_err(|e| AuthorityError::Policy(e.to_string()))?;
+        }
         write_tx(self.store(), |tx| {
             // Skip any number whose name a certificate or token already carries (issued by
             // hand, or before the counter existed): a name is never handed out twice.
@@ -215,6 +237,7 @@ impl herald_token_service::Authority for TokenAuthority {
                 name: name.clone(),
                 base: base.to_owned(),
                 profile: profile.to_owned(),
+                group: group.clone(),
                 created_at: crate::model::time::now_unix(),
                 expires_at,
                 created_by: actor.to_owned(),
@@ -226,7 +249,13 @@ impl herald_token_service::Authority for TokenAuthority {
             tx.append_audit(&NewAuditEntry::now(
                 actor,
                 "token-create",
-                serde_json::json!({"id": id, "name": name, "profile": profile, "expires_at": expires_at}),
+                serde_json::json!({
+                    "id": id,
+                    "name": name,
+                    "profile": profile,
+                    "group": group,
+                    "expires_at": expires_at,
+                }),
             ))?;
             Ok::<_, StoreError>(name)
         })
@@ -274,6 +303,7 @@ impl herald_token_service::Authority for TokenAuthority {
         self.issue(
             csr,
             &token.name,
+            Some(&token.group),
             &token.profile,
             &actor,
             &mut |tx, record| {
@@ -289,6 +319,13 @@ impl herald_token_service::Authority for TokenAuthority {
                         token.id
                     )));
                 }
+                // From now on the CA's record of the endpoint's group: renewals and
+                // operators read and change this, never the token again.
+                tx.set_endpoint_group(&EndpointGroupRecord {
+                    name: token.name.clone(),
+                    group: token.group.clone(),
+                    changed_at: record.issued_at,
+                })?;
                 if !relays.is_empty() {
                     tx.append_audit(&NewAuditEntry::now(
                         &actor,
@@ -329,9 +366,12 @@ impl herald_token_service::Authority for TokenAuthority {
     ) -> Result<IssuedCertificate, AuthorityError> {
         let actor = format!("renewal:{}", current.issued.serial);
         let previous = current.issued.serial.clone();
+        // The certificate carries the endpoint's current group (an operator may have changed
+        // it since the last one was issued).
         self.issue(
             csr,
             &current.issued.name,
+            None,
             &current.profile,
             &actor,
             &mut |tx, record| {
@@ -359,10 +399,7 @@ impl herald_token_service::Authority for TokenAuthority {
     }
 
     fn has_profile(&self, profile: &str) -> bool {
-        match &self.backing {
-            Backing::Full(a) => a.config().profiles.contains_key(profile),
-            Backing::StoreOnly { profiles, .. } => profiles.contains(profile),
-        }
+        self.profiles().contains_key(profile)
     }
 
     fn renewable(&self, profile: &str) -> bool {

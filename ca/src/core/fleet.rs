@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use herald_token_service::{Carrier, Purpose, Refusal, TokenService};
-use herald_wire::StatusReport;
+use herald_wire::{Group, RolloutState, StatusReport};
 
 use crate::core::authority::Authority;
 use crate::model::audit::NewAuditEntry;
@@ -88,6 +88,18 @@ pub(crate) struct FleetEntry {
     pub(crate) last_error: Option<String>,
     /// Files in its install root that its release does not list.
     pub(crate) unlisted: Vec<String>,
+    /// The group the CA records for it: its next certificate carries this one.
+    pub(crate) group: Group,
+    /// The group its newest certificate carries, the one it follows until it renews.
+    pub(crate) certificate_group: Option<Group>,
+    /// The release channel it follows, as reported.
+    pub(crate) channel: Option<String>,
+    /// The release its rollout policy offers it, as reported.
+    pub(crate) release: Option<u64>,
+    /// Where it stands with that release, as reported.
+    pub(crate) state: Option<RolloutState>,
+    /// Why it failed or rolled back, as reported.
+    pub(crate) reason: Option<String>,
 }
 
 fn cert_state(cert: Option<&CertRecord>, now: i64) -> CertState {
@@ -106,13 +118,35 @@ pub(crate) fn fleet(
     name: Option<&str>,
     now: i64,
 ) -> Result<Vec<FleetEntry>, StoreError> {
-    let (reports, certs) = read_tx(store, |tx| {
+    fleet_in(store, name, None, now)
+}
+
+/// [`fleet`], only the endpoints the CA records in `group` (when given).
+pub(crate) fn fleet_in(
+    store: &dyn Store,
+    name: Option<&str>,
+    group: Option<&Group>,
+    now: i64,
+) -> Result<Vec<FleetEntry>, StoreError> {
+    let (reports, certs, groups) = read_tx(store, |tx| {
         let reports = tx.fleet_reports(name)?;
         let certs = tx.list_certificates(&ListFilter {
             name: name.map(str::to_owned),
             ..ListFilter::default()
         })?;
-        Ok::<_, StoreError>((reports, certs))
+        let groups: BTreeMap<String, Group> = match name {
+            Some(name) => tx
+                .endpoint_group(name)?
+                .map(|r| (r.name, r.group))
+                .into_iter()
+                .collect(),
+            None => tx
+                .endpoint_groups()?
+                .into_iter()
+                .map(|r| (r.name, r.group))
+                .collect(),
+        };
+        Ok::<_, StoreError>((reports, certs, groups))
     })?;
     let mut newest: BTreeMap<String, CertRecord> = BTreeMap::new();
     for cert in certs {
@@ -124,18 +158,24 @@ pub(crate) fn fleet(
         }
     }
     let mut entries: BTreeMap<String, FleetEntry> = BTreeMap::new();
+    let in_group = |name: &str| {
+        group.is_none_or(|wanted| {
+            groups
+                .get(name)
+                .map_or(wanted.is_default(), |g| g == wanted)
+        })
+    };
     for cert in newest.values() {
-        if cert.profile != crate::core::policy::DEFAULT_PROFILE {
+        if cert.profile != crate::core::policy::DEFAULT_PROFILE || !in_group(&cert.name) {
             continue;
         }
-        entries.insert(cert.name.clone(), entry(&cert.name, Some(cert), None, now));
+        let entry = entry(&cert.name, Some(cert), None, &groups, now)?;
+        entries.insert(cert.name.clone(), entry);
     }
-    for report in &reports {
+    for report in reports.iter().filter(|r| in_group(&r.name)) {
         let cert = newest.get(&report.name);
-        entries.insert(
-            report.name.clone(),
-            entry(&report.name, cert, Some(report), now),
-        );
+        let entry = entry(&report.name, cert, Some(report), &groups, now)?;
+        entries.insert(report.name.clone(), entry);
     }
     Ok(entries.into_values().collect())
 }
@@ -144,9 +184,13 @@ fn entry(
     name: &str,
     cert: Option<&CertRecord>,
     report: Option<&FleetReport>,
+    groups: &BTreeMap<String, Group>,
     now: i64,
-) -> FleetEntry {
-    FleetEntry {
+) -> Result<FleetEntry, StoreError> {
+    let certificate_group = cert
+        .map(|c| stored_group(&c.der, &c.serial.to_hex()))
+        .transpose()?;
+    Ok(FleetEntry {
         name: name.to_owned(),
         certificate: cert_state(cert, now),
         serial: cert.map(|c| c.serial.to_hex()),
@@ -157,6 +201,31 @@ fn entry(
         last_result: report.and_then(|r| r.last_result.clone()),
         last_error: report.and_then(|r| r.last_error.clone()),
         unlisted: report.map(|r| r.unlisted.clone()).unwrap_or_default(),
+        group: groups.get(name).cloned().unwrap_or_default(),
+        certificate_group,
+        channel: report.and_then(|r| r.channel.clone()),
+        release: report.and_then(|r| r.release),
+        state: report.and_then(|r| r.state),
+        reason: report.and_then(|r| r.reason.clone()),
+    })
+}
+
+/// The group a certificate from the store carries; one this CA issued always has a readable
+/// group (the pre-signing lint checks it), so a failure means a corrupt record.
+fn stored_group(der: &[u8], serial: &str) -> Result<Group, StoreError> {
+    crate::core::groups::certificate_group(der)
+        .map_err(|e| StoreError::Corrupt(format!("group of certificate {serial}: {e}")))
+}
+
+/// A release number of a report: the store keeps release numbers as signed 64-bit integers,
+/// like TUF's versions in practice; a larger one is the endpoint's mistake, not the server's.
+fn check_release_number(field: &str, version: Option<u64>) -> Result<(), Refusal> {
+    match version {
+        Some(version) if i64::try_from(version).is_err() => Err(Refusal::bad_request(
+            "bad_report",
+            format!("{field} {version} is beyond the largest release number"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -216,25 +285,22 @@ pub(crate) fn record_status(
             format!("the status report is not valid JSON of the expected shape: {e}"),
         )
     })?;
-    if let Some(version) = report.installed_version {
-        // The store keeps release numbers as signed 64-bit integers, like TUF's versions in
-        // practice; a larger one is the endpoint's mistake, not the server's.
-        if i64::try_from(version).is_err() {
-            return Err(Refusal::bad_request(
-                "bad_report",
-                format!("installed_version {version} is beyond the largest release number"),
-            )
-            .into());
-        }
-    }
-    let (name, serial, relays) = if proof.is_some() || carrier.relay_chain.is_some() {
+    check_release_number("installed_version", report.installed_version)?;
+    check_release_number("release", report.release)?;
+    // The group is the one the CA wrote into the certificate that proved the report, never
+    // one the report names.
+    let (name, serial, der, relays) = if proof.is_some() || carrier.relay_chain.is_some() {
         let proved = service.prove(Purpose::Status, carrier, proof, body)?;
         let issued = proved.certificate.issued;
-        (issued.name, issued.serial.to_hex(), proved.relays)
+        let der = pem::parse(&issued.certificate_pem)
+            .map_err(|e| StoreError::Corrupt(format!("certificate {}: {e}", issued.serial)))?
+            .into_contents();
+        (issued.name, issued.serial.to_hex(), der, proved.relays)
     } else {
         let record = client_record(authority, carrier.peer.as_deref().map(Vec::as_slice))?;
-        (record.name, record.serial.to_hex(), Vec::new())
+        (record.name, record.serial.to_hex(), record.der, Vec::new())
     };
+    let group = stored_group(&der, &serial)?;
     let mut unlisted = report.unlisted;
     unlisted.truncate(MAX_UNLISTED);
     for file in &mut unlisted {
@@ -249,6 +315,11 @@ pub(crate) fn record_status(
         last_result: cut(report.last_result, MAX_SHORT_CHARS),
         last_error: cut(report.last_error, MAX_ERROR_CHARS),
         unlisted,
+        group,
+        channel: cut(report.channel, MAX_SHORT_CHARS),
+        release: report.release,
+        state: report.state,
+        reason: cut(report.reason, MAX_ERROR_CHARS),
     };
     write_tx(authority.store(), |tx| {
         tx.put_fleet_report(&stored)?;

@@ -267,7 +267,7 @@ pub(crate) fn certificate(tbs_der: &[u8], expect: &CertExpectation<'_>) -> Resul
         not_before,
         not_after,
     };
-    check_subject(&tbs.subject)?;
+    check_subject(&tbs.subject, expect.profile)?;
 
     let extensions = tbs.extensions.as_deref().unwrap_or_default();
     let mut seen: Vec<ObjectIdentifier> = Vec::with_capacity(extensions.len());
@@ -300,7 +300,22 @@ pub(crate) fn certificate(tbs_der: &[u8], expect: &CertExpectation<'_>) -> Resul
     facts.check(expect.profile, issuer, expect.issuer.is_none())
 }
 
-fn check_subject(subject: &x509_cert::name::Name) -> Result<(), LintError> {
+/// One common name; and the endpoint's group: certificates of client profiles hold at most
+/// one organizationalUnitName, a valid group name, every other certificate none.
+fn check_subject(subject: &x509_cert::name::Name, profile: CertProfile) -> Result<(), LintError> {
+    if profile == CertProfile::EndEntity(Usage::Client) {
+        crate::core::groups::subject_group(subject)
+            .map_err(|e| refuse(CERT, format!("group: {e}")))?;
+    } else {
+        let units = crate::core::groups::organizational_units(subject)
+            .map_err(|e| refuse(CERT, format!("organizational unit: {e}")))?;
+        if !units.is_empty() {
+            return Err(refuse(
+                CERT,
+                "organizationalUnitName outside client certificates",
+            ));
+        }
+    }
     let mut common_names = 0;
     for rdn in subject.0.iter() {
         for atv in rdn.0.iter() {

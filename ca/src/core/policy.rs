@@ -3,6 +3,7 @@
 //! A request never chooses its own subject: the caller (an operator, or the token service for an
 //! enrollment) supplies the name, and the profile decides everything else.
 
+use herald_wire::Group;
 use serde::{Deserialize, Serialize};
 
 use crate::core::csr::KeyKind;
@@ -115,6 +116,18 @@ pub enum PolicyError {
     /// a valid host name.
     #[error("invalid certificate DNS name {name:?}: {problem}")]
     BadDnsName { name: String, problem: String },
+    /// A group was asked for a certificate of a server profile, which carries none.
+    #[error("certificates of a server profile carry no group (asked for group {0})")]
+    GroupOnServerProfile(String),
+}
+
+/// Checks that `group` fits `profile`: certificates of client profiles carry any group;
+/// server certificates carry none, so only the default group is accepted for them.
+pub fn check_group(profile: &Profile, group: &Group) -> Result<(), PolicyError> {
+    if profile.usage == Usage::Server && !group.is_default() {
+        return Err(PolicyError::GroupOnServerProfile(group.to_string()));
+    }
+    Ok(())
 }
 
 /// Checks a subject name: a DNS-compatible name of 1 to 63 characters (it becomes the subject
@@ -162,6 +175,17 @@ mod tests {
             ..Profile::endpoint()
         };
         assert!(only_p256.check_key(KeyKind::Ed25519).is_err());
+    }
+
+    #[test]
+    fn only_client_profiles_take_a_group() {
+        let pilot = Group::new("pilot").expect("a valid group name");
+        assert!(check_group(&Profile::endpoint(), &pilot).is_ok());
+        assert!(check_group(&Profile::server(), &Group::default()).is_ok());
+        assert!(matches!(
+            check_group(&Profile::server(), &pilot),
+            Err(PolicyError::GroupOnServerProfile(_))
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::core::admin::{AdminTokenError, AuthError};
 use crate::core::authority::{IssueError, RevokeError};
 use crate::core::crl::CrlError;
 use crate::core::fleet::FleetError;
+use crate::core::groups::SetGroupError;
 use crate::store::StoreError;
 
 /// An API error: status, stable code, public message.
@@ -160,6 +161,23 @@ impl From<AccountError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
             }
             AccountError::Crypto(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<SetGroupError> for ApiError {
+    fn from(e: SetGroupError) -> Self {
+        match e {
+            SetGroupError::NoEndpoint(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            SetGroupError::NotAClient { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_a_client",
+                e.to_string(),
+            ),
+            SetGroupError::Store(e) => e.into(),
+            other @ SetGroupError::Certificate { .. } => ApiError::internal(&other),
         }
     }
 }

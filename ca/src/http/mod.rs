@@ -172,7 +172,9 @@ pub(crate) fn full_router(state: AppState) -> Router {
         )
         .route("/api/v1/accounts/{name}/{action}", post(accounts::change))
         .route("/api/v1/fleet", get(fleet::list_fleet))
+        .route("/api/v1/fleet/releases", get(fleet::list_releases))
         .route("/api/v1/fleet/{name}", get(fleet::show_fleet))
+        .route("/api/v1/fleet/{name}/group", post(fleet::set_fleet_group))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state.clone());
     let status = Router::new()

@@ -1,7 +1,11 @@
 //! The column lists and row conversions both store backends share, so that their queries read
 //! and write the same columns in the same order.
 
-use crate::store::{AuditQuery, EndpointFilter, EndpointQuery, FleetReport, StoreError};
+use herald_wire::{Group, RolloutState};
+
+use crate::store::{
+    AuditQuery, EndpointFilter, EndpointQuery, EndpointRow, FleetReport, StoreError,
+};
 
 /// The columns of a certificate row, in the order both stores read them.
 pub(crate) const CERT_COLUMNS: &str =
@@ -13,7 +17,8 @@ pub(crate) const ADMIN_TOKEN_COLUMNS: &str =
 
 /// The columns of `fleet_reports`, in the order both stores read and write them.
 pub(crate) const FLEET_COLUMNS: &str =
-    "name, serial, received_at, installed_version, last_check, last_result, last_error, unlisted";
+    "name, serial, received_at, installed_version, last_check, last_result, last_error, unlisted,
+    group_name, channel, offered_release, rollout_state, rollout_reason";
 
 /// A `fleet_reports` row as read, before its version and file list are checked.
 #[derive(Debug)]
@@ -26,11 +31,18 @@ pub(crate) struct RawFleetReport {
     pub(crate) last_result: Option<String>,
     pub(crate) last_error: Option<String>,
     pub(crate) unlisted: String,
+    pub(crate) group: String,
+    pub(crate) channel: Option<String>,
+    pub(crate) release: Option<i64>,
+    pub(crate) state: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 impl RawFleetReport {
     pub(crate) fn finish(self) -> Result<FleetReport, StoreError> {
         let installed_version = version_from_db(self.installed_version)?;
+        let release = version_from_db(self.release)?;
+        let state = self.state.as_deref().map(state_from_db).transpose()?;
         let unlisted = serde_json::from_str(&self.unlisted)
             .map_err(|e| StoreError::Corrupt(format!("unlisted files of {}: {e}", self.name)))?;
         Ok(FleetReport {
@@ -42,9 +54,60 @@ impl RawFleetReport {
             last_result: self.last_result,
             last_error: self.last_error,
             unlisted,
+            group: group_from_db(&self.group)?,
+            channel: self.channel,
+            release,
+            state,
+            reason: self.reason,
         })
     }
 }
+
+/// A group name as stored, checked.
+pub(crate) fn group_from_db(name: &str) -> Result<Group, StoreError> {
+    Group::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A rollout state as stored ([`RolloutState::as_str`]), checked.
+pub(crate) fn state_from_db(name: &str) -> Result<RolloutState, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("rollout state {name:?}")))
+}
+
+/// The aggregate behind [`crate::store::StoreTx::release_counts`], the same in both dialects:
+/// it groups on the columns of the `fleet_reports_releases` index, in its order, and its
+/// condition is the index's, so both databases answer from the index.
+pub(crate) const RELEASE_COUNTS_QUERY: &str = "
+    SELECT channel, offered_release, group_name, rollout_state, COUNT(*)
+    FROM fleet_reports
+    WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL
+    GROUP BY channel, offered_release, group_name, rollout_state
+    ORDER BY channel, offered_release, group_name, rollout_state";
+
+/// One row of [`RELEASE_COUNTS_QUERY`] as read, before its values are checked.
+pub(crate) struct RawReleaseCount {
+    pub(crate) channel: String,
+    pub(crate) release: i64,
+    pub(crate) group: String,
+    pub(crate) state: String,
+    pub(crate) endpoints: i64,
+}
+
+impl RawReleaseCount {
+    pub(crate) fn finish(self) -> Result<crate::store::ReleaseStateCount, StoreError> {
+        Ok(crate::store::ReleaseStateCount {
+            channel: self.channel,
+            release: release_from_db(self.release)?,
+            group: group_from_db(&self.group)?,
+            state: state_from_db(&self.state)?,
+            endpoints: u64::try_from(self.endpoints)
+                .map_err(|_| StoreError::Corrupt(format!("count {}", self.endpoints)))?,
+        })
+    }
+}
+
+/// The columns of `endpoint_groups`, in [`crate::store::EndpointGroupRecord`] order.
+pub(crate) const ENDPOINT_GROUP_COLUMNS: &str = "name, group_name, changed_at";
 
 /// A release number as the database stores it (a signed 64-bit integer).
 pub(crate) fn version_to_db(version: u64) -> Result<i64, StoreError> {
@@ -59,7 +122,7 @@ pub(crate) fn unlisted_to_db(unlisted: &[String]) -> Result<String, StoreError> 
 /// The columns of an enrollment token row, in the order both stores read them.
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, hash, name, base, profile, created_at, expires_at, created_by,
-    used_at, serial, spki_sha256, revoked_at";
+    used_at, serial, spki_sha256, revoked_at, group_name";
 
 /// The columns of an `admin_accounts` row, in [`crate::store::AccountRecord`] order.
 pub(crate) const ACCOUNT_COLUMNS: &str = "name, role, password_hash, password_one_time,
@@ -71,8 +134,45 @@ pub(crate) const SESSION_COLUMNS: &str =
     "id_hash, account, stage, created_at, last_seen_at, expires_at";
 
 /// The columns of an `endpoints` row, in [`crate::store::EndpointRow`] order.
-pub(crate) const ENDPOINT_COLUMNS: &str =
-    "name, grp, serial, not_after, revoked_at, installed_version, last_seen, last_result";
+pub(crate) const ENDPOINT_COLUMNS: &str = "name, grp, serial, not_after, revoked_at,
+    installed_version, last_seen, last_result, channel, offered_release, rollout_state";
+
+/// An `endpoints` row as read, before its release numbers and rollout state are checked.
+pub(crate) struct RawEndpointRow {
+    pub(crate) name: String,
+    pub(crate) group: String,
+    pub(crate) serial: Option<String>,
+    pub(crate) not_after: Option<i64>,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) installed_version: Option<i64>,
+    pub(crate) last_seen: Option<i64>,
+    pub(crate) last_result: Option<String>,
+    pub(crate) channel: Option<String>,
+    pub(crate) offered_release: Option<i64>,
+    pub(crate) rollout_state: Option<String>,
+}
+
+impl RawEndpointRow {
+    pub(crate) fn finish(self) -> Result<EndpointRow, StoreError> {
+        Ok(EndpointRow {
+            name: self.name,
+            group: self.group,
+            serial: self.serial,
+            not_after: self.not_after,
+            revoked_at: self.revoked_at,
+            installed_version: version_from_db(self.installed_version)?,
+            last_seen: self.last_seen,
+            last_result: self.last_result,
+            channel: self.channel,
+            offered_release: version_from_db(self.offered_release)?,
+            rollout_state: self
+                .rollout_state
+                .as_deref()
+                .map(state_from_db)
+                .transpose()?,
+        })
+    }
+}
 
 /// The columns of an audit entry, in the order both stores read them.
 pub(crate) const AUDIT_COLUMNS: &str = "chain, seq, time, actor, action, details, prev_hash, hash";
@@ -232,7 +332,10 @@ pub(crate) fn flag_from_db(value: i64, what: &str) -> Result<bool, StoreError> {
 
 /// A stored release number as read back (never negative).
 pub(crate) fn version_from_db(value: Option<i64>) -> Result<Option<u64>, StoreError> {
-    value
-        .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("release number {v}"))))
-        .transpose()
+    value.map(release_from_db).transpose()
+}
+
+/// A stored release number that cannot be absent, as read back.
+fn release_from_db(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("release number {value}")))
 }

@@ -17,6 +17,7 @@ pub use postgres::{PgOptions, PgStore};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
 
+use herald_wire::{Group, RolloutState};
 use serde::Serialize;
 
 use crate::model::audit::{AuditEntry, NewAuditEntry};
@@ -166,6 +167,8 @@ pub struct EnrollmentTokenRecord {
     pub base: String,
     /// The issuance profile.
     pub profile: String,
+    /// The group the endpoint enrolling with it joins.
+    pub group: Group,
     /// Creation time, Unix seconds.
     pub created_at: i64,
     /// Expiry, Unix seconds.
@@ -207,7 +210,7 @@ pub struct ListFilter {
 
 /// The last status report of one endpoint (`POST /api/v1/status`), one per name: a newer
 /// report replaces the older.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct FleetReport {
     /// The endpoint's name, taken from its client certificate.
     pub name: String,
@@ -225,6 +228,47 @@ pub struct FleetReport {
     pub last_error: Option<String>,
     /// Files in the endpoint's install root that its release does not list.
     pub unlisted: Vec<String>,
+    /// The group of the certificate the report was proved with (its organizationalUnitName,
+    /// written by this CA): the group the endpoint evaluated its rollout policy for. Never
+    /// taken from the report.
+    pub group: Group,
+    /// The release channel the endpoint follows, as reported.
+    pub channel: Option<String>,
+    /// The release its signed rollout policy offers it now, as reported.
+    pub release: Option<u64>,
+    /// Where it stands with that release, as reported.
+    pub state: Option<RolloutState>,
+    /// Why it failed or rolled back, as reported (cut to a bounded length).
+    pub reason: Option<String>,
+}
+
+/// The group the CA records for an endpoint: set from its enrollment token, changed by an
+/// operator. Certificates issued for the name carry it (renewal included). A name without a
+/// record is in [`Group::DEFAULT`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EndpointGroupRecord {
+    /// The endpoint's name.
+    pub name: String,
+    /// Its group.
+    pub group: Group,
+    /// When the group was set, Unix seconds.
+    pub changed_at: i64,
+}
+
+/// How many endpoints' latest reports stand in `state` for one channel, release and group
+/// (one row of the releases summary, before the states are spread into columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseStateCount {
+    /// The channel.
+    pub channel: String,
+    /// The release offered.
+    pub release: u64,
+    /// The group of the certificates the reports were proved with.
+    pub group: Group,
+    /// The state reported.
+    pub state: RolloutState,
+    /// Number of endpoints.
+    pub endpoints: u64,
 }
 
 /// A console account: who signs in to `/ui/` with a password and a second factor.
@@ -276,12 +320,12 @@ pub struct SessionRecord {
 }
 
 /// One endpoint of the fleet as the `endpoints` table keeps it (certificates and status
-/// reports maintain it; see schema version 5).
+/// reports maintain it; see schema versions 5 and 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRow {
     /// The endpoint's name.
     pub name: String,
-    /// Its group: the base name of the enrollment token that named it (else its name).
+    /// Its group as the CA records it (see [`EndpointGroupRecord`]; `default` if none is).
     pub group: String,
     /// Serial (hex) of its newest endpoint certificate; `None` if it only reported.
     pub serial: Option<String>,
@@ -295,6 +339,12 @@ pub struct EndpointRow {
     pub last_seen: Option<i64>,
     /// The outcome of its last check.
     pub last_result: Option<String>,
+    /// The release channel its last report named.
+    pub channel: Option<String>,
+    /// The release its rollout policy offered it, as last reported.
+    pub offered_release: Option<u64>,
+    /// Where it stood with that release, as last reported.
+    pub rollout_state: Option<RolloutState>,
 }
 
 /// A state filter of the endpoint listing.
@@ -507,7 +557,7 @@ pub trait StoreTx {
     fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError>;
     /// How many endpoints reported each installed release (`None`: none reported), by
     /// release.
-    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError>;
+    fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError>;
     /// Unrevoked certificates whose notAfter is in `[from, until)`: how many, and the first
     /// `limit` of them, soonest first.
     fn certificates_expiring(
@@ -532,6 +582,16 @@ pub trait StoreTx {
         after: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<EnrollmentTokenRecord>, StoreError>;
+    /// Counts the stored reports that carry a channel, a release and a state, per channel,
+    /// release, group and state, ordered by those four. One aggregate query over the
+    /// `fleet_reports_releases` index; no report is loaded.
+    fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError>;
+    /// The group recorded for `name`, if any.
+    fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError>;
+    /// Every recorded group, ordered by name.
+    fn endpoint_groups(&self) -> Result<Vec<EndpointGroupRecord>, StoreError>;
+    /// Records the group of an endpoint, replacing the one recorded before.
+    fn set_endpoint_group(&self, record: &EndpointGroupRecord) -> Result<(), StoreError>;
 }
 
 /// A transactional store. `write` commits durably before returning; `read` sees a consistent

@@ -20,11 +20,11 @@
 //!   while servers never wait for each other's appends;
 //! - read transactions are REPEATABLE READ, READ ONLY (one consistent snapshot);
 //! - statements are prepared once per connection and pipelined: `BEGIN` goes with the first
-//!   statement, statements whose answer nobody waits for (the certificate row, audit
-//!   entries) go with the next one that needs an answer or with `COMMIT`, and a read's
-//!   `COMMIT` is not waited for, so an enrollment waits for three round trips (`BEGIN` +
-//!   token read; `BEGIN` + certificate + token burn; audit entry + `COMMIT`) and for a flush
-//!   it shares with the writers waiting at the time;
+//!   statement, statements whose answer nobody waits for (the certificate row, the
+//!   endpoint's group, audit entries) go with the next one that needs an answer or with
+//!   `COMMIT`, and a read's `COMMIT` is not waited for, so an enrollment waits for three round
+//!   trips (`BEGIN` + token read; `BEGIN` + certificate + token burn; the endpoint's group +
+//!   audit entry + `COMMIT`) and for a flush it shares with the writers waiting at the time;
 //! - writes commit asynchronously and then wait for a flush shared with concurrent writers
 //!   (group commit, see [`FLUSH`]), so locks are not held across a disk flush;
 //! - a revocation bumps the status epoch and sends `NOTIFY herald_status` in its transaction;
@@ -35,6 +35,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -47,16 +48,18 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
-    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
-    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, group_from_db,
+    unlisted_to_db, version_from_db, version_to_db, RawEndpointRow, RawFleetReport,
+    RawReleaseCount, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
-    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
-    EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReportHour, Revocation,
-    RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx, StoredCrl,
+    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
+    EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReleaseStateCount,
+    ReportHour, Revocation, RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx,
+    StoredCrl,
 };
 
 /// A write transaction. It commits without waiting for the disk (`synchronous_commit` off for
@@ -121,6 +124,8 @@ pub struct PgStore {
     chain: i64,
     /// Write commits waiting for a flush.
     flush: GroupCommit,
+    /// Round trips that transactions have waited for.
+    round_trips: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -248,6 +253,7 @@ impl PgStore {
             status: Arc::new(StatusSignal::default()),
             chain: 0,
             flush: GroupCommit::default(),
+            round_trips: AtomicU64::new(0),
         };
         store.migrate(&options.schema)?;
         let claim = config.clone();
@@ -255,6 +261,14 @@ impl PgStore {
         let status = store.status.clone();
         store.handle.spawn(listen_loop(config, status));
         Ok(store)
+    }
+
+    /// How many round trips the transactions of this store have waited for so far (a
+    /// pipeline of statements sent together and their answers read; not the shared flush of
+    /// group commit, nor a read's `COMMIT`, which nobody waits for). For tests and benchmarks
+    /// that check what a transaction costs.
+    pub fn transaction_round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// The audit chain this store appends to (claimed at open; see the module docs).
@@ -661,6 +675,7 @@ impl PgTx<'_> {
             .borrow()
             .clone()
             .ok_or_else(|| StoreError::Backend("the transaction has ended".into()))?;
+        self.store.round_trips.fetch_add(1, Ordering::Relaxed);
         self.store
             .block(async move { send(&client, pipeline).await })?
     }
@@ -798,6 +813,15 @@ fn token_from_row(row: &Row) -> Result<EnrollmentTokenRecord, StoreError> {
         serial: get(row, 9)?,
         spki_sha256: get(row, 10)?,
         revoked_at: get(row, 11)?,
+        group: group_from_db(get(row, 12)?)?,
+    })
+}
+
+fn endpoint_group_from_row(row: &Row) -> Result<EndpointGroupRecord, StoreError> {
+    Ok(EndpointGroupRecord {
+        name: get(row, 0)?,
+        group: group_from_db(get(row, 1)?)?,
+        changed_at: get(row, 2)?,
     })
 }
 
@@ -1090,7 +1114,7 @@ impl StoreTx for PgTx<'_> {
         let inserted = self.affected(
             &format!(
                 "INSERT INTO enrollment_tokens ({TOKEN_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT DO NOTHING RETURNING 1"
             ),
             vec![
@@ -1106,6 +1130,7 @@ impl StoreTx for PgTx<'_> {
                 p(r.serial.clone()),
                 p(r.spki_sha256.clone()),
                 p(r.revoked_at),
+                p(r.group.as_str().to_owned()),
             ],
         )?;
         if inserted {
@@ -1179,15 +1204,20 @@ impl StoreTx for PgTx<'_> {
 
     fn put_fleet_report(&self, r: &FleetReport) -> Result<(), StoreError> {
         let version = r.installed_version.map(version_to_db).transpose()?;
+        let release = r.release.map(version_to_db).transpose()?;
         self.query(
             &format!(
                 "INSERT INTO fleet_reports ({FLEET_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (name) DO UPDATE SET serial = EXCLUDED.serial,
                      received_at = EXCLUDED.received_at,
                      installed_version = EXCLUDED.installed_version,
                      last_check = EXCLUDED.last_check, last_result = EXCLUDED.last_result,
-                     last_error = EXCLUDED.last_error, unlisted = EXCLUDED.unlisted"
+                     last_error = EXCLUDED.last_error, unlisted = EXCLUDED.unlisted,
+                     group_name = EXCLUDED.group_name, channel = EXCLUDED.channel,
+                     offered_release = EXCLUDED.offered_release,
+                     rollout_state = EXCLUDED.rollout_state,
+                     rollout_reason = EXCLUDED.rollout_reason"
             ),
             vec![
                 p(r.name.clone()),
@@ -1198,6 +1228,11 @@ impl StoreTx for PgTx<'_> {
                 p(r.last_result.clone()),
                 p(r.last_error.clone()),
                 p(unlisted_to_db(&r.unlisted)?),
+                p(r.group.as_str().to_owned()),
+                p(r.channel.clone()),
+                p(release),
+                p(r.state.map(|s| s.as_str().to_owned())),
+                p(r.reason.clone()),
             ],
         )?;
         Ok(())
@@ -1224,6 +1259,11 @@ impl StoreTx for PgTx<'_> {
                 last_result: get(row, 5)?,
                 last_error: get(row, 6)?,
                 unlisted: get(row, 7)?,
+                group: get(row, 8)?,
+                channel: get(row, 9)?,
+                release: get(row, 10)?,
+                state: get(row, 11)?,
+                reason: get(row, 12)?,
             }
             .finish()
         })
@@ -1413,16 +1453,20 @@ impl StoreTx for PgTx<'_> {
         self.query(&sql, pg_values(values))?
             .iter()
             .map(|row| {
-                Ok(EndpointRow {
+                RawEndpointRow {
                     name: get(row, 0)?,
                     group: get(row, 1)?,
                     serial: get(row, 2)?,
                     not_after: get(row, 3)?,
                     revoked_at: get(row, 4)?,
-                    installed_version: version_from_db(get(row, 5)?)?,
+                    installed_version: get(row, 5)?,
                     last_seen: get(row, 6)?,
                     last_result: get(row, 7)?,
-                })
+                    channel: get(row, 8)?,
+                    offered_release: get(row, 9)?,
+                    rollout_state: get(row, 10)?,
+                }
+                .finish()
             })
             .collect()
     }
@@ -1441,7 +1485,7 @@ impl StoreTx for PgTx<'_> {
         })
     }
 
-    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
+    fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
         self.query(
             "SELECT installed_version, count(*) FROM endpoints
              GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
@@ -1553,6 +1597,61 @@ impl StoreTx for PgTx<'_> {
             )?,
         };
         rows.iter().map(token_from_row).collect()
+    }
+
+    fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
+        self.query(RELEASE_COUNTS_QUERY, Vec::new())?
+            .iter()
+            .map(|row| {
+                RawReleaseCount {
+                    channel: get(row, 0)?,
+                    release: get(row, 1)?,
+                    group: get(row, 2)?,
+                    state: get(row, 3)?,
+                    endpoints: get(row, 4)?,
+                }
+                .finish()
+            })
+            .collect()
+    }
+
+    fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = $1"),
+            vec![p(name.to_owned())],
+        )?
+        .map(|row| endpoint_group_from_row(&row))
+        .transpose()
+    }
+
+    fn endpoint_groups(&self) -> Result<Vec<EndpointGroupRecord>, StoreError> {
+        self.query(
+            &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups ORDER BY name"),
+            Vec::new(),
+        )?
+        .iter()
+        .map(endpoint_group_from_row)
+        .collect()
+    }
+
+    fn set_endpoint_group(&self, r: &EndpointGroupRecord) -> Result<(), StoreError> {
+        // Sent with the next statement or the commit (nobody waits for its answer), so that
+        // an enrollment records the group without another round trip; its only failures are
+        // the database's, which abort the transaction.
+        self.defer(
+            format!(
+                "INSERT INTO endpoint_groups ({ENDPOINT_GROUP_COLUMNS}) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET group_name = EXCLUDED.group_name,
+                     changed_at = EXCLUDED.changed_at"
+            ),
+            vec![
+                p(r.name.clone()),
+                p(r.group.as_str().to_owned()),
+                p(r.changed_at),
+            ],
+            Box::new(pg_error),
+        );
+        Ok(())
     }
 }
 

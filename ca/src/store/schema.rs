@@ -479,6 +479,144 @@ CREATE OR REPLACE FUNCTION herald_hash_part(part TEXT) RETURNS BYTEA
         || convert_to(part, ''UTF8'')';
 ",
     },
+    // 7: endpoint groups (the group a token gives, the group the CA records per endpoint) and
+    // the rollout fields of status reports, with the index the releases summary reads. The
+    // console's `endpoints` view follows: its group becomes the group the CA records (none was
+    // recorded before this version, so every endpoint starts in `default`), kept by triggers
+    // on `endpoint_groups`; it gains the channel, offered release and rollout state of the last
+    // report. Every PostgreSQL statement may run again over its own result.
+    Migration {
+        sqlite: "
+ALTER TABLE enrollment_tokens ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE IF NOT EXISTS endpoint_groups (
+    name TEXT PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+ALTER TABLE fleet_reports ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE fleet_reports ADD COLUMN channel TEXT;
+ALTER TABLE fleet_reports ADD COLUMN offered_release INTEGER;
+ALTER TABLE fleet_reports ADD COLUMN rollout_state TEXT;
+ALTER TABLE fleet_reports ADD COLUMN rollout_reason TEXT;
+CREATE INDEX IF NOT EXISTS fleet_reports_releases
+    ON fleet_reports(channel, offered_release, group_name, rollout_state)
+    WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL;
+ALTER TABLE endpoints ADD COLUMN channel TEXT;
+ALTER TABLE endpoints ADD COLUMN offered_release INTEGER;
+ALTER TABLE endpoints ADD COLUMN rollout_state TEXT;
+UPDATE endpoints SET grp = COALESCE(
+    (SELECT group_name FROM endpoint_groups g WHERE g.name = endpoints.name), 'default');
+DROP TRIGGER IF EXISTS endpoints_on_issue;
+CREATE TRIGGER endpoints_on_issue AFTER INSERT ON certificates
+WHEN NEW.profile = 'endpoint'
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT group_name FROM endpoint_groups WHERE name = NEW.name), 'default'),
+            NEW.serial, NEW.issued_at, NEW.not_after, NEW.revoked_at)
+    ON CONFLICT(name) DO UPDATE SET serial = excluded.serial, issued_at = excluded.issued_at,
+        not_after = excluded.not_after, revoked_at = excluded.revoked_at
+    WHERE endpoints.issued_at IS NULL OR excluded.issued_at >= endpoints.issued_at;
+END;
+DROP TRIGGER IF EXISTS endpoints_on_report;
+CREATE TRIGGER endpoints_on_report AFTER INSERT ON fleet_reports
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result,
+                           failing, channel, offered_release, rollout_state)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT group_name FROM endpoint_groups WHERE name = NEW.name), 'default'),
+            NEW.installed_version, NEW.received_at, NEW.last_result,
+            NEW.last_result IS 'error', NEW.channel, NEW.offered_release, NEW.rollout_state)
+    ON CONFLICT(name) DO UPDATE SET installed_version = excluded.installed_version,
+        last_seen = excluded.last_seen, last_result = excluded.last_result,
+        failing = excluded.failing, channel = excluded.channel,
+        offered_release = excluded.offered_release, rollout_state = excluded.rollout_state;
+    INSERT INTO fleet_report_hours (hour, reports, failures)
+    VALUES (NEW.received_at / 3600, 1, NEW.last_result IS 'error')
+    ON CONFLICT(hour) DO UPDATE SET reports = reports + 1,
+        failures = failures + excluded.failures;
+END;
+CREATE TRIGGER IF NOT EXISTS endpoints_on_group AFTER INSERT ON endpoint_groups
+BEGIN
+    UPDATE endpoints SET grp = NEW.group_name WHERE name = NEW.name;
+END;
+CREATE TRIGGER IF NOT EXISTS endpoints_on_group_change AFTER UPDATE OF group_name
+    ON endpoint_groups
+BEGIN
+    UPDATE endpoints SET grp = NEW.group_name WHERE name = NEW.name;
+END;
+",
+        postgres: "
+ALTER TABLE enrollment_tokens ADD COLUMN IF NOT EXISTS group_name TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE IF NOT EXISTS endpoint_groups (
+    name TEXT PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    changed_at BIGINT NOT NULL
+);
+ALTER TABLE fleet_reports
+    ADD COLUMN IF NOT EXISTS group_name TEXT NOT NULL DEFAULT 'default',
+    ADD COLUMN IF NOT EXISTS channel TEXT,
+    ADD COLUMN IF NOT EXISTS offered_release BIGINT,
+    ADD COLUMN IF NOT EXISTS rollout_state TEXT,
+    ADD COLUMN IF NOT EXISTS rollout_reason TEXT;
+CREATE INDEX IF NOT EXISTS fleet_reports_releases
+    ON fleet_reports(channel, offered_release, group_name, rollout_state)
+    WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL;
+ALTER TABLE endpoints
+    ADD COLUMN IF NOT EXISTS channel TEXT,
+    ADD COLUMN IF NOT EXISTS offered_release BIGINT,
+    ADD COLUMN IF NOT EXISTS rollout_state TEXT;
+UPDATE endpoints SET grp = COALESCE(
+    (SELECT group_name FROM endpoint_groups g WHERE g.name = endpoints.name), 'default');
+CREATE OR REPLACE FUNCTION endpoints_on_issue() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+BEGIN
+    IF NEW.profile = 'endpoint' THEN
+        INSERT INTO endpoints (name, name_key, grp, serial, issued_at, not_after, revoked_at)
+        VALUES (NEW.name, lower(NEW.name),
+                COALESCE((SELECT group_name FROM endpoint_groups WHERE name = NEW.name),
+                         'default'),
+                NEW.serial, NEW.issued_at, NEW.not_after, NEW.revoked_at)
+        ON CONFLICT (name) DO UPDATE SET serial = EXCLUDED.serial,
+            issued_at = EXCLUDED.issued_at, not_after = EXCLUDED.not_after,
+            revoked_at = EXCLUDED.revoked_at
+        WHERE endpoints.issued_at IS NULL OR EXCLUDED.issued_at >= endpoints.issued_at;
+    END IF;
+    RETURN NULL;
+END $body$;
+CREATE OR REPLACE FUNCTION endpoints_on_report() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+DECLARE
+    failed BIGINT := CASE WHEN NEW.last_result = 'error' THEN 1 ELSE 0 END;
+BEGIN
+    INSERT INTO endpoints (name, name_key, grp, installed_version, last_seen, last_result,
+                           failing, channel, offered_release, rollout_state)
+    VALUES (NEW.name, lower(NEW.name),
+            COALESCE((SELECT group_name FROM endpoint_groups WHERE name = NEW.name),
+                     'default'),
+            NEW.installed_version, NEW.received_at, NEW.last_result, failed, NEW.channel,
+            NEW.offered_release, NEW.rollout_state)
+    ON CONFLICT (name) DO UPDATE SET installed_version = EXCLUDED.installed_version,
+        last_seen = EXCLUDED.last_seen, last_result = EXCLUDED.last_result,
+        failing = EXCLUDED.failing, channel = EXCLUDED.channel,
+        offered_release = EXCLUDED.offered_release, rollout_state = EXCLUDED.rollout_state;
+    INSERT INTO fleet_report_hours (hour, reports, failures)
+    VALUES (NEW.received_at / 3600, 1, failed)
+    ON CONFLICT (hour) DO UPDATE SET reports = fleet_report_hours.reports + 1,
+        failures = fleet_report_hours.failures + EXCLUDED.failures;
+    RETURN NULL;
+END $body$;
+CREATE OR REPLACE FUNCTION endpoints_on_group() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $body$
+BEGIN
+    UPDATE endpoints SET grp = NEW.group_name WHERE name = NEW.name;
+    RETURN NULL;
+END $body$;
+DROP TRIGGER IF EXISTS endpoints_on_group ON endpoint_groups;
+CREATE TRIGGER endpoints_on_group AFTER INSERT OR UPDATE OF group_name ON endpoint_groups
+    FOR EACH ROW EXECUTE FUNCTION endpoints_on_group();
+",
+    },
 ];
 
 /// The schema version this build writes; a database at a higher version is refused.

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use herald_wire::{Group, RolloutState};
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
@@ -10,15 +12,17 @@ use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
     audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
-    version_from_db, version_to_db, RawFleetReport, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS,
-    AUDIT_COLUMNS, CERT_COLUMNS, FLEET_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
+    version_from_db, version_to_db, RawEndpointRow, RawFleetReport, RawReleaseCount, SqlValue,
+    ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS,
+    FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
-    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointQuery,
-    EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReportHour, Revocation,
-    RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx, StoredCrl,
+    AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
+    EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, ListFilter, ReleaseStateCount,
+    ReportHour, Revocation, RevokeOutcome, RevokedEntry, SessionRecord, Store, StoreError, StoreTx,
+    StoredCrl,
 };
 
 /// The SQLite store: one database file in WAL mode with group commit. A write transaction
@@ -534,7 +538,7 @@ impl StoreTx for SqliteTx<'_> {
         let result = self.tx.execute(
             &format!(
                 "INSERT INTO enrollment_tokens ({TOKEN_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
             params![
                 r.id,
@@ -548,7 +552,8 @@ impl StoreTx for SqliteTx<'_> {
                 r.used_at,
                 r.serial,
                 r.spki_sha256,
-                r.revoked_at
+                r.revoked_at,
+                r.group.as_str()
             ],
         );
         match result {
@@ -621,10 +626,11 @@ impl StoreTx for SqliteTx<'_> {
 
     fn put_fleet_report(&self, r: &FleetReport) -> Result<(), StoreError> {
         let version = r.installed_version.map(version_to_db).transpose()?;
+        let release = r.release.map(version_to_db).transpose()?;
         self.tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO fleet_reports ({FLEET_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
             params![
                 r.name,
@@ -635,6 +641,11 @@ impl StoreTx for SqliteTx<'_> {
                 r.last_result,
                 r.last_error,
                 unlisted_to_db(&r.unlisted)?,
+                r.group.as_str(),
+                r.channel,
+                release,
+                r.state.map(RolloutState::as_str),
+                r.reason,
             ],
         )?;
         Ok(())
@@ -660,6 +671,11 @@ impl StoreTx for SqliteTx<'_> {
                 last_result: row.get(5)?,
                 last_error: row.get(6)?,
                 unlisted: row.get(7)?,
+                group: row.get(8)?,
+                channel: row.get(9)?,
+                release: row.get(10)?,
+                state: row.get(11)?,
+                reason: row.get(12)?,
             })
         })?;
         rows.map(|row| row?.finish()).collect()
@@ -880,26 +896,21 @@ impl StoreTx for SqliteTx<'_> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("?{i}"));
         let mut stmt = self.tx.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-            Ok((
-                EndpointRow {
-                    name: row.get(0)?,
-                    group: row.get(1)?,
-                    serial: row.get(2)?,
-                    not_after: row.get(3)?,
-                    revoked_at: row.get(4)?,
-                    installed_version: None,
-                    last_seen: row.get(6)?,
-                    last_result: row.get(7)?,
-                },
-                row.get::<_, Option<i64>>(5)?,
-            ))
+            Ok(RawEndpointRow {
+                name: row.get(0)?,
+                group: row.get(1)?,
+                serial: row.get(2)?,
+                not_after: row.get(3)?,
+                revoked_at: row.get(4)?,
+                installed_version: row.get(5)?,
+                last_seen: row.get(6)?,
+                last_result: row.get(7)?,
+                channel: row.get(8)?,
+                offered_release: row.get(9)?,
+                rollout_state: row.get(10)?,
+            })
         })?;
-        rows.map(|row| {
-            let (mut row, version) = row?;
-            row.installed_version = version_from_db(version)?;
-            Ok(row)
-        })
-        .collect()
+        rows.map(|row| row?.finish()).collect()
     }
 
     fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
@@ -916,7 +927,7 @@ impl StoreTx for SqliteTx<'_> {
         })?)
     }
 
-    fn release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
+    fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT installed_version, count(*) FROM endpoints
              GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
@@ -1030,6 +1041,51 @@ impl StoreTx for SqliteTx<'_> {
         };
         Ok(rows)
     }
+
+    fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(RELEASE_COUNTS_QUERY)?;
+        let rows = stmt.query_map([], |row| {
+            Ok(RawReleaseCount {
+                channel: row.get(0)?,
+                release: row.get(1)?,
+                group: row.get(2)?,
+                state: row.get(3)?,
+                endpoints: row.get(4)?,
+            })
+        })?;
+        rows.map(|row| row?.finish()).collect()
+    }
+
+    fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError> {
+        self.tx
+            .query_row(
+                &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = ?1"),
+                params![name],
+                endpoint_group_from_row,
+            )
+            .optional()
+            .map_err(StoreError::from)
+    }
+
+    fn endpoint_groups(&self) -> Result<Vec<EndpointGroupRecord>, StoreError> {
+        let mut stmt = self.tx.prepare(&format!(
+            "SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], endpoint_group_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_endpoint_group(&self, r: &EndpointGroupRecord) -> Result<(), StoreError> {
+        self.tx.execute(
+            &format!(
+                "INSERT INTO endpoint_groups ({ENDPOINT_GROUP_COLUMNS}) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET group_name = excluded.group_name,
+                     changed_at = excluded.changed_at"
+            ),
+            params![r.name, r.group.as_str(), r.changed_at],
+        )?;
+        Ok(())
+    }
 }
 
 impl rusqlite::ToSql for SqlValue {
@@ -1087,6 +1143,23 @@ fn finish_account((mut record, one_time, mfa): RawAccount) -> Result<AccountReco
     Ok(record)
 }
 
+/// An `endpoint_groups` row.
+fn endpoint_group_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointGroupRecord> {
+    Ok(EndpointGroupRecord {
+        name: row.get(0)?,
+        group: group_at(row, 1)?,
+        changed_at: row.get(2)?,
+    })
+}
+
+/// A group column, checked: a name that is not a valid group fails like any column of the
+/// wrong type.
+fn group_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Group> {
+    let name: String = row.get(index)?;
+    Group::new(&name)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
 fn admin_token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AdminTokenRecord> {
     Ok(AdminTokenRecord {
         id: row.get(0)?,
@@ -1114,6 +1187,7 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnrollmentTokenRe
         serial: row.get(9)?,
         spki_sha256: row.get(10)?,
         revoked_at: row.get(11)?,
+        group: group_at(row, 12)?,
     })
 }
 

@@ -491,3 +491,52 @@ impl Drop for RelayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Creates a token for `base` in `group` over the API (operator); returns the answer.
+pub async fn token_in_group(site: &Site, base: &str, group: &str) -> serde_json::Value {
+    let (status, created) = post(
+        site.client()
+            .post(format!("{}/api/v1/tokens", site.ca.https_url()))
+            .bearer_auth(&site.operator),
+        &serde_json::json!({ "name": base, "group": group }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// Enrolls with `token`; returns the name, the identity (key then chain) and the answer.
+pub async fn enroll_with(site: &Site, token: &str) -> (String, Vec<u8>, serde_json::Value) {
+    let (key, csr) = key_and_csr("asks-for-nothing");
+    let (status, issued) = enroll(&site.client(), &site.ca.https_url(), token, &csr).await;
+    assert_eq!(status, 200, "{issued}");
+    let name = issued["name"].as_str().unwrap().to_owned();
+    (name, identity(&key, &issued), issued)
+}
+
+/// `POST /api/v1/fleet/{name}/group` with `bearer`.
+pub async fn set_group(
+    site: &Site,
+    name: &str,
+    group: &str,
+    bearer: &str,
+) -> (u16, serde_json::Value) {
+    post(
+        site.client()
+            .post(format!("{}/api/v1/fleet/{name}/group", site.ca.https_url()))
+            .bearer_auth(bearer),
+        &serde_json::json!({ "group": group }),
+    )
+    .await
+}
+
+/// Sends a status report over mutual TLS with `identity`.
+pub async fn report(site: &Site, identity: &[u8], body: serde_json::Value) {
+    let endpoint = client_with(&site.root_pem, Some(identity));
+    let (status, ack) = post(
+        endpoint.post(format!("{}/api/v1/status", site.ca.https_url())),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{ack}");
+}

@@ -1,11 +1,15 @@
-//! `GET /ui/`: the dashboard.
+//! `GET /ui/`: the dashboard: endpoints by state, reports per hour, rollout progress per
+//! release and group, installed releases, revocation services, expiring certificates.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
-use super::{blocking, chart, layout, page, signed_in, trusted_markup, when, Nav, PageError};
+use super::{
+    blocking, chart, layout, page, query_value, signed_in, trusted_markup, untrusted, when, Nav,
+    PageError,
+};
 use crate::core::admin::Role;
 use crate::core::console;
 use crate::http::AppState;
@@ -45,9 +49,40 @@ pub(super) async fn page_handler(
             (trusted_markup(chart::reports_svg(&dashboard.hours)))
             p.legend { span.key.ok {} "reports " span.key.bad {} "failed checks" }
         }
+        section aria-labelledby="releases" {
+            h2 id="releases" { "Releases" }
+            @if dashboard.rollout.is_empty() {
+                p.note id="rollout-none" { "No endpoint has reported a release that a rollout policy offers it yet." }
+            } @else {
+                div.scroll { table id="rollout" {
+                    caption.visually-hidden { "Rollout progress per channel, release and group" }
+                    thead { tr {
+                        th scope="col" { "Channel" } th scope="col" class="num" { "Release" } th scope="col" { "Group" }
+                        th scope="col" class="num" { "Installed" } th scope="col" class="num" { "Pending" }
+                        th scope="col" class="num" { "Failed" } th scope="col" class="num" { "Rolled back" }
+                        th scope="col" class="num" { "Held" }
+                    } }
+                    tbody {
+                        @for r in &dashboard.rollout {
+                            tr {
+                                td { (untrusted(&r.channel)) }
+                                td.num { (r.release) }
+                                td { a href=(format!("/ui/endpoints?group={}", query_value(r.group.as_str()))) { (r.group) } }
+                                td class="num installed" { (r.installed) }
+                                td class="num pending" { (r.pending) }
+                                td class="num failed" { (r.failed) }
+                                td class="num rolled-back" { (r.rolled_back) }
+                                td class="num held" { (r.held) }
+                            }
+                        }
+                    }
+                } }
+                p.note { "Each endpoint counts once, by its latest report, under the group of the certificate that proved the report (an endpoint moved to another group counts there once it reports with its next certificate)." }
+            }
+        }
         div.columns {
-            section aria-labelledby="releases" {
-                h2 id="releases" { "Releases" }
+            section aria-labelledby="installed" {
+                h2 id="installed" { "Installed releases" }
                 table {
                     thead { tr { th scope="col" { "Installed release" } th scope="col" class="num" { "Endpoints" } } }
                     tbody {
@@ -62,9 +97,6 @@ pub(super) async fn page_handler(
                         }
                     }
                 }
-                // Rollout progress per release goes here once releases carry a rollout
-                // policy; until then the table shows what the fleet has installed.
-                p.note id="rollout-progress" { "Rollout progress: not available yet; the table shows the releases installed now." }
             }
             section aria-labelledby="revocation" {
                 h2 id="revocation" { "Revocation services" }

@@ -1,12 +1,14 @@
 //! `GET /ui/endpoints` (search by name prefix, filter by state, group and release, pages of
-//! 50 in name order) and `GET /ui/endpoints/{name}` (certificates, installed release, last
-//! report, unlisted files, revocation).
+//! 50 in name order; each row shows the endpoint's group, installed release and the release
+//! its rollout offers it) and `GET /ui/endpoints/{name}` (group, certificates, installed and
+//! offered release, last report, unlisted files, revocation).
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use herald_wire::RolloutState;
 use maud::{html, Markup};
 
 use super::certs::revoke_section;
@@ -21,6 +23,21 @@ use crate::store::{read_tx, EndpointQuery, ListFilter};
 
 fn state_badge(state: CertState) -> Markup {
     html! { span class=(format!("badge {}", state.name())) { (state.name()) } }
+}
+
+/// The release a rollout policy offers an endpoint and where it stands with it, as reported.
+fn offered(release: Option<u64>, state: Option<RolloutState>) -> Markup {
+    html! {
+        @match release {
+            Some(release) => {
+                "release " (release)
+                @if let Some(state) = state {
+                    " " span class=(format!("badge rollout-{}", state.as_str())) { (state.as_str()) }
+                }
+            }
+            None => "-",
+        }
+    }
 }
 
 /// `GET /ui/endpoints?q=&state=&group=&release=&after=`.
@@ -100,7 +117,8 @@ pub(super) async fn list(
             div.scroll { table id="endpoints" {
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Group" } th scope="col" { "Certificate" }
-                    th scope="col" class="num" { "Release" } th scope="col" { "Last seen" } th scope="col" { "Last result" }
+                    th scope="col" class="num" { "Release" } th scope="col" { "Offered by rollout" }
+                    th scope="col" { "Last seen" } th scope="col" { "Last result" }
                 } }
                 tbody {
                     @for row in &found.rows {
@@ -109,6 +127,7 @@ pub(super) async fn list(
                             td { a href=(format!("/ui/endpoints?group={}", query_value(&row.group))) { (row.group) } }
                             td { (state_badge(endpoint_state(row, now))) }
                             td.num { (row.installed_version.map_or_else(|| "-".to_owned(), |v| v.to_string())) }
+                            td { (offered(row.offered_release, row.rollout_state)) }
                             td { (when(row.last_seen)) }
                             td { @if endpoint_failing(row) { span.badge.failing { "error" } }
                                  @else { (untrusted(row.last_result.as_deref().unwrap_or("-"))) } }
@@ -175,7 +194,16 @@ pub(super) async fn show(
                 None => "-",
             } }
             dt { "Valid until" } dd { (when(entry.not_after)) }
+            dt { "Group" } dd id="group" { a href=(format!("/ui/endpoints?group={}", query_value(entry.group.as_str()))) { (entry.group) } }
+            @if let Some(carried) = entry.certificate_group.as_ref().filter(|g| **g != entry.group) {
+                dt { "Group of its certificate" } dd { (carried) " (until its next certificate)" }
+            }
             dt { "Installed release" } dd { (entry.installed_version.map_or_else(|| "none reported".to_owned(), |v| v.to_string())) }
+            dt { "Channel" } dd { (untrusted(entry.channel.as_deref().unwrap_or("-"))) }
+            dt { "Offered by rollout" } dd id="offered" { (offered(entry.release, entry.state)) }
+            @if let Some(reason) = &entry.reason {
+                dt { "Rollout reason" } dd { (untrusted(reason)) }
+            }
             dt { "Last seen" } dd { (when(entry.last_seen)) }
             dt { "Last check" } dd { (untrusted(entry.last_check.as_deref().unwrap_or("-"))) }
             dt { "Last result" } dd { (untrusted(entry.last_result.as_deref().unwrap_or("-"))) }

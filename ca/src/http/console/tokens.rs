@@ -84,6 +84,9 @@ pub(super) async fn list(
                 select id="profile" name="profile" {
                     @for p in &profiles { (option(p, p, crate::core::policy::DEFAULT_PROFILE)) }
                 }
+                label for="group" { "Group (the endpoint's certificate carries it; empty: default)" }
+                input id="group" name="group" type="text" pattern="[a-z0-9][a-z0-9-]{0,31}"
+                    autocomplete="off";
                 button type="submit" id="create-token" { "Create token" }
             }
         }
@@ -91,6 +94,7 @@ pub(super) async fn list(
             div.scroll { table id="tokens" {
                 thead { tr {
                     th scope="col" { "Id" } th scope="col" { "Name" } th scope="col" { "Profile" }
+                    th scope="col" { "Group" }
                     th scope="col" { "Status" } th scope="col" { "Expires" } th scope="col" { "Created by" }
                     th scope="col" { "Certificate" }
                     @if current.role >= Role::Operator { th scope="col" { span.visually-hidden { "Actions" } } }
@@ -99,6 +103,7 @@ pub(super) async fn list(
                     td { code { (t.id) } }
                     td { (t.name) }
                     td { (t.profile) }
+                    td { (t.group) }
                     td { span class=(format!("badge {}", status.as_str())) { (status.as_str()) } }
                     td { (when(Some(t.expires_at))) }
                     td { (t.created_by) }
@@ -140,6 +145,8 @@ pub(super) struct NewTokenForm {
     ttl: String,
     #[serde(default)]
     profile: String,
+    #[serde(default)]
+    group: String,
 }
 
 fn refusal(r: &Refusal) -> PageError {
@@ -185,6 +192,7 @@ pub(super) async fn create(
         name: form.name,
         ttl: Some(form.ttl).filter(|t| !t.is_empty()),
         profile: Some(profile),
+        group: Some(form.group).filter(|g| !g.is_empty()),
     };
     let service = state.enrollment.clone();
     let actor = current.actor();
@@ -207,7 +215,8 @@ pub(super) async fn create(
     let body = html! {
         h1 { "Token created" }
         p { "The token for " strong id="new-name" { (created.name) } " (profile " (created.profile)
-            ") is valid until " (created.expires_at) ". It is shown only now: only its hash is stored." }
+            ", group " span id="new-group" { (created.group) } ") is valid until " (created.expires_at)
+            ". It is shown only now: only its hash is stored." }
         dl.facts {
             dt { "Token" } dd { code id="new-token" { (created.token) } }
         }
