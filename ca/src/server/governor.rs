@@ -391,6 +391,39 @@ impl Body for TrackedRequestBody {
     }
 }
 
+/// Longest a closing connection keeps reading what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Most bytes a closing connection reads and throws away.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Closes a connection whose last exchange is over: shuts down the sending side (TLS
+/// close_notify, then TCP FIN), then reads and throws away what the client still sends, for
+/// at most [`LINGER_TIME`] and [`LINGER_BYTES`], before the socket is closed. A response
+/// sent before the server read the whole request (`413` for a body over the limit) thus
+/// reaches the client: closing a socket with unread data makes the kernel send a reset,
+/// which can make the client's side discard the response before it is read (RFC 9112,
+/// section 9.6).
+async fn close_lingering<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let drained = tokio::time::timeout(LINGER_TIME, async {
+        io.shutdown().await?;
+        let mut buf = [0u8; 8192];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut buf).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if let Ok(Err(e)) = drained {
+        tracing::debug!(error = %e, "closing the connection");
+    }
+}
+
 /// Serves HTTP/1.1 on `io` with `router` (OCSP requests first through `ocsp`, if given)
 /// until the client leaves or a deadline passes; `activity` is the one of the
 /// [`GovernedStream`] under `io`.
@@ -436,13 +469,14 @@ pub(crate) async fn serve_http<I>(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .without_shutdown();
     tokio::select! {
-        result = connection => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
+        result = connection => match result {
+            Ok(parts) => close_lingering(parts.io.into_inner()).await,
+            Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
+        },
         () = activity.overrun(limits) => {
             // Dropping the connection closes the socket.
             tracing::debug!("request deadline passed; closing the connection");
