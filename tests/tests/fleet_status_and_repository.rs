@@ -17,12 +17,7 @@ fn with_repository(require_client_cert: bool) -> impl FnOnce(&TestCa) {
         let repo = ca.file("repo");
         std::fs::create_dir_all(repo.join("metadata")).unwrap();
         std::fs::write(repo.join("metadata/timestamp.json"), "{\"signed\":{}}\n").unwrap();
-        let path = ca.file("config.toml");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(&format!(
-            "\n[repository]\ndir = \"repo\"\nrequire_client_cert = {require_client_cert}\n"
-        ));
-        std::fs::write(&path, text).unwrap();
+        ca.serve_repository("repo", require_client_cert);
     }
 }
 
