@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use ca_support::{ca_cmd, run_ok};
-use enroll_support::{runtime, token_in_group, Site};
+use enroll_support::{runtime, token_in_group, units_of, Site};
 use release_support::{targets_version, write_release, Endpoint, Signer};
 
 /// One enrolled endpoint of the fleet.
@@ -318,9 +318,12 @@ fn advance_refuses_when_the_cas_failure_rate_is_over_the_threshold() {
     assert!(stderr.contains("refusing to widen"), "{stderr}");
     assert!(stderr.contains("1 failed or rolled back of 2"), "{stderr}");
     assert_eq!(targets_version(&chain.repo()), second, "nothing published");
-    chain.apply_where(|m| m.group == "default");
+    // Another cycle everywhere changes nothing: the rolled-back endpoint does not try release 2
+    // again and keeps reporting it rolled back, the others keep release 1.
+    chain.apply_all_ok();
+    assert_eq!(chain.releases_cli(), expected);
     for (i, member) in chain.members.iter().enumerate() {
-        if member.group == "default" {
+        if member.group == "default" || i == failing {
             assert_eq!(
                 chain.app_release(i),
                 "my app, release 1\n",
@@ -352,6 +355,53 @@ fn advance_refuses_when_the_cas_failure_rate_is_over_the_threshold() {
         serde_json::json!({"releases": [
             row(second, "default", [4, 0, 0, 0, 0]),
             row(second, "pilot", [1, 0, 0, 1, 0]),
+        ]})
+    );
+}
+
+#[test]
+fn an_endpoint_moved_to_another_group_is_offered_its_new_groups_release_after_renewal() {
+    let chain = Chain::start(&GROUPS, |_| String::new());
+    chain.everyone_on_the_first_release();
+    let second = chain.second_release_to_the_pilots();
+    chain.apply_all_ok();
+    let moved = 1;
+    let (name, endpoint) = (&chain.members[moved].name, &chain.members[moved].endpoint);
+    assert_eq!(chain.members[moved].group, "default");
+    run_ok(
+        ca_cmd()
+            .args(["fleet", "set-group", name, "pilot", "--data-dir"])
+            .arg(&chain.site.ca.dir),
+    );
+
+    // Until it renews, its certificate still names the group default: no release 2.
+    endpoint.apply_ok("update before renewal");
+    assert_eq!(chain.app_release(moved), "my app, release 1\n");
+    assert_eq!(endpoint.status()["state"], "pending");
+
+    // The renewal `herald-update run` makes when it is due, made now: the new certificate
+    // carries the group the CA recorded.
+    let identity = herald_updater::enroll::IdentityFiles::in_state_dir(&endpoint.state);
+    let renewed = runtime()
+        .block_on(herald_updater::enroll::renew_if_due(&identity, true))
+        .unwrap();
+    assert_eq!(renewed.as_deref(), Some(name.as_str()), "same name");
+    let certificate = std::fs::read_to_string(endpoint.state.join("identity/cert.pem")).unwrap();
+    assert_eq!(units_of(&chain.site, "renewed", &certificate), ["pilot"]);
+
+    endpoint.apply_ok("update after renewal");
+    assert_eq!(chain.app_release(moved), "my app, release 2\n");
+    let status = endpoint.status();
+    assert_eq!(
+        (&status["release"], &status["state"]),
+        (&second.into(), &"installed".into()),
+        "{status}"
+    );
+    assert_eq!(
+        chain.releases_cli(),
+        serde_json::json!({"releases": [
+            row(second, "default", [0, 3, 0, 0, 0]),
+            row(second, "pilot", [3, 0, 0, 0, 0]),
         ]})
     );
 }
