@@ -53,8 +53,9 @@ impl Chain {
         let keys = tempfile::tempdir().unwrap();
         let signer = Signer::new(keys.path());
         let site = Site::start_with(|ca| {
-            signer.init(&ca.file("repo"));
-            ca.serve_repository("repo", true);
+            // Beside the data folder, as quickstart places it, never in it.
+            signer.init(&ca.scratch("repo"));
+            ca.serve_repository(&ca.scratch("repo"), true);
         });
         let tokens: Vec<String> = runtime().block_on(async {
             let mut tokens = Vec::new();
@@ -67,7 +68,7 @@ impl Chain {
         let server = site.ca.https_url();
         let fingerprint = site.fingerprint();
         let https = site.ca.https.to_string();
-        let root = site.ca.file("repo/metadata/1.root.json");
+        let root = site.ca.scratch("repo/metadata/1.root.json");
         let members = std::thread::scope(|scope| {
             let handles: Vec<_> = groups
                 .iter()
@@ -99,7 +100,7 @@ impl Chain {
     }
 
     fn repo(&self) -> PathBuf {
-        self.site.ca.file("repo")
+        self.site.ca.scratch("repo")
     }
 
     /// Publishes release `version` of the app with `herald-sign release ARGS`.

@@ -117,11 +117,12 @@ impl TestCa {
         std::fs::write(&path, text).expect("config written");
     }
 
-    /// Adds a `[repository]` section to config.toml (before `serve`): the folder `dir` (relative
-    /// to the data folder) served at `/repo/`.
-    pub fn serve_repository(&self, dir: &str, require_client_cert: bool) {
+    /// Adds a `[repository]` section to config.toml (before `serve`): the folder `dir` (taken
+    /// from the data folder when relative) served at `/repo/`.
+    pub fn serve_repository(&self, dir: &Path, require_client_cert: bool) {
         let path = self.dir.join("config.toml");
         let mut text = std::fs::read_to_string(&path).expect("config readable");
+        let dir = dir.to_str().expect("UTF-8 path");
         text.push_str(&format!(
             "\n[repository]\ndir = {dir:?}\nrequire_client_cert = {require_client_cert}\n"
         ));
