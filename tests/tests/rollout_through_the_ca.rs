@@ -12,7 +12,7 @@ mod ca_support;
 mod enroll_support;
 mod release_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use ca_support::{ca_cmd, run_ok};
@@ -36,7 +36,7 @@ struct Chain {
 }
 
 /// Configuration of a health check that fails while `DIR/unhealthy` exists.
-fn health_check(dir: &std::path::Path) -> String {
+fn health_check(dir: &Path) -> String {
     format!(
         "[hooks]\nhealth_check = [\"/bin/sh\", \"-c\", \
          \"if [ -e {dir}/unhealthy ]; then echo acme service not answering >&2; exit 1; fi\"]\n\
@@ -49,7 +49,7 @@ impl Chain {
     /// A served CA whose repository `herald-sign` created, and one endpoint per entry of
     /// `groups`, enrolled with a token of that group (in parallel); `extra` gives each
     /// endpoint's extra configuration from its folder.
-    fn start(groups: &[&'static str], extra: impl Fn(&std::path::Path) -> String + Sync) -> Self {
+    fn start(groups: &[&'static str], extra: impl Fn(&Path) -> String + Sync) -> Self {
         let keys = tempfile::tempdir().unwrap();
         let signer = Signer::new(keys.path());
         let site = Site::start_with(|ca| {
@@ -200,7 +200,7 @@ impl Chain {
 
     /// `herald-sign rollout advance` of channel stable to `percent`, asking the CA first with
     /// `--max-failure-rate max`.
-    fn advance_checked(&self, percent: &str, max: &str, token_file: &std::path::Path) -> Output {
+    fn advance_checked(&self, percent: &str, max: &str, token_file: &Path) -> Output {
         let root = self.site.ca.file("root.crt");
         self.signer.rollout(
             &self.repo(),
