@@ -16,11 +16,9 @@ use std::process::{Child, Command, Output, Stdio};
 use herald_e2e::herald_bin;
 
 mod ca_support;
-use ca_support::run_ok;
-
-fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8(run_ok(cmd).stdout).expect("UTF-8 output")
-}
+mod release_support;
+use ca_support::{run_ok, stdout_of};
+use release_support::{write_release, Endpoint, Signer};
 
 /// `herald-ca quickstart`, stopped when dropped, with what it printed.
 struct Quickstart {
@@ -138,6 +136,21 @@ impl Quickstart {
         serde_json::from_str(&out).unwrap_or_else(|_| panic!("POST {path} answered {out:?}"))
     }
 
+    /// An endpoint in `dir` updating from the repository quickstart serves.
+    fn endpoint(&self, dir: &Path) -> Endpoint {
+        Endpoint::new(
+            dir,
+            &self.https,
+            &self.repo().join("metadata/1.root.json"),
+            "",
+        )
+    }
+
+    /// `herald-update enroll` of `endpoint` with `token`; returns its name.
+    fn enroll(&self, endpoint: &Endpoint, token: &str) -> String {
+        endpoint.enroll(&format!("https://{}", self.https), token, &self.fingerprint)
+    }
+
     fn fleet_show(&self, name: &str) -> serde_json::Value {
         let out = stdout_of(
             herald_bin("herald-ca")
@@ -153,138 +166,6 @@ impl Drop for Quickstart {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The release signer's keys and commands.
-struct Signer {
-    keys: PathBuf,
-}
-
-impl Signer {
-    fn new(dir: &Path) -> Self {
-        let keys = dir.join("keys");
-        std::fs::create_dir_all(&keys).unwrap();
-        for role in ["root", "targets", "snapshot", "timestamp", "release"] {
-            run_ok(
-                herald_bin("herald-sign")
-                    .args(["keygen", "--out"])
-                    .arg(keys.join(format!("{role}.pem"))),
-            );
-        }
-        Self { keys }
-    }
-
-    fn key(&self, role: &str, public: bool) -> PathBuf {
-        let ext = if public { "pem.pub" } else { "pem" };
-        self.keys.join(format!("{role}.{ext}"))
-    }
-
-    fn init(&self, repo: &Path) {
-        let mut cmd = herald_bin("herald-sign");
-        cmd.args(["init", "--repo"]).arg(repo);
-        for role in ["root", "targets", "snapshot", "timestamp", "release"] {
-            cmd.arg(format!("--{role}-pub")).arg(self.key(role, true));
-        }
-        run_ok(cmd.arg("--key").arg(self.key("root", false)));
-    }
-
-    fn release(&self, repo: &Path, from: &Path) {
-        let mut cmd = herald_bin("herald-sign");
-        cmd.args(["release", "--repo"])
-            .arg(repo)
-            .arg("--from")
-            .arg(from);
-        for role in ["targets", "snapshot", "timestamp", "release"] {
-            cmd.arg("--key").arg(self.key(role, false));
-        }
-        run_ok(&mut cmd);
-    }
-}
-
-/// One endpoint: its configuration file and folders.
-struct Endpoint {
-    config: PathBuf,
-    state: PathBuf,
-    install: PathBuf,
-}
-
-impl Endpoint {
-    fn new(dir: &Path, qs: &Quickstart) -> Self {
-        let state = dir.join("endpoint-state");
-        let install = dir.join("endpoint-app");
-        let config = dir.join("endpoint.toml");
-        let toml = format!(
-            "install_root = {install:?}\nstate_dir = {state:?}\n\
-             mirrors = [\"https://{https}/repo/\"]\n\
-             trusted_root = {root:?}\nrequire_release_signatures = true\n\
-             status_url = \"https://{https}/api/v1/status\"\nlog_level = \"warn\"\n",
-            install = install.display().to_string(),
-            state = state.display().to_string(),
-            https = qs.https,
-            root = qs.repo().join("metadata/1.root.json").display().to_string(),
-        );
-        std::fs::write(&config, toml).unwrap();
-        Self {
-            config,
-            state,
-            install,
-        }
-    }
-
-    fn enroll(&self, qs: &Quickstart, token: &str) -> String {
-        let out = stdout_of(
-            herald_bin("herald-update")
-                .args(["enroll", "--server", &format!("https://{}", qs.https)])
-                .args(["--token", token, "--root-fingerprint", &qs.fingerprint])
-                .arg("--state-dir")
-                .arg(&self.state),
-        );
-        out.lines()
-            .find_map(|l| l.strip_prefix("enrolled as "))
-            .unwrap_or_else(|| panic!("enroll printed {out:?}"))
-            .trim()
-            .to_owned()
-    }
-
-    fn update(&self) -> Command {
-        let mut cmd = herald_bin("herald-update");
-        cmd.arg("--config")
-            .arg(&self.config)
-            .env("HERALD_LOG", "warn");
-        cmd
-    }
-
-    fn apply(&self) -> Output {
-        self.update()
-            .arg("apply")
-            .output()
-            .expect("herald-update runs")
-    }
-
-    /// `apply`, which must succeed.
-    fn apply_ok(&self, what: &str) {
-        let out = self.apply();
-        assert!(
-            out.status.success(),
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = stdout_of(self.update().args(["status", "--json"]));
-        serde_json::from_str(&out).expect("status --json prints JSON")
-    }
-
-    fn installed(&self, file: &str) -> String {
-        std::fs::read_to_string(self.install.join(file)).expect("installed file readable")
-    }
-}
-
-fn write_release(dir: &Path, version: &str) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::write(dir.join("app.txt"), format!("my app, release {version}\n")).unwrap();
-    std::fs::write(dir.join("bin/tool"), format!("tool {version}\n")).unwrap();
 }
 
 fn assert_failed_with(out: &Output, what: &str) -> String {
@@ -325,8 +206,8 @@ fn quickstart_enroll_release_update_revoke_and_tamper() {
     );
 
     // Enroll with the token quickstart printed; update once over mutual TLS.
-    let endpoint = Endpoint::new(tmp.path(), &qs);
-    let name = endpoint.enroll(&qs, &qs.enrollment_token);
+    let endpoint = qs.endpoint(&tmp.path().join("endpoint"));
+    let name = qs.enroll(&endpoint, &qs.enrollment_token);
     assert_eq!(name, qs.endpoint_name);
     endpoint.apply_ok("first update");
     assert_eq!(endpoint.installed("app.txt"), "my app, release 1\n");
@@ -447,7 +328,7 @@ fn quickstart_enroll_release_update_revoke_and_tamper() {
     // The operator gives the endpoint a new identity; a third release is published, and one of
     // its files is then altered on the repository.
     let token = qs.admin_post("/api/v1/tokens", r#"{"name":"demo"}"#);
-    let new_name = endpoint.enroll(&qs, token["token"].as_str().expect("token"));
+    let new_name = qs.enroll(&endpoint, token["token"].as_str().expect("token"));
     assert_ne!(new_name, name, "a revoked name is never handed out again");
     write_release(&dist, "3");
     signer.release(&qs.repo(), &dist);

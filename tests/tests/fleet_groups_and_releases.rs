@@ -10,31 +10,11 @@
 mod ca_support;
 mod enroll_support;
 
-use std::process::Command;
-
 use ca_support::{ca_cmd, run_ok};
 use enroll_support::{
     client_with, code, enroll_with, key_and_csr, post, renew, report, runtime, set_group,
-    token_in_group, Site,
+    token_in_group, units_of, Site,
 };
-
-/// The organizationalUnitName values of a PEM certificate, as OpenSSL reads its Subject.
-fn units_of(site: &Site, label: &str, certificate_pem: &str) -> Vec<String> {
-    let file = site.ca.scratch(&format!("{label}.pem"));
-    std::fs::write(&file, certificate_pem).unwrap();
-    let out = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
-            .arg(&file),
-    );
-    let subject = String::from_utf8_lossy(&out.stdout);
-    let subject = subject.trim().trim_start_matches("subject=");
-    subject
-        .split(',')
-        .filter_map(|part| part.strip_prefix("OU="))
-        .map(str::to_owned)
-        .collect()
-}
 
 /// `GET path` with `bearer`; returns the status and the JSON answer.
 async fn get(site: &Site, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {

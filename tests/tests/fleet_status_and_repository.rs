@@ -8,6 +8,8 @@
 mod ca_support;
 mod enroll_support;
 
+use std::path::Path;
+
 use ca_support::{ca_cmd, run_ok, TestCa};
 use enroll_support::{client_with, code, enroll, identity, key_and_csr, post, runtime, Site};
 
@@ -17,12 +19,7 @@ fn with_repository(require_client_cert: bool) -> impl FnOnce(&TestCa) {
         let repo = ca.file("repo");
         std::fs::create_dir_all(repo.join("metadata")).unwrap();
         std::fs::write(repo.join("metadata/timestamp.json"), "{\"signed\":{}}\n").unwrap();
-        let path = ca.file("config.toml");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(&format!(
-            "\n[repository]\ndir = \"repo\"\nrequire_client_cert = {require_client_cert}\n"
-        ));
-        std::fs::write(&path, text).unwrap();
+        ca.serve_repository(Path::new("repo"), require_client_cert);
     }
 }
 

@@ -40,6 +40,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs a command that must succeed and returns its standard output as text.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    String::from_utf8(run_ok(cmd).stdout).expect("UTF-8 output")
+}
+
 /// Runs a command and returns its standard output and error together (it may fail).
 pub fn combined_output(cmd: &mut Command) -> String {
     let out = cmd.output().expect("command runs");
@@ -109,6 +114,18 @@ impl TestCa {
             })
             .collect();
         assert!(found, "config has no {key}");
+        std::fs::write(&path, text).expect("config written");
+    }
+
+    /// Adds a `[repository]` section to config.toml (before `serve`): the folder `dir` (taken
+    /// from the data folder when relative) served at `/repo/`.
+    pub fn serve_repository(&self, dir: &Path, require_client_cert: bool) {
+        let path = self.dir.join("config.toml");
+        let mut text = std::fs::read_to_string(&path).expect("config readable");
+        let dir = dir.to_str().expect("UTF-8 path");
+        text.push_str(&format!(
+            "\n[repository]\ndir = {dir:?}\nrequire_client_cert = {require_client_cert}\n"
+        ));
         std::fs::write(&path, text).expect("config written");
     }
 

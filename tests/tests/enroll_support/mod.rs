@@ -540,3 +540,21 @@ pub async fn report(site: &Site, identity: &[u8], body: serde_json::Value) {
     .await;
     assert_eq!(status, 200, "{ack}");
 }
+
+/// The organizationalUnitName values of a PEM certificate, as OpenSSL reads its Subject.
+pub fn units_of(site: &Site, label: &str, certificate_pem: &str) -> Vec<String> {
+    let file = site.ca.scratch(&format!("{label}.pem"));
+    std::fs::write(&file, certificate_pem).expect("certificate written");
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(&file),
+    );
+    let subject = String::from_utf8_lossy(&out.stdout);
+    let subject = subject.trim().trim_start_matches("subject=");
+    subject
+        .split(',')
+        .filter_map(|part| part.strip_prefix("OU="))
+        .map(str::to_owned)
+        .collect()
+}
