@@ -380,13 +380,22 @@ fn an_endpoint_moved_to_another_group_is_offered_its_new_groups_release_after_re
     assert_eq!(chain.app_release(moved), "my app, release 1\n");
     assert_eq!(endpoint.status()["state"], "pending");
 
-    // The renewal `herald-update run` makes when it is due, made now: the new certificate
-    // carries the group the CA recorded.
-    let identity = herald_updater::enroll::IdentityFiles::in_state_dir(&endpoint.state);
-    let renewed = runtime()
-        .block_on(herald_updater::enroll::renew_if_due(&identity, true))
-        .unwrap();
-    assert_eq!(renewed.as_deref(), Some(name.as_str()), "same name");
+    // Not due yet: `renew` without `--force` leaves the certificate as it is.
+    let before = std::fs::read_to_string(endpoint.state.join("identity/cert.pem")).unwrap();
+    let out = run_ok(endpoint.update().arg("renew"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not due"),
+        "{out:?}"
+    );
+    let unchanged = std::fs::read_to_string(endpoint.state.join("identity/cert.pem")).unwrap();
+    assert_eq!(unchanged, before);
+
+    // Renewed now: the new certificate carries the group the CA recorded, under the same name.
+    let out = run_ok(endpoint.update().args(["renew", "--force"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("renewed the certificate of {name}"),
+    );
     let certificate = std::fs::read_to_string(endpoint.state.join("identity/cert.pem")).unwrap();
     assert_eq!(units_of(&chain.site, "renewed", &certificate), ["pilot"]);
 

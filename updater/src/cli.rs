@@ -55,6 +55,15 @@ pub enum Command {
         #[arg(long, env = "HERALD_UPDATE_STATE_DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Renew this endpoint's certificate with the CA that issued it, proving the current
+    /// identity: when it is in the last third of its life (as `run` does), or at once with
+    /// `--force`, e.g. after an operator moved the endpoint to another group, which its next
+    /// certificate carries.
+    Renew {
+        /// Renew now, however long the certificate is still valid.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what an update would change, without installing.
     Check {
         /// Print JSON.
@@ -136,6 +145,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Enroll { .. } => "enroll",
+            Command::Renew { .. } => "renew",
             Command::Check { .. } => "check",
             Command::Apply => "apply",
             Command::Run => "run",

@@ -131,6 +131,14 @@ pub(crate) async fn run(cli: &Cli, config: Config) -> Result<(), CommandError> {
             println!("enrolled as {}", enrolled.name);
             println!("identity written to {}", enrolled.identity_dir.display());
         }
+        Command::Renew { force } => {
+            let state_dir = config.state_dir().map_err(AgentError::from)?;
+            let files = crate::enroll::IdentityFiles::in_state_dir(state_dir);
+            match crate::enroll::renew_if_due(&files, *force).await? {
+                Some(name) => println!("renewed the certificate of {name}"),
+                None => println!("the certificate is not due for renewal (--force renews now)"),
+            }
+        }
         Command::TufClient(_) => unreachable!("dispatched by crate::run"),
     }
     Ok(())
