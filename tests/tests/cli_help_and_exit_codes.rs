@@ -58,6 +58,7 @@ fn herald_update_help_lists_its_commands() {
     let help = help_of("herald-update");
     for cmd in [
         "enroll",
+        "renew",
         "check",
         "apply",
         "run",
