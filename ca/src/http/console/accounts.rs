@@ -10,8 +10,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    blocking, csrf_field, form_caller, layout, option, page, query_value, signed_in, when, Nav,
-    PageError,
+    bad_form, blocking, csrf_field, form_caller, layout, option, page, query_value, signed_in,
+    when, Nav, PageError,
 };
 use crate::core::accounts::{self, account_status, mfa_status};
 use crate::core::admin::Role;
@@ -82,13 +82,6 @@ fn action_form(current: &Current, name: &str, action: &str, label: &str) -> Mark
             button type="submit" aria-label=(format!("{label}: {name}")) { (label) }
         }
     }
-}
-
-fn bad_form(e: &FormRejection) -> PageError {
-    PageError::new(
-        StatusCode::BAD_REQUEST,
-        format!("The form is malformed: {e}"),
-    )
 }
 
 /// The page showing a one-time password, once.
