@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::{
-    blocking, layout, page, query_param, query_value, signed_in, untrusted, when, Nav, PageError,
+    blocking, caller_page, query_param, query_value, signed_in, untrusted, when, Nav, PageError,
 };
 use crate::core::admin::Role;
 use crate::core::console;
@@ -83,10 +83,7 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Audit log", Some((&current, Nav::Audit)), body),
-    ))
+    Ok(caller_page(&current, Nav::Audit, "Audit log", body))
 }
 
 /// `GET /ui/audit/verify`: walks the whole chain (as `herald-ca audit verify`).
@@ -110,8 +107,10 @@ pub(super) async fn verify(
             ") kept elsewhere also detects a cut or recomputed log." }
         p { a href="/ui/audit" { "Back to the audit log" } }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Audit verification", Some((&current, Nav::Audit)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Audit,
+        "Audit verification",
+        body,
     ))
 }

@@ -12,7 +12,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    bad_form, blocking, csrf_field, form_caller, layout, page, page_position, query_param,
+    bad_form, blocking, caller_page, csrf_field, form_caller, page_position, query_param,
     query_value, signed_in, when, Nav, PageError,
 };
 use crate::core::admin::Role;
@@ -109,9 +109,11 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Certificates", Some((&current, Nav::Certificates)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Certificates,
+        "Certificates",
+        body,
     ))
 }
 
@@ -152,9 +154,11 @@ pub(super) async fn show(
             (revoke_section(&current, &hex, &format!("/ui/certificates/{hex}")))
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Certificate", Some((&current, Nav::Certificates)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Certificates,
+        "Certificate",
+        body,
     ))
 }
 

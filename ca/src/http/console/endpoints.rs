@@ -13,7 +13,7 @@ use maud::{html, Markup};
 
 use super::certs::revoke_section;
 use super::{
-    blocking, layout, option, page, query_param, query_value, signed_in, untrusted, when, Nav,
+    blocking, caller_page, option, query_param, query_value, signed_in, untrusted, when, Nav,
     PageError,
 };
 use crate::core::admin::Role;
@@ -141,10 +141,7 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Endpoints", Some((&current, Nav::Endpoints)), body),
-    ))
+    Ok(caller_page(&current, Nav::Endpoints, "Endpoints", body))
 }
 
 /// `GET /ui/endpoints/{name}`.
@@ -229,8 +226,5 @@ pub(super) async fn show(
             (revoke_section(&current, &serial, &format!("/ui/endpoints/{}", query_value(&entry.name))))
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Endpoint", Some((&current, Nav::Endpoints)), body),
-    ))
+    Ok(caller_page(&current, Nav::Endpoints, "Endpoint", body))
 }

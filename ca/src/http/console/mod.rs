@@ -145,6 +145,11 @@ pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
+/// A page for the signed-in `current`, under navigation entry `nav`.
+pub(super) fn caller_page(current: &Current, nav: Nav, title: &str, body: Markup) -> Response {
+    page(StatusCode::OK, layout(title, Some((current, nav)), body))
+}
+
 /// What a console handler answers when it cannot show its page.
 #[derive(Debug)]
 pub(super) enum PageError {

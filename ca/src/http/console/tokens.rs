@@ -14,8 +14,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    bad_form, blocking, csrf_field, form_caller, layout, option, page, page_position, query_value,
-    signed_in, when, Nav, PageError,
+    bad_form, blocking, caller_page, csrf_field, form_caller, layout, option, page, page_position,
+    query_value, signed_in, when, Nav, PageError,
 };
 use crate::core::admin::Role;
 use crate::core::console;
@@ -122,9 +122,11 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Enrollment tokens", Some((&current, Nav::Tokens)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Tokens,
+        "Enrollment tokens",
+        body,
     ))
 }
 
