@@ -184,6 +184,50 @@ pub(crate) enum SqlValue {
     Int(i64),
 }
 
+/// The `WHERE` conditions of a query built at run time and their parameters, with
+/// placeholders from `placeholder` (1-based).
+struct Conditions<'p> {
+    placeholder: &'p dyn Fn(usize) -> String,
+    params: Vec<SqlValue>,
+    conditions: Vec<String>,
+}
+
+impl<'p> Conditions<'p> {
+    fn new(placeholder: &'p dyn Fn(usize) -> String) -> Self {
+        Conditions {
+            placeholder,
+            params: Vec::new(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Adds parameter `value`; its placeholder.
+    fn param(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        (self.placeholder)(self.params.len())
+    }
+
+    /// Adds the condition `column op value`, `value` a parameter.
+    fn compare(&mut self, column: &str, op: &str, value: SqlValue) {
+        let value = self.param(value);
+        self.push(format!("{column} {op} {value}"));
+    }
+
+    /// Adds a condition all selected rows meet.
+    fn push(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    /// The `WHERE` clause of the conditions (empty for none).
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
 /// The condition selecting the endpoints in `filter` at the time in parameter `now`
 /// (a placeholder); each condition matches one of the partial indexes of `endpoints`.
 fn endpoint_filter_condition(filter: EndpointFilter, now: &str) -> String {
@@ -208,55 +252,43 @@ pub(crate) fn endpoints_page_sql(
     query: &EndpointQuery,
     placeholder: &dyn Fn(usize) -> String,
 ) -> (String, Vec<SqlValue>) {
-    let mut params = Vec::new();
-    let mut conditions = Vec::new();
-    let mut param = |value: SqlValue| {
-        params.push(value);
-        placeholder(params.len())
-    };
+    let mut sql = Conditions::new(placeholder);
     if let Some(prefix) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
         let prefix = prefix.to_lowercase();
-        let end = param(SqlValue::Text(prefix_end(&prefix)));
-        let start = param(SqlValue::Text(prefix));
-        conditions.push(format!("name_key >= {start} AND name_key < {end}"));
+        let end = sql.param(SqlValue::Text(prefix_end(&prefix)));
+        let start = sql.param(SqlValue::Text(prefix));
+        sql.push(format!("name_key >= {start} AND name_key < {end}"));
     }
     if let Some(filter) = query.state {
         let now = match filter {
-            EndpointFilter::Valid | EndpointFilter::Expired => param(SqlValue::Int(query.now)),
+            EndpointFilter::Valid | EndpointFilter::Expired => sql.param(SqlValue::Int(query.now)),
             _ => String::new(),
         };
-        conditions.push(endpoint_filter_condition(filter, &now));
+        sql.push(endpoint_filter_condition(filter, &now));
     }
     if let Some(group) = &query.group {
-        conditions.push(format!("grp = {}", param(SqlValue::Text(group.clone()))));
+        sql.compare("grp", "=", SqlValue::Text(group.clone()));
     }
     if let Some(release) = query.release {
         let release = i64::try_from(release).unwrap_or(i64::MAX);
-        conditions.push(format!(
-            "installed_version = {}",
-            param(SqlValue::Int(release))
-        ));
+        sql.compare("installed_version", "=", SqlValue::Int(release));
     }
     if let Some(after) = &query.after {
-        let key = param(SqlValue::Text(after.to_lowercase()));
-        let name = param(SqlValue::Text(after.clone()));
+        let key = sql.param(SqlValue::Text(after.to_lowercase()));
+        let name = sql.param(SqlValue::Text(after.clone()));
         // The leading `name_key >=` bounds the index scan in both databases.
-        conditions.push(format!(
+        sql.push(format!(
             "name_key >= {key} AND (name_key > {key} OR name > {name})"
         ));
     }
-    let limit = param(SqlValue::Int(i64::from(query.limit)));
-    let conditions = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let limit = sql.param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = sql.where_clause();
     (
         format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints {conditions}
              ORDER BY name_key, name LIMIT {limit}"
         ),
-        params,
+        sql.params,
     )
 }
 
@@ -291,33 +323,21 @@ pub(crate) fn audit_page_sql(
     query: &AuditQuery,
     placeholder: &dyn Fn(usize) -> String,
 ) -> (String, Vec<SqlValue>) {
-    let mut params = Vec::new();
-    let mut conditions = Vec::new();
-    let mut param = |value: SqlValue| {
-        params.push(value);
-        placeholder(params.len())
-    };
+    let mut sql = Conditions::new(placeholder);
     if let Some(before) = query.before {
-        conditions.push(format!("seq < {}", param(SqlValue::Int(before))));
+        sql.compare("seq", "<", SqlValue::Int(before));
     }
     if let Some(actor) = &query.actor {
-        conditions.push(format!("actor = {}", param(SqlValue::Text(actor.clone()))));
+        sql.compare("actor", "=", SqlValue::Text(actor.clone()));
     }
     if let Some(action) = &query.action {
-        conditions.push(format!(
-            "action = {}",
-            param(SqlValue::Text(action.clone()))
-        ));
+        sql.compare("action", "=", SqlValue::Text(action.clone()));
     }
-    let limit = param(SqlValue::Int(i64::from(query.limit)));
-    let conditions = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let limit = sql.param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = sql.where_clause();
     (
         format!("SELECT {AUDIT_COLUMNS} FROM audit {conditions} ORDER BY seq DESC LIMIT {limit}"),
-        params,
+        sql.params,
     )
 }
 
