@@ -3,8 +3,10 @@
 
 use herald_wire::{Group, RolloutState};
 
+use crate::model::audit::{AuditEntry, NewAuditEntry};
 use crate::store::{
-    AuditQuery, EndpointFilter, EndpointQuery, EndpointRow, FleetReport, StoreError,
+    AccountRecord, AdminTokenRecord, AuditQuery, EndpointFilter, EndpointGroupRecord,
+    EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, StoreError,
 };
 
 /// The columns of a certificate row, in the order both stores read them.
@@ -61,6 +63,94 @@ impl RawFleetReport {
             reason: self.reason,
         })
     }
+}
+
+/// A row of either store, read column by column (0-based), so that each record below is read
+/// from a row the same way in both.
+pub(crate) trait ColumnRow {
+    fn text(&self, index: usize) -> Result<String, StoreError>;
+    fn maybe_text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, index: usize) -> Result<i64, StoreError>;
+    fn maybe_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+}
+
+/// An [`ADMIN_TOKEN_COLUMNS`] row.
+pub(crate) fn admin_token_from_row(row: &dyn ColumnRow) -> Result<AdminTokenRecord, StoreError> {
+    Ok(AdminTokenRecord {
+        id: row.text(0)?,
+        hash: row.text(1)?,
+        role: row.text(2)?,
+        label: row.text(3)?,
+        created_at: row.int(4)?,
+        expires_at: row.maybe_int(5)?,
+        revoked_at: row.maybe_int(6)?,
+        last_used_at: row.maybe_int(7)?,
+    })
+}
+
+/// A [`TOKEN_COLUMNS`] row.
+pub(crate) fn token_from_row(row: &dyn ColumnRow) -> Result<EnrollmentTokenRecord, StoreError> {
+    Ok(EnrollmentTokenRecord {
+        id: row.text(0)?,
+        hash: row.text(1)?,
+        name: row.text(2)?,
+        base: row.text(3)?,
+        profile: row.text(4)?,
+        created_at: row.int(5)?,
+        expires_at: row.int(6)?,
+        created_by: row.text(7)?,
+        used_at: row.maybe_int(8)?,
+        serial: row.maybe_text(9)?,
+        spki_sha256: row.maybe_text(10)?,
+        revoked_at: row.maybe_int(11)?,
+        group: group_from_db(&row.text(12)?)?,
+    })
+}
+
+/// An [`ENDPOINT_GROUP_COLUMNS`] row.
+pub(crate) fn endpoint_group_from_row(
+    row: &dyn ColumnRow,
+) -> Result<EndpointGroupRecord, StoreError> {
+    Ok(EndpointGroupRecord {
+        name: row.text(0)?,
+        group: group_from_db(&row.text(1)?)?,
+        changed_at: row.int(2)?,
+    })
+}
+
+/// An [`AUDIT_COLUMNS`] row.
+pub(crate) fn audit_from_row(row: &dyn ColumnRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        chain: row.int(0)?,
+        seq: row.int(1)?,
+        entry: NewAuditEntry {
+            time: row.int(2)?,
+            actor: row.text(3)?,
+            action: row.text(4)?,
+            details: row.text(5)?,
+        },
+        prev_hash: row.text(6)?,
+        hash: row.text(7)?,
+    })
+}
+
+/// An [`ACCOUNT_COLUMNS`] row.
+pub(crate) fn account_from_row(row: &dyn ColumnRow) -> Result<AccountRecord, StoreError> {
+    Ok(AccountRecord {
+        name: row.text(0)?,
+        role: row.text(1)?,
+        password_hash: row.text(2)?,
+        password_one_time: flag_from_db(row.int(3)?, "password_one_time")?,
+        mfa_required: flag_from_db(row.int(4)?, "mfa_required")?,
+        totp_secret: row.maybe_text(5)?,
+        totp_enrolled_at: row.maybe_int(6)?,
+        totp_last_step: row.maybe_int(7)?,
+        created_at: row.int(8)?,
+        disabled_at: row.maybe_int(9)?,
+        failed_logins: row.int(10)?,
+        locked_until: row.maybe_int(11)?,
+        last_login_at: row.maybe_int(12)?,
+    })
 }
 
 /// A group name as stored, checked.

@@ -48,10 +48,11 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, group_from_db,
-    unlisted_to_db, version_from_db, version_to_db, RawEndpointRow, RawFleetReport,
-    RawReleaseCount, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
-    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql, endpoint_counts_sql,
+    endpoint_group_from_row, endpoints_page_sql, token_from_row, unlisted_to_db, version_from_db,
+    version_to_db, ColumnRow, RawEndpointRow, RawFleetReport, RawReleaseCount, SqlValue,
+    ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS,
+    FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
@@ -751,6 +752,24 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
         .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
 }
 
+impl ColumnRow for Row {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        get(self, index)
+    }
+
+    fn maybe_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        get(self, index)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        get(self, index)
+    }
+
+    fn maybe_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        get(self, index)
+    }
+}
+
 fn serial_from(hex: &str) -> Result<Serial, StoreError> {
     Serial::from_hex(hex).map_err(|_| StoreError::Corrupt(format!("serial {hex}")))
 }
@@ -783,45 +802,6 @@ fn cert_from_row(row: &Row) -> Result<CertRecord, StoreError> {
         issued_at: get(row, 6)?,
         der: get(row, 7)?,
         revocation: revocation_from(get(row, 8)?, get(row, 9)?)?,
-    })
-}
-
-fn admin_token_from_row(row: &Row) -> Result<AdminTokenRecord, StoreError> {
-    Ok(AdminTokenRecord {
-        id: get(row, 0)?,
-        hash: get(row, 1)?,
-        role: get(row, 2)?,
-        label: get(row, 3)?,
-        created_at: get(row, 4)?,
-        expires_at: get(row, 5)?,
-        revoked_at: get(row, 6)?,
-        last_used_at: get(row, 7)?,
-    })
-}
-
-fn token_from_row(row: &Row) -> Result<EnrollmentTokenRecord, StoreError> {
-    Ok(EnrollmentTokenRecord {
-        id: get(row, 0)?,
-        hash: get(row, 1)?,
-        name: get(row, 2)?,
-        base: get(row, 3)?,
-        profile: get(row, 4)?,
-        created_at: get(row, 5)?,
-        expires_at: get(row, 6)?,
-        created_by: get(row, 7)?,
-        used_at: get(row, 8)?,
-        serial: get(row, 9)?,
-        spki_sha256: get(row, 10)?,
-        revoked_at: get(row, 11)?,
-        group: group_from_db(get(row, 12)?)?,
-    })
-}
-
-fn endpoint_group_from_row(row: &Row) -> Result<EndpointGroupRecord, StoreError> {
-    Ok(EndpointGroupRecord {
-        name: get(row, 0)?,
-        group: group_from_db(get(row, 1)?)?,
-        changed_at: get(row, 2)?,
     })
 }
 
@@ -1078,7 +1058,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(admin_token_from_row)
+        .map(|row| admin_token_from_row(row))
         .collect()
     }
 
@@ -1160,7 +1140,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(token_from_row)
+        .map(|row| token_from_row(row))
         .collect()
     }
 
@@ -1304,7 +1284,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(account_from_row)
+        .map(|row| account_from_row(row))
         .collect()
     }
 
@@ -1570,7 +1550,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = audit_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(audit_from_row)
+            .map(|row| audit_from_row(row))
             .collect()
     }
 
@@ -1596,7 +1576,7 @@ impl StoreTx for PgTx<'_> {
                 vec![p(created_at), p(id), p(i64::from(limit))],
             )?,
         };
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(|row| token_from_row(row)).collect()
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
@@ -1630,7 +1610,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(endpoint_group_from_row)
+        .map(|row| endpoint_group_from_row(row))
         .collect()
     }
 
@@ -1665,21 +1645,6 @@ fn pg_values(values: Vec<SqlValue>) -> Vec<Param> {
         .collect()
 }
 
-fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
-    Ok(AuditEntry {
-        chain: get(row, 0)?,
-        seq: get(row, 1)?,
-        entry: NewAuditEntry {
-            time: get(row, 2)?,
-            actor: get(row, 3)?,
-            action: get(row, 4)?,
-            details: get(row, 5)?,
-        },
-        prev_hash: get(row, 6)?,
-        hash: get(row, 7)?,
-    })
-}
-
 fn account_params(r: &AccountRecord) -> Vec<Param> {
     vec![
         p(r.name.clone()),
@@ -1696,22 +1661,4 @@ fn account_params(r: &AccountRecord) -> Vec<Param> {
         p(r.locked_until),
         p(r.last_login_at),
     ]
-}
-
-fn account_from_row(row: &Row) -> Result<AccountRecord, StoreError> {
-    Ok(AccountRecord {
-        name: get(row, 0)?,
-        role: get(row, 1)?,
-        password_hash: get(row, 2)?,
-        password_one_time: flag_from_db(get(row, 3)?, "password_one_time")?,
-        mfa_required: flag_from_db(get(row, 4)?, "mfa_required")?,
-        totp_secret: get(row, 5)?,
-        totp_enrolled_at: get(row, 6)?,
-        totp_last_step: get(row, 7)?,
-        created_at: get(row, 8)?,
-        disabled_at: get(row, 9)?,
-        failed_logins: get(row, 10)?,
-        locked_until: get(row, 11)?,
-        last_login_at: get(row, 12)?,
-    })
 }
