@@ -25,34 +25,60 @@ use crate::http::AppState;
 const LOGIN_FORM_SECS: i64 = 3600;
 
 fn login_page(token: &str, message: Option<&str>, status: StatusCode) -> Response {
-    let mut response = page(
+    let mut response = step_page(
         status,
-        layout(
-            "Sign in",
-            None,
-            html! {
-                h1 { "Sign in" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
-                }
-                form.card method="post" action="/ui/login" {
-                    input type="hidden" name="csrf" value=(token);
-                    label for="username" { "Account" }
-                    input id="username" name="username" type="text" autocomplete="username"
-                        required autofocus;
-                    label for="password" { "Password" }
-                    input id="password" name="password" type="password"
-                        autocomplete="current-password" required;
-                    button type="submit" { "Sign in" }
-                }
-            },
-        ),
+        "Sign in",
+        message,
+        "/ui/login",
+        html! {
+            input type="hidden" name="csrf" value=(token);
+            label for="username" { "Account" }
+            input id="username" name="username" type="text" autocomplete="username"
+                required autofocus;
+            label for="password" { "Password" }
+            input id="password" name="password" type="password"
+                autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        },
     );
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, token, Some(LOGIN_FORM_SECS)),
     );
     response
+}
+
+/// The page of a sign-in step: `title`, the refusal `message` if any, and the form posting
+/// `fields` to `action`.
+fn step_page(
+    status: StatusCode,
+    title: &str,
+    message: Option<&str>,
+    action: &str,
+    fields: Markup,
+) -> Response {
+    page(
+        status,
+        layout(
+            title,
+            None,
+            html! {
+                h1 { (title) }
+                @if let Some(message) = message {
+                    p.error role="alert" { (message) }
+                }
+                form.card method="post" action=(action) { (fields) }
+            },
+        ),
+    )
+}
+
+/// The CSRF field of a sign-in in progress and whose it is.
+fn signing_in_as(current: &Current) -> Markup {
+    html! {
+        (csrf_field(current))
+        p { "Signing in as " strong { (current.account.name) } "." }
+    }
 }
 
 /// `GET /ui/login`: the sign-in form, with a fresh CSRF token in a cookie and the form.
@@ -211,26 +237,18 @@ async fn pending_form(
 }
 
 fn second_factor_page(current: &Current, message: Option<&str>, status: StatusCode) -> Response {
-    page(
+    step_page(
         status,
-        layout(
-            "Second factor",
-            None,
-            html! {
-                h1 { "Second factor" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
-                }
-                form.card method="post" action="/ui/login/code" {
-                    (csrf_field(current))
-                    p { "Signing in as " strong { (current.account.name) } "." }
-                    label for="code" { "Code from your authenticator app, or a recovery code" }
-                    input id="code" name="code" type="text" inputmode="numeric"
-                        autocomplete="one-time-code" required autofocus;
-                    button type="submit" { "Continue" }
-                }
-            },
-        ),
+        "Second factor",
+        message,
+        "/ui/login/code",
+        html! {
+            (signing_in_as(current))
+            label for="code" { "Code from your authenticator app, or a recovery code" }
+            input id="code" name="code" type="text" inputmode="numeric"
+                autocomplete="one-time-code" required autofocus;
+            button type="submit" { "Continue" }
+        },
     )
 }
 
@@ -313,48 +331,40 @@ fn setup_page(
             .ok();
         (totp::base32(secret), qr)
     });
-    page(
+    step_page(
         status,
-        layout(
-            "Set up your account",
-            None,
-            html! {
-                h1 { "Set up your account" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
+        "Set up your account",
+        message,
+        "/ui/setup",
+        html! {
+            (signing_in_as(current))
+            @if needs.password {
+                h2 { "Choose your password" }
+                p { "The password you signed in with works once. Choose your own (at least "
+                    (accounts::MIN_PASSWORD_CHARS) " characters)." }
+                label for="new_password" { "New password" }
+                input id="new_password" name="new_password" type="password"
+                    autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
+                label for="new_password2" { "New password again" }
+                input id="new_password2" name="new_password2" type="password"
+                    autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
+            }
+            @if let Some((secret, qr)) = &enrolment {
+                h2 { "Add Herald to your authenticator app" }
+                p { "Scan the code with an authenticator app (TOTP), or type the secret into it." }
+                @if let Some(svg) = qr {
+                    img.qr src=(format!("data:image/svg+xml;base64,{}",
+                        base64::engine::general_purpose::STANDARD.encode(svg)))
+                        alt="QR code of the TOTP secret shown below as text"
+                        width="200" height="200";
                 }
-                form.card method="post" action="/ui/setup" {
-                    (csrf_field(current))
-                    p { "Signing in as " strong { (current.account.name) } "." }
-                    @if needs.password {
-                        h2 { "Choose your password" }
-                        p { "The password you signed in with works once. Choose your own (at least "
-                            (accounts::MIN_PASSWORD_CHARS) " characters)." }
-                        label for="new_password" { "New password" }
-                        input id="new_password" name="new_password" type="password"
-                            autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
-                        label for="new_password2" { "New password again" }
-                        input id="new_password2" name="new_password2" type="password"
-                            autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
-                    }
-                    @if let Some((secret, qr)) = &enrolment {
-                        h2 { "Add Herald to your authenticator app" }
-                        p { "Scan the code with an authenticator app (TOTP), or type the secret into it." }
-                        @if let Some(svg) = qr {
-                            img.qr src=(format!("data:image/svg+xml;base64,{}",
-                                base64::engine::general_purpose::STANDARD.encode(svg)))
-                                alt="QR code of the TOTP secret shown below as text"
-                                width="200" height="200";
-                        }
-                        p { "Secret: " code id="totp-secret" { (secret) } }
-                        label for="code" { "The code your app shows now" }
-                        input id="code" name="code" type="text" inputmode="numeric"
-                            autocomplete="one-time-code" required;
-                    }
-                    button type="submit" { "Save and sign in" }
-                }
-            },
-        ),
+                p { "Secret: " code id="totp-secret" { (secret) } }
+                label for="code" { "The code your app shows now" }
+                input id="code" name="code" type="text" inputmode="numeric"
+                    autocomplete="one-time-code" required;
+            }
+            button type="submit" { "Save and sign in" }
+        },
     )
 }
 
