@@ -24,24 +24,24 @@ pub(crate) const FLEET_COLUMNS: &str =
 
 /// A `fleet_reports` row as read, before its version and file list are checked.
 #[derive(Debug)]
-pub(crate) struct RawFleetReport {
-    pub(crate) name: String,
-    pub(crate) serial: String,
-    pub(crate) received_at: i64,
-    pub(crate) installed_version: Option<i64>,
-    pub(crate) last_check: Option<String>,
-    pub(crate) last_result: Option<String>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) unlisted: String,
-    pub(crate) group: String,
-    pub(crate) channel: Option<String>,
-    pub(crate) release: Option<i64>,
-    pub(crate) state: Option<String>,
-    pub(crate) reason: Option<String>,
+struct RawFleetReport {
+    name: String,
+    serial: String,
+    received_at: i64,
+    installed_version: Option<i64>,
+    last_check: Option<String>,
+    last_result: Option<String>,
+    last_error: Option<String>,
+    unlisted: String,
+    group: String,
+    channel: Option<String>,
+    release: Option<i64>,
+    state: Option<String>,
+    reason: Option<String>,
 }
 
 impl RawFleetReport {
-    pub(crate) fn finish(self) -> Result<FleetReport, StoreError> {
+    fn finish(self) -> Result<FleetReport, StoreError> {
         let installed_version = version_from_db(self.installed_version)?;
         let release = version_from_db(self.release)?;
         let state = self.state.as_deref().map(state_from_db).transpose()?;
@@ -153,6 +153,58 @@ pub(crate) fn account_from_row(row: &dyn ColumnRow) -> Result<AccountRecord, Sto
     })
 }
 
+/// A [`FLEET_COLUMNS`] row.
+pub(crate) fn fleet_report_from_row(row: &dyn ColumnRow) -> Result<FleetReport, StoreError> {
+    RawFleetReport {
+        name: row.text(0)?,
+        serial: row.text(1)?,
+        received_at: row.int(2)?,
+        installed_version: row.maybe_int(3)?,
+        last_check: row.maybe_text(4)?,
+        last_result: row.maybe_text(5)?,
+        last_error: row.maybe_text(6)?,
+        unlisted: row.text(7)?,
+        group: row.text(8)?,
+        channel: row.maybe_text(9)?,
+        release: row.maybe_int(10)?,
+        state: row.maybe_text(11)?,
+        reason: row.maybe_text(12)?,
+    }
+    .finish()
+}
+
+/// An [`ENDPOINT_COLUMNS`] row.
+pub(crate) fn endpoint_row_from_row(row: &dyn ColumnRow) -> Result<EndpointRow, StoreError> {
+    RawEndpointRow {
+        name: row.text(0)?,
+        group: row.text(1)?,
+        serial: row.maybe_text(2)?,
+        not_after: row.maybe_int(3)?,
+        revoked_at: row.maybe_int(4)?,
+        installed_version: row.maybe_int(5)?,
+        last_seen: row.maybe_int(6)?,
+        last_result: row.maybe_text(7)?,
+        channel: row.maybe_text(8)?,
+        offered_release: row.maybe_int(9)?,
+        rollout_state: row.maybe_text(10)?,
+    }
+    .finish()
+}
+
+/// A [`RELEASE_COUNTS_QUERY`] row.
+pub(crate) fn release_count_from_row(
+    row: &dyn ColumnRow,
+) -> Result<crate::store::ReleaseStateCount, StoreError> {
+    RawReleaseCount {
+        channel: row.text(0)?,
+        release: row.int(1)?,
+        group: row.text(2)?,
+        state: row.text(3)?,
+        endpoints: row.int(4)?,
+    }
+    .finish()
+}
+
 /// A group name as stored, checked.
 pub(crate) fn group_from_db(name: &str) -> Result<Group, StoreError> {
     Group::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -175,16 +227,16 @@ pub(crate) const RELEASE_COUNTS_QUERY: &str = "
     ORDER BY channel, offered_release, group_name, rollout_state";
 
 /// One row of [`RELEASE_COUNTS_QUERY`] as read, before its values are checked.
-pub(crate) struct RawReleaseCount {
-    pub(crate) channel: String,
-    pub(crate) release: i64,
-    pub(crate) group: String,
-    pub(crate) state: String,
-    pub(crate) endpoints: i64,
+struct RawReleaseCount {
+    channel: String,
+    release: i64,
+    group: String,
+    state: String,
+    endpoints: i64,
 }
 
 impl RawReleaseCount {
-    pub(crate) fn finish(self) -> Result<crate::store::ReleaseStateCount, StoreError> {
+    fn finish(self) -> Result<crate::store::ReleaseStateCount, StoreError> {
         Ok(crate::store::ReleaseStateCount {
             channel: self.channel,
             release: release_from_db(self.release)?,
@@ -228,22 +280,22 @@ pub(crate) const ENDPOINT_COLUMNS: &str = "name, grp, serial, not_after, revoked
     installed_version, last_seen, last_result, channel, offered_release, rollout_state";
 
 /// An `endpoints` row as read, before its release numbers and rollout state are checked.
-pub(crate) struct RawEndpointRow {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    pub(crate) serial: Option<String>,
-    pub(crate) not_after: Option<i64>,
-    pub(crate) revoked_at: Option<i64>,
-    pub(crate) installed_version: Option<i64>,
-    pub(crate) last_seen: Option<i64>,
-    pub(crate) last_result: Option<String>,
-    pub(crate) channel: Option<String>,
-    pub(crate) offered_release: Option<i64>,
-    pub(crate) rollout_state: Option<String>,
+struct RawEndpointRow {
+    name: String,
+    group: String,
+    serial: Option<String>,
+    not_after: Option<i64>,
+    revoked_at: Option<i64>,
+    installed_version: Option<i64>,
+    last_seen: Option<i64>,
+    last_result: Option<String>,
+    channel: Option<String>,
+    offered_release: Option<i64>,
+    rollout_state: Option<String>,
 }
 
 impl RawEndpointRow {
-    pub(crate) fn finish(self) -> Result<EndpointRow, StoreError> {
+    fn finish(self) -> Result<EndpointRow, StoreError> {
         Ok(EndpointRow {
             name: self.name,
             group: self.group,

@@ -49,10 +49,10 @@ use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
     account_from_row, admin_token_from_row, audit_from_row, audit_page_sql, endpoint_counts_sql,
-    endpoint_group_from_row, endpoints_page_sql, token_from_row, unlisted_to_db, version_from_db,
-    version_to_db, ColumnRow, RawEndpointRow, RawFleetReport, RawReleaseCount, SqlValue,
-    ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS,
-    FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    endpoint_group_from_row, endpoint_row_from_row, endpoints_page_sql, fleet_report_from_row,
+    release_count_from_row, token_from_row, unlisted_to_db, version_from_db, version_to_db,
+    ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
@@ -1229,24 +1229,7 @@ impl StoreTx for PgTx<'_> {
             params,
         )?
         .iter()
-        .map(|row| {
-            RawFleetReport {
-                name: get(row, 0)?,
-                serial: get(row, 1)?,
-                received_at: get(row, 2)?,
-                installed_version: get(row, 3)?,
-                last_check: get(row, 4)?,
-                last_result: get(row, 5)?,
-                last_error: get(row, 6)?,
-                unlisted: get(row, 7)?,
-                group: get(row, 8)?,
-                channel: get(row, 9)?,
-                release: get(row, 10)?,
-                state: get(row, 11)?,
-                reason: get(row, 12)?,
-            }
-            .finish()
-        })
+        .map(|row| fleet_report_from_row(row))
         .collect()
     }
 
@@ -1432,22 +1415,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(|row| {
-                RawEndpointRow {
-                    name: get(row, 0)?,
-                    group: get(row, 1)?,
-                    serial: get(row, 2)?,
-                    not_after: get(row, 3)?,
-                    revoked_at: get(row, 4)?,
-                    installed_version: get(row, 5)?,
-                    last_seen: get(row, 6)?,
-                    last_result: get(row, 7)?,
-                    channel: get(row, 8)?,
-                    offered_release: get(row, 9)?,
-                    rollout_state: get(row, 10)?,
-                }
-                .finish()
-            })
+            .map(|row| endpoint_row_from_row(row))
             .collect()
     }
 
@@ -1582,16 +1550,7 @@ impl StoreTx for PgTx<'_> {
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
         self.query(RELEASE_COUNTS_QUERY, Vec::new())?
             .iter()
-            .map(|row| {
-                RawReleaseCount {
-                    channel: get(row, 0)?,
-                    release: get(row, 1)?,
-                    group: get(row, 2)?,
-                    state: get(row, 3)?,
-                    endpoints: get(row, 4)?,
-                }
-                .finish()
-            })
+            .map(|row| release_count_from_row(row))
             .collect()
     }
 

@@ -11,10 +11,10 @@ use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
     account_from_row, admin_token_from_row, audit_from_row, audit_page_sql, endpoint_counts_sql,
-    endpoint_group_from_row, endpoints_page_sql, token_from_row, unlisted_to_db, version_from_db,
-    version_to_db, ColumnRow, RawEndpointRow, RawFleetReport, RawReleaseCount, SqlValue,
-    ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS,
-    FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    endpoint_group_from_row, endpoint_row_from_row, endpoints_page_sql, fleet_report_from_row,
+    release_count_from_row, token_from_row, unlisted_to_db, version_from_db, version_to_db,
+    ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
@@ -655,27 +655,11 @@ impl StoreTx for SqliteTx<'_> {
         } else {
             "WHERE ?1 IS NULL"
         };
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"
-        ))?;
-        let rows = stmt.query_map(params![name], |row| {
-            Ok(RawFleetReport {
-                name: row.get(0)?,
-                serial: row.get(1)?,
-                received_at: row.get(2)?,
-                installed_version: row.get(3)?,
-                last_check: row.get(4)?,
-                last_result: row.get(5)?,
-                last_error: row.get(6)?,
-                unlisted: row.get(7)?,
-                group: row.get(8)?,
-                channel: row.get(9)?,
-                release: row.get(10)?,
-                state: row.get(11)?,
-                reason: row.get(12)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(
+            &format!("SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"),
+            params![name],
+            fleet_report_from_row,
+        )
     }
 
     fn insert_account(&self, r: &AccountRecord) -> Result<(), StoreError> {
@@ -859,23 +843,11 @@ impl StoreTx for SqliteTx<'_> {
 
     fn endpoints_page(&self, query: &EndpointQuery) -> Result<Vec<EndpointRow>, StoreError> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("?{i}"));
-        let mut stmt = self.tx.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-            Ok(RawEndpointRow {
-                name: row.get(0)?,
-                group: row.get(1)?,
-                serial: row.get(2)?,
-                not_after: row.get(3)?,
-                revoked_at: row.get(4)?,
-                installed_version: row.get(5)?,
-                last_seen: row.get(6)?,
-                last_result: row.get(7)?,
-                channel: row.get(8)?,
-                offered_release: row.get(9)?,
-                rollout_state: row.get(10)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(
+            &sql,
+            rusqlite::params_from_iter(values.iter()),
+            endpoint_row_from_row,
+        )
     }
 
     fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
@@ -1009,17 +981,7 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(RELEASE_COUNTS_QUERY)?;
-        let rows = stmt.query_map([], |row| {
-            Ok(RawReleaseCount {
-                channel: row.get(0)?,
-                release: row.get(1)?,
-                group: row.get(2)?,
-                state: row.get(3)?,
-                endpoints: row.get(4)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(RELEASE_COUNTS_QUERY, [], release_count_from_row)
     }
 
     fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError> {
