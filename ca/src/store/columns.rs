@@ -5,8 +5,9 @@ use herald_wire::{Group, RolloutState};
 
 use crate::model::audit::{AuditEntry, NewAuditEntry};
 use crate::store::{
-    AccountRecord, AdminTokenRecord, AuditQuery, EndpointFilter, EndpointGroupRecord,
-    EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport, StoreError,
+    AccountRecord, AdminTokenRecord, AuditQuery, EndpointCounts, EndpointFilter,
+    EndpointGroupRecord, EndpointQuery, EndpointRow, EnrollmentTokenRecord, FleetReport,
+    ReportHour, SessionRecord, StoreError,
 };
 
 /// The columns of a certificate row, in the order both stores read them.
@@ -203,6 +204,51 @@ pub(crate) fn release_count_from_row(
         endpoints: row.int(4)?,
     }
     .finish()
+}
+
+/// A [`SESSION_COLUMNS`] row.
+pub(crate) fn session_from_row(row: &dyn ColumnRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id_hash: row.text(0)?,
+        account: row.text(1)?,
+        stage: row.text(2)?,
+        created_at: row.int(3)?,
+        last_seen_at: row.int(4)?,
+        expires_at: row.int(5)?,
+    })
+}
+
+/// The row of [`endpoint_counts_sql`].
+pub(crate) fn endpoint_counts_from_row(row: &dyn ColumnRow) -> Result<EndpointCounts, StoreError> {
+    Ok(EndpointCounts {
+        total: row.int(0)?,
+        valid: row.int(1)?,
+        revoked: row.int(2)?,
+        expired: row.int(3)?,
+        never_reported: row.int(4)?,
+        failing: row.int(5)?,
+    })
+}
+
+/// A row of [`INSTALLED_RELEASE_COUNTS_QUERY`]: a release (none reported) and its endpoints.
+pub(crate) fn installed_release_count_from_row(
+    row: &dyn ColumnRow,
+) -> Result<(Option<u64>, i64), StoreError> {
+    Ok((version_from_db(row.maybe_int(0)?)?, row.int(1)?))
+}
+
+/// The count of endpoints per installed release, the same in both dialects.
+pub(crate) const INSTALLED_RELEASE_COUNTS_QUERY: &str =
+    "SELECT installed_version, count(*) FROM endpoints
+     GROUP BY installed_version ORDER BY installed_version NULLS FIRST";
+
+/// A `fleet_report_hours` row (`hour, reports, failures`).
+pub(crate) fn report_hour_from_row(row: &dyn ColumnRow) -> Result<ReportHour, StoreError> {
+    Ok(ReportHour {
+        hour: row.int(0)?,
+        reports: row.int(1)?,
+        failures: row.int(2)?,
+    })
 }
 
 /// A group name as stored, checked.

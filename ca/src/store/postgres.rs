@@ -48,11 +48,13 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql, endpoint_counts_sql,
-    endpoint_group_from_row, endpoint_row_from_row, endpoints_page_sql, fleet_report_from_row,
-    release_count_from_row, token_from_row, unlisted_to_db, version_from_db, version_to_db,
-    ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
-    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql,
+    endpoint_counts_from_row, endpoint_counts_sql, endpoint_group_from_row, endpoint_row_from_row,
+    endpoints_page_sql, fleet_report_from_row, installed_release_count_from_row,
+    release_count_from_row, report_hour_from_row, session_from_row, token_from_row, unlisted_to_db,
+    version_to_db, ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS,
+    CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY,
+    RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
@@ -1366,16 +1368,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = $1"),
             vec![p(id_hash.to_owned())],
         )?
-        .map(|row| {
-            Ok(SessionRecord {
-                id_hash: get(&row, 0)?,
-                account: get(&row, 1)?,
-                stage: get(&row, 2)?,
-                created_at: get(&row, 3)?,
-                last_seen_at: get(&row, 4)?,
-                expires_at: get(&row, 5)?,
-            })
-        })
+        .map(|row| session_from_row(&row))
         .transpose()
     }
 
@@ -1423,25 +1416,14 @@ impl StoreTx for PgTx<'_> {
         let row = self
             .query_opt(&endpoint_counts_sql("$1::BIGINT"), vec![p(now)])?
             .ok_or_else(|| StoreError::Corrupt("no row from the endpoint counts".into()))?;
-        Ok(EndpointCounts {
-            total: get(&row, 0)?,
-            valid: get(&row, 1)?,
-            revoked: get(&row, 2)?,
-            expired: get(&row, 3)?,
-            never_reported: get(&row, 4)?,
-            failing: get(&row, 5)?,
-        })
+        endpoint_counts_from_row(&row)
     }
 
     fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
-        self.query(
-            "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
-            Vec::new(),
-        )?
-        .iter()
-        .map(|row| Ok((version_from_db(get(row, 0)?)?, get(row, 1)?)))
-        .collect()
+        self.query(INSTALLED_RELEASE_COUNTS_QUERY, Vec::new())?
+            .iter()
+            .map(|row| installed_release_count_from_row(row))
+            .collect()
     }
 
     fn certificates_expiring(
@@ -1504,13 +1486,7 @@ impl StoreTx for PgTx<'_> {
             vec![p(from_hour)],
         )?
         .iter()
-        .map(|row| {
-            Ok(ReportHour {
-                hour: get(row, 0)?,
-                reports: get(row, 1)?,
-                failures: get(row, 2)?,
-            })
-        })
+        .map(|row| report_hour_from_row(row))
         .collect()
     }
 

@@ -10,11 +10,13 @@ use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql, endpoint_counts_sql,
-    endpoint_group_from_row, endpoint_row_from_row, endpoints_page_sql, fleet_report_from_row,
-    release_count_from_row, token_from_row, unlisted_to_db, version_from_db, version_to_db,
-    ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
-    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql,
+    endpoint_counts_from_row, endpoint_counts_sql, endpoint_group_from_row, endpoint_row_from_row,
+    endpoints_page_sql, fleet_report_from_row, installed_release_count_from_row,
+    release_count_from_row, report_hour_from_row, session_from_row, token_from_row, unlisted_to_db,
+    version_to_db, ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS,
+    CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY,
+    RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
@@ -791,23 +793,11 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
-                params![id_hash],
-                |row| {
-                    Ok(SessionRecord {
-                        id_hash: row.get(0)?,
-                        account: row.get(1)?,
-                        stage: row.get(2)?,
-                        created_at: row.get(3)?,
-                        last_seen_at: row.get(4)?,
-                        expires_at: row.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.first(
+            &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
+            params![id_hash],
+            session_from_row,
+        )
     }
 
     fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError> {
@@ -851,32 +841,20 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
-        let mut stmt = self.tx.prepare_cached(&endpoint_counts_sql("?1"))?;
-        Ok(stmt.query_row(params![now], |row| {
-            Ok(EndpointCounts {
-                total: row.get(0)?,
-                valid: row.get(1)?,
-                revoked: row.get(2)?,
-                expired: row.get(3)?,
-                never_reported: row.get(4)?,
-                failing: row.get(5)?,
-            })
-        })?)
+        self.first(
+            &endpoint_counts_sql("?1"),
+            params![now],
+            endpoint_counts_from_row,
+        )?
+        .ok_or(StoreError::Db(rusqlite::Error::QueryReturnedNoRows))
     }
 
     fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, i64>(1)?))
-        })?;
-        rows.map(|row| {
-            let (version, count) = row?;
-            Ok((version_from_db(version)?, count))
-        })
-        .collect()
+        self.all(
+            INSTALLED_RELEASE_COUNTS_QUERY,
+            [],
+            installed_release_count_from_row,
+        )
     }
 
     fn certificates_expiring(
@@ -931,18 +909,12 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn report_hours(&self, from_hour: i64) -> Result<Vec<ReportHour>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
+        self.all(
             "SELECT hour, reports, failures FROM fleet_report_hours
              WHERE hour >= ?1 ORDER BY hour",
-        )?;
-        let rows = stmt.query_map(params![from_hour], |row| {
-            Ok(ReportHour {
-                hour: row.get(0)?,
-                reports: row.get(1)?,
-                failures: row.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![from_hour],
+            report_hour_from_row,
+        )
     }
 
     fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
