@@ -48,15 +48,13 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql,
-    endpoint_counts_from_row, endpoint_counts_sql, endpoint_group_from_row, endpoint_row_from_row,
-    endpoints_page_sql, fleet_report_from_row, installed_release_count_from_row,
-    release_count_from_row, report_hour_from_row, session_from_row, token_from_row, unlisted_to_db,
-    version_to_db, ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS,
-    CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY,
-    RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, unlisted_to_db, version_to_db,
+    SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY, RELEASE_COUNTS_QUERY,
+    SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
+use crate::store::rows::{self, ColumnRow};
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
@@ -741,7 +739,7 @@ impl PgTx<'_> {
             &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {column} = $1"),
             vec![p(value.to_owned())],
         )?
-        .map(|row| token_from_row(&row))
+        .map(|row| rows::token(&row))
         .transpose()
     }
 }
@@ -1012,7 +1010,7 @@ impl StoreTx for PgTx<'_> {
                 Ok(vec![p(chain), p(seq)])
             },
             &mut |row| {
-                visit(audit_from_row(row)?);
+                visit(rows::audit(row)?);
                 Ok(())
             },
         )
@@ -1050,7 +1048,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = $1"),
             vec![p(hash.to_owned())],
         )?
-        .map(|row| admin_token_from_row(&row))
+        .map(|row| rows::admin_token(&row))
         .transpose()
     }
 
@@ -1060,7 +1058,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(|row| admin_token_from_row(row))
+        .map(|row| rows::admin_token(row))
         .collect()
     }
 
@@ -1142,7 +1140,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(|row| token_from_row(row))
+        .map(|row| rows::token(row))
         .collect()
     }
 
@@ -1231,7 +1229,7 @@ impl StoreTx for PgTx<'_> {
             params,
         )?
         .iter()
-        .map(|row| fleet_report_from_row(row))
+        .map(|row| rows::fleet_report(row))
         .collect()
     }
 
@@ -1259,7 +1257,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = $1"),
             vec![p(name.to_owned())],
         )?
-        .map(|row| account_from_row(&row))
+        .map(|row| rows::account(&row))
         .transpose()
     }
 
@@ -1269,7 +1267,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(|row| account_from_row(row))
+        .map(|row| rows::account(row))
         .collect()
     }
 
@@ -1368,7 +1366,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = $1"),
             vec![p(id_hash.to_owned())],
         )?
-        .map(|row| session_from_row(&row))
+        .map(|row| rows::session(&row))
         .transpose()
     }
 
@@ -1408,7 +1406,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(|row| endpoint_row_from_row(row))
+            .map(|row| rows::endpoint(row))
             .collect()
     }
 
@@ -1416,13 +1414,13 @@ impl StoreTx for PgTx<'_> {
         let row = self
             .query_opt(&endpoint_counts_sql("$1::BIGINT"), vec![p(now)])?
             .ok_or_else(|| StoreError::Corrupt("no row from the endpoint counts".into()))?;
-        endpoint_counts_from_row(&row)
+        rows::endpoint_counts(&row)
     }
 
     fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
         self.query(INSTALLED_RELEASE_COUNTS_QUERY, Vec::new())?
             .iter()
-            .map(|row| installed_release_count_from_row(row))
+            .map(|row| rows::installed_release_count(row))
             .collect()
     }
 
@@ -1486,7 +1484,7 @@ impl StoreTx for PgTx<'_> {
             vec![p(from_hour)],
         )?
         .iter()
-        .map(|row| report_hour_from_row(row))
+        .map(|row| rows::report_hour(row))
         .collect()
     }
 
@@ -1494,7 +1492,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = audit_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(|row| audit_from_row(row))
+            .map(|row| rows::audit(row))
             .collect()
     }
 
@@ -1520,13 +1518,13 @@ impl StoreTx for PgTx<'_> {
                 vec![p(created_at), p(id), p(i64::from(limit))],
             )?,
         };
-        rows.iter().map(|row| token_from_row(row)).collect()
+        rows.iter().map(|row| rows::token(row)).collect()
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
         self.query(RELEASE_COUNTS_QUERY, Vec::new())?
             .iter()
-            .map(|row| release_count_from_row(row))
+            .map(|row| rows::release_count(row))
             .collect()
     }
 
@@ -1535,7 +1533,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = $1"),
             vec![p(name.to_owned())],
         )?
-        .map(|row| endpoint_group_from_row(&row))
+        .map(|row| rows::endpoint_group(&row))
         .transpose()
     }
 
@@ -1545,7 +1543,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(|row| endpoint_group_from_row(row))
+        .map(|row| rows::endpoint_group(row))
         .collect()
     }
 

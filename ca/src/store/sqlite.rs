@@ -10,15 +10,13 @@ use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    account_from_row, admin_token_from_row, audit_from_row, audit_page_sql,
-    endpoint_counts_from_row, endpoint_counts_sql, endpoint_group_from_row, endpoint_row_from_row,
-    endpoints_page_sql, fleet_report_from_row, installed_release_count_from_row,
-    release_count_from_row, report_hour_from_row, session_from_row, token_from_row, unlisted_to_db,
-    version_to_db, ColumnRow, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS,
-    CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY,
-    RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, unlisted_to_db, version_to_db,
+    SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY, RELEASE_COUNTS_QUERY,
+    SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
+use crate::store::rows::{self, ColumnRow};
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
@@ -466,7 +464,7 @@ impl StoreTx for SqliteTx<'_> {
             .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            visit(audit_from_row(row)?);
+            visit(rows::audit(row)?);
         }
         Ok(())
     }
@@ -495,7 +493,7 @@ impl StoreTx for SqliteTx<'_> {
         self.first(
             &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = ?1"),
             params![hash],
-            admin_token_from_row,
+            rows::admin_token,
         )
     }
 
@@ -503,7 +501,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"),
             [],
-            admin_token_from_row,
+            rows::admin_token,
         )
     }
 
@@ -584,7 +582,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created_at, id"),
             [],
-            token_from_row,
+            rows::token,
         )
     }
 
@@ -660,7 +658,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &format!("SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"),
             params![name],
-            fleet_report_from_row,
+            rows::fleet_report,
         )
     }
 
@@ -690,7 +688,7 @@ impl StoreTx for SqliteTx<'_> {
         self.first(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = ?1"),
             params![name],
-            account_from_row,
+            rows::account,
         )
     }
 
@@ -698,7 +696,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts ORDER BY name"),
             [],
-            account_from_row,
+            rows::account,
         )
     }
 
@@ -796,7 +794,7 @@ impl StoreTx for SqliteTx<'_> {
         self.first(
             &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
             params![id_hash],
-            session_from_row,
+            rows::session,
         )
     }
 
@@ -836,7 +834,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &sql,
             rusqlite::params_from_iter(values.iter()),
-            endpoint_row_from_row,
+            rows::endpoint,
         )
     }
 
@@ -844,7 +842,7 @@ impl StoreTx for SqliteTx<'_> {
         self.first(
             &endpoint_counts_sql("?1"),
             params![now],
-            endpoint_counts_from_row,
+            rows::endpoint_counts,
         )?
         .ok_or(StoreError::Db(rusqlite::Error::QueryReturnedNoRows))
     }
@@ -853,7 +851,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             INSTALLED_RELEASE_COUNTS_QUERY,
             [],
-            installed_release_count_from_row,
+            rows::installed_release_count,
         )
     }
 
@@ -913,17 +911,13 @@ impl StoreTx for SqliteTx<'_> {
             "SELECT hour, reports, failures FROM fleet_report_hours
              WHERE hour >= ?1 ORDER BY hour",
             params![from_hour],
-            report_hour_from_row,
+            rows::report_hour,
         )
     }
 
     fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let (sql, values) = audit_page_sql(query, &|i| format!("?{i}"));
-        self.all(
-            &sql,
-            rusqlite::params_from_iter(values.iter()),
-            audit_from_row,
-        )
+        self.all(&sql, rusqlite::params_from_iter(values.iter()), rows::audit)
     }
 
     fn enrollment_tokens_page(
@@ -938,7 +932,7 @@ impl StoreTx for SqliteTx<'_> {
                      ORDER BY created_at DESC, id DESC LIMIT ?1"
                 ),
                 params![limit],
-                token_from_row,
+                rows::token,
             ),
             Some((created_at, id)) => self.all(
                 &format!(
@@ -947,20 +941,20 @@ impl StoreTx for SqliteTx<'_> {
                      ORDER BY created_at DESC, id DESC LIMIT ?3"
                 ),
                 params![created_at, id, limit],
-                token_from_row,
+                rows::token,
             ),
         }
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
-        self.all(RELEASE_COUNTS_QUERY, [], release_count_from_row)
+        self.all(RELEASE_COUNTS_QUERY, [], rows::release_count)
     }
 
     fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError> {
         self.first(
             &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = ?1"),
             params![name],
-            endpoint_group_from_row,
+            rows::endpoint_group,
         )
     }
 
@@ -968,7 +962,7 @@ impl StoreTx for SqliteTx<'_> {
         self.all(
             &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups ORDER BY name"),
             [],
-            endpoint_group_from_row,
+            rows::endpoint_group,
         )
     }
 
@@ -1067,7 +1061,7 @@ impl SqliteTx<'_> {
         self.first(
             &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"),
             params![value],
-            token_from_row,
+            rows::token,
         )
     }
 }
