@@ -3,9 +3,7 @@
 
 use herald_wire::{Group, RolloutState};
 
-use crate::store::{
-    AuditQuery, EndpointFilter, EndpointQuery, EndpointRow, FleetReport, StoreError,
-};
+use crate::store::{AuditQuery, EndpointFilter, EndpointQuery, StoreError};
 
 /// The columns of a certificate row, in the order both stores read them.
 pub(crate) const CERT_COLUMNS: &str =
@@ -20,49 +18,6 @@ pub(crate) const FLEET_COLUMNS: &str =
     "name, serial, received_at, installed_version, last_check, last_result, last_error, unlisted,
     group_name, channel, offered_release, rollout_state, rollout_reason";
 
-/// A `fleet_reports` row as read, before its version and file list are checked.
-#[derive(Debug)]
-pub(crate) struct RawFleetReport {
-    pub(crate) name: String,
-    pub(crate) serial: String,
-    pub(crate) received_at: i64,
-    pub(crate) installed_version: Option<i64>,
-    pub(crate) last_check: Option<String>,
-    pub(crate) last_result: Option<String>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) unlisted: String,
-    pub(crate) group: String,
-    pub(crate) channel: Option<String>,
-    pub(crate) release: Option<i64>,
-    pub(crate) state: Option<String>,
-    pub(crate) reason: Option<String>,
-}
-
-impl RawFleetReport {
-    pub(crate) fn finish(self) -> Result<FleetReport, StoreError> {
-        let installed_version = version_from_db(self.installed_version)?;
-        let release = version_from_db(self.release)?;
-        let state = self.state.as_deref().map(state_from_db).transpose()?;
-        let unlisted = serde_json::from_str(&self.unlisted)
-            .map_err(|e| StoreError::Corrupt(format!("unlisted files of {}: {e}", self.name)))?;
-        Ok(FleetReport {
-            name: self.name,
-            serial: self.serial,
-            received_at: self.received_at,
-            installed_version,
-            last_check: self.last_check,
-            last_result: self.last_result,
-            last_error: self.last_error,
-            unlisted,
-            group: group_from_db(&self.group)?,
-            channel: self.channel,
-            release,
-            state,
-            reason: self.reason,
-        })
-    }
-}
-
 /// A group name as stored, checked.
 pub(crate) fn group_from_db(name: &str) -> Result<Group, StoreError> {
     Group::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -74,6 +29,11 @@ pub(crate) fn state_from_db(name: &str) -> Result<RolloutState, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("rollout state {name:?}")))
 }
 
+/// The count of endpoints per installed release, the same in both dialects.
+pub(crate) const INSTALLED_RELEASE_COUNTS_QUERY: &str =
+    "SELECT installed_version, count(*) FROM endpoints
+     GROUP BY installed_version ORDER BY installed_version NULLS FIRST";
+
 /// The aggregate behind [`crate::store::StoreTx::release_counts`], the same in both dialects:
 /// it groups on the columns of the `fleet_reports_releases` index, in its order, and its
 /// condition is the index's, so both databases answer from the index.
@@ -83,28 +43,6 @@ pub(crate) const RELEASE_COUNTS_QUERY: &str = "
     WHERE channel IS NOT NULL AND offered_release IS NOT NULL AND rollout_state IS NOT NULL
     GROUP BY channel, offered_release, group_name, rollout_state
     ORDER BY channel, offered_release, group_name, rollout_state";
-
-/// One row of [`RELEASE_COUNTS_QUERY`] as read, before its values are checked.
-pub(crate) struct RawReleaseCount {
-    pub(crate) channel: String,
-    pub(crate) release: i64,
-    pub(crate) group: String,
-    pub(crate) state: String,
-    pub(crate) endpoints: i64,
-}
-
-impl RawReleaseCount {
-    pub(crate) fn finish(self) -> Result<crate::store::ReleaseStateCount, StoreError> {
-        Ok(crate::store::ReleaseStateCount {
-            channel: self.channel,
-            release: release_from_db(self.release)?,
-            group: group_from_db(&self.group)?,
-            state: state_from_db(&self.state)?,
-            endpoints: u64::try_from(self.endpoints)
-                .map_err(|_| StoreError::Corrupt(format!("count {}", self.endpoints)))?,
-        })
-    }
-}
 
 /// The columns of `endpoint_groups`, in [`crate::store::EndpointGroupRecord`] order.
 pub(crate) const ENDPOINT_GROUP_COLUMNS: &str = "name, group_name, changed_at";
@@ -137,43 +75,6 @@ pub(crate) const SESSION_COLUMNS: &str =
 pub(crate) const ENDPOINT_COLUMNS: &str = "name, grp, serial, not_after, revoked_at,
     installed_version, last_seen, last_result, channel, offered_release, rollout_state";
 
-/// An `endpoints` row as read, before its release numbers and rollout state are checked.
-pub(crate) struct RawEndpointRow {
-    pub(crate) name: String,
-    pub(crate) group: String,
-    pub(crate) serial: Option<String>,
-    pub(crate) not_after: Option<i64>,
-    pub(crate) revoked_at: Option<i64>,
-    pub(crate) installed_version: Option<i64>,
-    pub(crate) last_seen: Option<i64>,
-    pub(crate) last_result: Option<String>,
-    pub(crate) channel: Option<String>,
-    pub(crate) offered_release: Option<i64>,
-    pub(crate) rollout_state: Option<String>,
-}
-
-impl RawEndpointRow {
-    pub(crate) fn finish(self) -> Result<EndpointRow, StoreError> {
-        Ok(EndpointRow {
-            name: self.name,
-            group: self.group,
-            serial: self.serial,
-            not_after: self.not_after,
-            revoked_at: self.revoked_at,
-            installed_version: version_from_db(self.installed_version)?,
-            last_seen: self.last_seen,
-            last_result: self.last_result,
-            channel: self.channel,
-            offered_release: version_from_db(self.offered_release)?,
-            rollout_state: self
-                .rollout_state
-                .as_deref()
-                .map(state_from_db)
-                .transpose()?,
-        })
-    }
-}
-
 /// The columns of an audit entry, in the order both stores read them.
 pub(crate) const AUDIT_COLUMNS: &str = "chain, seq, time, actor, action, details, prev_hash, hash";
 
@@ -182,6 +83,50 @@ pub(crate) const AUDIT_COLUMNS: &str = "chain, seq, time, actor, action, details
 pub(crate) enum SqlValue {
     Text(String),
     Int(i64),
+}
+
+/// The `WHERE` conditions of a query built at run time and their parameters, with
+/// placeholders from `placeholder` (1-based).
+struct Conditions<'p> {
+    placeholder: &'p dyn Fn(usize) -> String,
+    params: Vec<SqlValue>,
+    conditions: Vec<String>,
+}
+
+impl<'p> Conditions<'p> {
+    fn new(placeholder: &'p dyn Fn(usize) -> String) -> Self {
+        Conditions {
+            placeholder,
+            params: Vec::new(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Adds parameter `value`; its placeholder.
+    fn param(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        (self.placeholder)(self.params.len())
+    }
+
+    /// Adds the condition `column op value`, `value` a parameter.
+    fn compare(&mut self, column: &str, op: &str, value: SqlValue) {
+        let value = self.param(value);
+        self.push(format!("{column} {op} {value}"));
+    }
+
+    /// Adds a condition all selected rows meet.
+    fn push(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    /// The `WHERE` clause of the conditions (empty for none).
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
 }
 
 /// The condition selecting the endpoints in `filter` at the time in parameter `now`
@@ -208,55 +153,43 @@ pub(crate) fn endpoints_page_sql(
     query: &EndpointQuery,
     placeholder: &dyn Fn(usize) -> String,
 ) -> (String, Vec<SqlValue>) {
-    let mut params = Vec::new();
-    let mut conditions = Vec::new();
-    let mut param = |value: SqlValue| {
-        params.push(value);
-        placeholder(params.len())
-    };
+    let mut sql = Conditions::new(placeholder);
     if let Some(prefix) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
         let prefix = prefix.to_lowercase();
-        let end = param(SqlValue::Text(prefix_end(&prefix)));
-        let start = param(SqlValue::Text(prefix));
-        conditions.push(format!("name_key >= {start} AND name_key < {end}"));
+        let end = sql.param(SqlValue::Text(prefix_end(&prefix)));
+        let start = sql.param(SqlValue::Text(prefix));
+        sql.push(format!("name_key >= {start} AND name_key < {end}"));
     }
     if let Some(filter) = query.state {
         let now = match filter {
-            EndpointFilter::Valid | EndpointFilter::Expired => param(SqlValue::Int(query.now)),
+            EndpointFilter::Valid | EndpointFilter::Expired => sql.param(SqlValue::Int(query.now)),
             _ => String::new(),
         };
-        conditions.push(endpoint_filter_condition(filter, &now));
+        sql.push(endpoint_filter_condition(filter, &now));
     }
     if let Some(group) = &query.group {
-        conditions.push(format!("grp = {}", param(SqlValue::Text(group.clone()))));
+        sql.compare("grp", "=", SqlValue::Text(group.clone()));
     }
     if let Some(release) = query.release {
         let release = i64::try_from(release).unwrap_or(i64::MAX);
-        conditions.push(format!(
-            "installed_version = {}",
-            param(SqlValue::Int(release))
-        ));
+        sql.compare("installed_version", "=", SqlValue::Int(release));
     }
     if let Some(after) = &query.after {
-        let key = param(SqlValue::Text(after.to_lowercase()));
-        let name = param(SqlValue::Text(after.clone()));
+        let key = sql.param(SqlValue::Text(after.to_lowercase()));
+        let name = sql.param(SqlValue::Text(after.clone()));
         // The leading `name_key >=` bounds the index scan in both databases.
-        conditions.push(format!(
+        sql.push(format!(
             "name_key >= {key} AND (name_key > {key} OR name > {name})"
         ));
     }
-    let limit = param(SqlValue::Int(i64::from(query.limit)));
-    let conditions = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let limit = sql.param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = sql.where_clause();
     (
         format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints {conditions}
              ORDER BY name_key, name LIMIT {limit}"
         ),
-        params,
+        sql.params,
     )
 }
 
@@ -291,33 +224,21 @@ pub(crate) fn audit_page_sql(
     query: &AuditQuery,
     placeholder: &dyn Fn(usize) -> String,
 ) -> (String, Vec<SqlValue>) {
-    let mut params = Vec::new();
-    let mut conditions = Vec::new();
-    let mut param = |value: SqlValue| {
-        params.push(value);
-        placeholder(params.len())
-    };
+    let mut sql = Conditions::new(placeholder);
     if let Some(before) = query.before {
-        conditions.push(format!("seq < {}", param(SqlValue::Int(before))));
+        sql.compare("seq", "<", SqlValue::Int(before));
     }
     if let Some(actor) = &query.actor {
-        conditions.push(format!("actor = {}", param(SqlValue::Text(actor.clone()))));
+        sql.compare("actor", "=", SqlValue::Text(actor.clone()));
     }
     if let Some(action) = &query.action {
-        conditions.push(format!(
-            "action = {}",
-            param(SqlValue::Text(action.clone()))
-        ));
+        sql.compare("action", "=", SqlValue::Text(action.clone()));
     }
-    let limit = param(SqlValue::Int(i64::from(query.limit)));
-    let conditions = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let limit = sql.param(SqlValue::Int(i64::from(query.limit)));
+    let conditions = sql.where_clause();
     (
         format!("SELECT {AUDIT_COLUMNS} FROM audit {conditions} ORDER BY seq DESC LIMIT {limit}"),
-        params,
+        sql.params,
     )
 }
 
@@ -336,6 +257,6 @@ pub(crate) fn version_from_db(value: Option<i64>) -> Result<Option<u64>, StoreEr
 }
 
 /// A stored release number that cannot be absent, as read back.
-fn release_from_db(value: i64) -> Result<u64, StoreError> {
+pub(crate) fn release_from_db(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("release number {value}")))
 }

@@ -10,6 +10,7 @@ mod columns;
 mod group_commit;
 pub(crate) mod open;
 mod postgres;
+mod rows;
 mod schema;
 mod sqlite;
 

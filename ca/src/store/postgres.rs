@@ -48,12 +48,13 @@ use crate::model::audit::{AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, group_from_db,
-    unlisted_to_db, version_from_db, version_to_db, RawEndpointRow, RawFleetReport,
-    RawReleaseCount, SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
-    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, unlisted_to_db, version_to_db,
+    SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY, RELEASE_COUNTS_QUERY,
+    SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
+use crate::store::rows::{self, ColumnRow};
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
@@ -738,7 +739,7 @@ impl PgTx<'_> {
             &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {column} = $1"),
             vec![p(value.to_owned())],
         )?
-        .map(|row| token_from_row(&row))
+        .map(|row| rows::token(&row))
         .transpose()
     }
 }
@@ -749,6 +750,24 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
 ) -> Result<T, StoreError> {
     row.try_get(index)
         .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
+}
+
+impl ColumnRow for Row {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        get(self, index)
+    }
+
+    fn maybe_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        get(self, index)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        get(self, index)
+    }
+
+    fn maybe_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        get(self, index)
+    }
 }
 
 fn serial_from(hex: &str) -> Result<Serial, StoreError> {
@@ -783,45 +802,6 @@ fn cert_from_row(row: &Row) -> Result<CertRecord, StoreError> {
         issued_at: get(row, 6)?,
         der: get(row, 7)?,
         revocation: revocation_from(get(row, 8)?, get(row, 9)?)?,
-    })
-}
-
-fn admin_token_from_row(row: &Row) -> Result<AdminTokenRecord, StoreError> {
-    Ok(AdminTokenRecord {
-        id: get(row, 0)?,
-        hash: get(row, 1)?,
-        role: get(row, 2)?,
-        label: get(row, 3)?,
-        created_at: get(row, 4)?,
-        expires_at: get(row, 5)?,
-        revoked_at: get(row, 6)?,
-        last_used_at: get(row, 7)?,
-    })
-}
-
-fn token_from_row(row: &Row) -> Result<EnrollmentTokenRecord, StoreError> {
-    Ok(EnrollmentTokenRecord {
-        id: get(row, 0)?,
-        hash: get(row, 1)?,
-        name: get(row, 2)?,
-        base: get(row, 3)?,
-        profile: get(row, 4)?,
-        created_at: get(row, 5)?,
-        expires_at: get(row, 6)?,
-        created_by: get(row, 7)?,
-        used_at: get(row, 8)?,
-        serial: get(row, 9)?,
-        spki_sha256: get(row, 10)?,
-        revoked_at: get(row, 11)?,
-        group: group_from_db(get(row, 12)?)?,
-    })
-}
-
-fn endpoint_group_from_row(row: &Row) -> Result<EndpointGroupRecord, StoreError> {
-    Ok(EndpointGroupRecord {
-        name: get(row, 0)?,
-        group: group_from_db(get(row, 1)?)?,
-        changed_at: get(row, 2)?,
     })
 }
 
@@ -1030,7 +1010,7 @@ impl StoreTx for PgTx<'_> {
                 Ok(vec![p(chain), p(seq)])
             },
             &mut |row| {
-                visit(audit_from_row(row)?);
+                visit(rows::audit(row)?);
                 Ok(())
             },
         )
@@ -1068,7 +1048,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = $1"),
             vec![p(hash.to_owned())],
         )?
-        .map(|row| admin_token_from_row(&row))
+        .map(|row| rows::admin_token(&row))
         .transpose()
     }
 
@@ -1078,7 +1058,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(admin_token_from_row)
+        .map(|row| rows::admin_token(row))
         .collect()
     }
 
@@ -1160,7 +1140,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(token_from_row)
+        .map(|row| rows::token(row))
         .collect()
     }
 
@@ -1249,24 +1229,7 @@ impl StoreTx for PgTx<'_> {
             params,
         )?
         .iter()
-        .map(|row| {
-            RawFleetReport {
-                name: get(row, 0)?,
-                serial: get(row, 1)?,
-                received_at: get(row, 2)?,
-                installed_version: get(row, 3)?,
-                last_check: get(row, 4)?,
-                last_result: get(row, 5)?,
-                last_error: get(row, 6)?,
-                unlisted: get(row, 7)?,
-                group: get(row, 8)?,
-                channel: get(row, 9)?,
-                release: get(row, 10)?,
-                state: get(row, 11)?,
-                reason: get(row, 12)?,
-            }
-            .finish()
-        })
+        .map(|row| rows::fleet_report(row))
         .collect()
     }
 
@@ -1294,7 +1257,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = $1"),
             vec![p(name.to_owned())],
         )?
-        .map(|row| account_from_row(&row))
+        .map(|row| rows::account(&row))
         .transpose()
     }
 
@@ -1304,7 +1267,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(account_from_row)
+        .map(|row| rows::account(row))
         .collect()
     }
 
@@ -1403,16 +1366,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = $1"),
             vec![p(id_hash.to_owned())],
         )?
-        .map(|row| {
-            Ok(SessionRecord {
-                id_hash: get(&row, 0)?,
-                account: get(&row, 1)?,
-                stage: get(&row, 2)?,
-                created_at: get(&row, 3)?,
-                last_seen_at: get(&row, 4)?,
-                expires_at: get(&row, 5)?,
-            })
-        })
+        .map(|row| rows::session(&row))
         .transpose()
     }
 
@@ -1452,22 +1406,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(|row| {
-                RawEndpointRow {
-                    name: get(row, 0)?,
-                    group: get(row, 1)?,
-                    serial: get(row, 2)?,
-                    not_after: get(row, 3)?,
-                    revoked_at: get(row, 4)?,
-                    installed_version: get(row, 5)?,
-                    last_seen: get(row, 6)?,
-                    last_result: get(row, 7)?,
-                    channel: get(row, 8)?,
-                    offered_release: get(row, 9)?,
-                    rollout_state: get(row, 10)?,
-                }
-                .finish()
-            })
+            .map(|row| rows::endpoint(row))
             .collect()
     }
 
@@ -1475,25 +1414,14 @@ impl StoreTx for PgTx<'_> {
         let row = self
             .query_opt(&endpoint_counts_sql("$1::BIGINT"), vec![p(now)])?
             .ok_or_else(|| StoreError::Corrupt("no row from the endpoint counts".into()))?;
-        Ok(EndpointCounts {
-            total: get(&row, 0)?,
-            valid: get(&row, 1)?,
-            revoked: get(&row, 2)?,
-            expired: get(&row, 3)?,
-            never_reported: get(&row, 4)?,
-            failing: get(&row, 5)?,
-        })
+        rows::endpoint_counts(&row)
     }
 
     fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
-        self.query(
-            "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
-            Vec::new(),
-        )?
-        .iter()
-        .map(|row| Ok((version_from_db(get(row, 0)?)?, get(row, 1)?)))
-        .collect()
+        self.query(INSTALLED_RELEASE_COUNTS_QUERY, Vec::new())?
+            .iter()
+            .map(|row| rows::installed_release_count(row))
+            .collect()
     }
 
     fn certificates_expiring(
@@ -1556,13 +1484,7 @@ impl StoreTx for PgTx<'_> {
             vec![p(from_hour)],
         )?
         .iter()
-        .map(|row| {
-            Ok(ReportHour {
-                hour: get(row, 0)?,
-                reports: get(row, 1)?,
-                failures: get(row, 2)?,
-            })
-        })
+        .map(|row| rows::report_hour(row))
         .collect()
     }
 
@@ -1570,7 +1492,7 @@ impl StoreTx for PgTx<'_> {
         let (sql, values) = audit_page_sql(query, &|i| format!("${i}"));
         self.query(&sql, pg_values(values))?
             .iter()
-            .map(audit_from_row)
+            .map(|row| rows::audit(row))
             .collect()
     }
 
@@ -1596,22 +1518,13 @@ impl StoreTx for PgTx<'_> {
                 vec![p(created_at), p(id), p(i64::from(limit))],
             )?,
         };
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(|row| rows::token(row)).collect()
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
         self.query(RELEASE_COUNTS_QUERY, Vec::new())?
             .iter()
-            .map(|row| {
-                RawReleaseCount {
-                    channel: get(row, 0)?,
-                    release: get(row, 1)?,
-                    group: get(row, 2)?,
-                    state: get(row, 3)?,
-                    endpoints: get(row, 4)?,
-                }
-                .finish()
-            })
+            .map(|row| rows::release_count(row))
             .collect()
     }
 
@@ -1620,7 +1533,7 @@ impl StoreTx for PgTx<'_> {
             &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = $1"),
             vec![p(name.to_owned())],
         )?
-        .map(|row| endpoint_group_from_row(&row))
+        .map(|row| rows::endpoint_group(&row))
         .transpose()
     }
 
@@ -1630,7 +1543,7 @@ impl StoreTx for PgTx<'_> {
             Vec::new(),
         )?
         .iter()
-        .map(endpoint_group_from_row)
+        .map(|row| rows::endpoint_group(row))
         .collect()
     }
 
@@ -1665,21 +1578,6 @@ fn pg_values(values: Vec<SqlValue>) -> Vec<Param> {
         .collect()
 }
 
-fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
-    Ok(AuditEntry {
-        chain: get(row, 0)?,
-        seq: get(row, 1)?,
-        entry: NewAuditEntry {
-            time: get(row, 2)?,
-            actor: get(row, 3)?,
-            action: get(row, 4)?,
-            details: get(row, 5)?,
-        },
-        prev_hash: get(row, 6)?,
-        hash: get(row, 7)?,
-    })
-}
-
 fn account_params(r: &AccountRecord) -> Vec<Param> {
     vec![
         p(r.name.clone()),
@@ -1696,22 +1594,4 @@ fn account_params(r: &AccountRecord) -> Vec<Param> {
         p(r.locked_until),
         p(r.last_login_at),
     ]
-}
-
-fn account_from_row(row: &Row) -> Result<AccountRecord, StoreError> {
-    Ok(AccountRecord {
-        name: get(row, 0)?,
-        role: get(row, 1)?,
-        password_hash: get(row, 2)?,
-        password_one_time: flag_from_db(get(row, 3)?, "password_one_time")?,
-        mfa_required: flag_from_db(get(row, 4)?, "mfa_required")?,
-        totp_secret: get(row, 5)?,
-        totp_enrolled_at: get(row, 6)?,
-        totp_last_step: get(row, 7)?,
-        created_at: get(row, 8)?,
-        disabled_at: get(row, 9)?,
-        failed_logins: get(row, 10)?,
-        locked_until: get(row, 11)?,
-        last_login_at: get(row, 12)?,
-    })
 }

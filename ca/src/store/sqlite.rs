@@ -3,20 +3,20 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use herald_wire::{Group, RolloutState};
-use rusqlite::types::Type;
+use herald_wire::RolloutState;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::model::audit::{chain_hash, AuditEntry, NewAuditEntry, GENESIS_HASH};
 use crate::model::revocation::Reason;
 use crate::model::serial::Serial;
 use crate::store::columns::{
-    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, flag_from_db, unlisted_to_db,
-    version_from_db, version_to_db, RawEndpointRow, RawFleetReport, RawReleaseCount, SqlValue,
-    ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS, ENDPOINT_GROUP_COLUMNS,
-    FLEET_COLUMNS, RELEASE_COUNTS_QUERY, SESSION_COLUMNS, TOKEN_COLUMNS,
+    audit_page_sql, endpoint_counts_sql, endpoints_page_sql, unlisted_to_db, version_to_db,
+    SqlValue, ACCOUNT_COLUMNS, ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, CERT_COLUMNS,
+    ENDPOINT_GROUP_COLUMNS, FLEET_COLUMNS, INSTALLED_RELEASE_COUNTS_QUERY, RELEASE_COUNTS_QUERY,
+    SESSION_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::store::group_commit::GroupCommit;
+use crate::store::rows::{self, ColumnRow};
 use crate::store::schema::{newer_than_supported, MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{
     AccountRecord, AdminTokenRecord, AuditQuery, CertRecord, EndpointCounts, EndpointGroupRecord,
@@ -464,7 +464,7 @@ impl StoreTx for SqliteTx<'_> {
             .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            visit(audit_from_row(row)?);
+            visit(rows::audit(row)?);
         }
         Ok(())
     }
@@ -490,22 +490,19 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn admin_token_by_hash(&self, hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = ?1"),
-                params![hash],
-                admin_token_from_row,
-            )
-            .optional()?)
+        self.first(
+            &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE hash = ?1"),
+            params![hash],
+            rows::admin_token,
+        )
     }
 
     fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
-        let mut stmt = self.tx.prepare(&format!(
-            "SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([], admin_token_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.all(
+            &format!("SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"),
+            [],
+            rows::admin_token,
+        )
     }
 
     fn revoke_admin_token(&self, id: &str, revoked_at: i64) -> Result<bool, StoreError> {
@@ -582,11 +579,11 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenRecord>, StoreError> {
-        let mut stmt = self.tx.prepare(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([], token_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.all(
+            &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created_at, id"),
+            [],
+            rows::token,
+        )
     }
 
     fn burn_enrollment_token(
@@ -658,27 +655,11 @@ impl StoreTx for SqliteTx<'_> {
         } else {
             "WHERE ?1 IS NULL"
         };
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"
-        ))?;
-        let rows = stmt.query_map(params![name], |row| {
-            Ok(RawFleetReport {
-                name: row.get(0)?,
-                serial: row.get(1)?,
-                received_at: row.get(2)?,
-                installed_version: row.get(3)?,
-                last_check: row.get(4)?,
-                last_result: row.get(5)?,
-                last_error: row.get(6)?,
-                unlisted: row.get(7)?,
-                group: row.get(8)?,
-                channel: row.get(9)?,
-                release: row.get(10)?,
-                state: row.get(11)?,
-                reason: row.get(12)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(
+            &format!("SELECT {FLEET_COLUMNS} FROM fleet_reports {condition} ORDER BY name"),
+            params![name],
+            rows::fleet_report,
+        )
     }
 
     fn insert_account(&self, r: &AccountRecord) -> Result<(), StoreError> {
@@ -687,21 +668,7 @@ impl StoreTx for SqliteTx<'_> {
                 "INSERT INTO admin_accounts ({ACCOUNT_COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
-            params![
-                r.name,
-                r.role,
-                r.password_hash,
-                r.password_one_time,
-                r.mfa_required,
-                r.totp_secret,
-                r.totp_enrolled_at,
-                r.totp_last_step,
-                r.created_at,
-                r.disabled_at,
-                r.failed_logins,
-                r.locked_until,
-                r.last_login_at
-            ],
+            account_values(r).as_slice(),
         );
         match result {
             Ok(_) => Ok(()),
@@ -718,23 +685,19 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
-        self.tx
-            .query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = ?1"),
-                params![name],
-                raw_account,
-            )
-            .optional()?
-            .map(finish_account)
-            .transpose()
+        self.first(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts WHERE name = ?1"),
+            params![name],
+            rows::account,
+        )
     }
 
     fn list_accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        let mut stmt = self.tx.prepare(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM admin_accounts ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([], raw_account)?;
-        rows.map(|row| finish_account(row?)).collect()
+        self.all(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM admin_accounts ORDER BY name"),
+            [],
+            rows::account,
+        )
     }
 
     fn update_account(&self, r: &AccountRecord) -> Result<bool, StoreError> {
@@ -744,21 +707,7 @@ impl StoreTx for SqliteTx<'_> {
                  totp_last_step = ?8, created_at = ?9, disabled_at = ?10,
                  failed_logins = ?11, locked_until = ?12, last_login_at = ?13
              WHERE name = ?1",
-            params![
-                r.name,
-                r.role,
-                r.password_hash,
-                r.password_one_time,
-                r.mfa_required,
-                r.totp_secret,
-                r.totp_enrolled_at,
-                r.totp_last_step,
-                r.created_at,
-                r.disabled_at,
-                r.failed_logins,
-                r.locked_until,
-                r.last_login_at
-            ],
+            account_values(r).as_slice(),
         )? == 1)
     }
 
@@ -842,23 +791,11 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
-                params![id_hash],
-                |row| {
-                    Ok(SessionRecord {
-                        id_hash: row.get(0)?,
-                        account: row.get(1)?,
-                        stage: row.get(2)?,
-                        created_at: row.get(3)?,
-                        last_seen_at: row.get(4)?,
-                        expires_at: row.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.first(
+            &format!("SELECT {SESSION_COLUMNS} FROM console_sessions WHERE id_hash = ?1"),
+            params![id_hash],
+            rows::session,
+        )
     }
 
     fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError> {
@@ -894,52 +831,28 @@ impl StoreTx for SqliteTx<'_> {
 
     fn endpoints_page(&self, query: &EndpointQuery) -> Result<Vec<EndpointRow>, StoreError> {
         let (sql, values) = endpoints_page_sql(query, &|i| format!("?{i}"));
-        let mut stmt = self.tx.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-            Ok(RawEndpointRow {
-                name: row.get(0)?,
-                group: row.get(1)?,
-                serial: row.get(2)?,
-                not_after: row.get(3)?,
-                revoked_at: row.get(4)?,
-                installed_version: row.get(5)?,
-                last_seen: row.get(6)?,
-                last_result: row.get(7)?,
-                channel: row.get(8)?,
-                offered_release: row.get(9)?,
-                rollout_state: row.get(10)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(
+            &sql,
+            rusqlite::params_from_iter(values.iter()),
+            rows::endpoint,
+        )
     }
 
     fn endpoint_counts(&self, now: i64) -> Result<EndpointCounts, StoreError> {
-        let mut stmt = self.tx.prepare_cached(&endpoint_counts_sql("?1"))?;
-        Ok(stmt.query_row(params![now], |row| {
-            Ok(EndpointCounts {
-                total: row.get(0)?,
-                valid: row.get(1)?,
-                revoked: row.get(2)?,
-                expired: row.get(3)?,
-                never_reported: row.get(4)?,
-                failing: row.get(5)?,
-            })
-        })?)
+        self.first(
+            &endpoint_counts_sql("?1"),
+            params![now],
+            rows::endpoint_counts,
+        )?
+        .ok_or(StoreError::Db(rusqlite::Error::QueryReturnedNoRows))
     }
 
     fn installed_release_counts(&self) -> Result<Vec<(Option<u64>, i64)>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT installed_version, count(*) FROM endpoints
-             GROUP BY installed_version ORDER BY installed_version NULLS FIRST",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, i64>(1)?))
-        })?;
-        rows.map(|row| {
-            let (version, count) = row?;
-            Ok((version_from_db(version)?, count))
-        })
-        .collect()
+        self.all(
+            INSTALLED_RELEASE_COUNTS_QUERY,
+            [],
+            rows::installed_release_count,
+        )
     }
 
     fn certificates_expiring(
@@ -994,25 +907,17 @@ impl StoreTx for SqliteTx<'_> {
     }
 
     fn report_hours(&self, from_hour: i64) -> Result<Vec<ReportHour>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
+        self.all(
             "SELECT hour, reports, failures FROM fleet_report_hours
              WHERE hour >= ?1 ORDER BY hour",
-        )?;
-        let rows = stmt.query_map(params![from_hour], |row| {
-            Ok(ReportHour {
-                hour: row.get(0)?,
-                reports: row.get(1)?,
-                failures: row.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![from_hour],
+            rows::report_hour,
+        )
     }
 
     fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let (sql, values) = audit_page_sql(query, &|i| format!("?{i}"));
-        let mut stmt = self.tx.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), audit_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.all(&sql, rusqlite::params_from_iter(values.iter()), rows::audit)
     }
 
     fn enrollment_tokens_page(
@@ -1020,59 +925,45 @@ impl StoreTx for SqliteTx<'_> {
         after: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<EnrollmentTokenRecord>, StoreError> {
-        let rows = match after {
-            None => {
-                let mut stmt = self.tx.prepare_cached(&format!(
+        match after {
+            None => self.all(
+                &format!(
                     "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
                      ORDER BY created_at DESC, id DESC LIMIT ?1"
-                ))?;
-                let rows = stmt.query_map(params![limit], token_from_row)?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            }
-            Some((created_at, id)) => {
-                let mut stmt = self.tx.prepare_cached(&format!(
+                ),
+                params![limit],
+                rows::token,
+            ),
+            Some((created_at, id)) => self.all(
+                &format!(
                     "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens
                      WHERE created_at <= ?1 AND (created_at < ?1 OR id < ?2)
                      ORDER BY created_at DESC, id DESC LIMIT ?3"
-                ))?;
-                let rows = stmt.query_map(params![created_at, id, limit], token_from_row)?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            }
-        };
-        Ok(rows)
+                ),
+                params![created_at, id, limit],
+                rows::token,
+            ),
+        }
     }
 
     fn release_counts(&self) -> Result<Vec<ReleaseStateCount>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(RELEASE_COUNTS_QUERY)?;
-        let rows = stmt.query_map([], |row| {
-            Ok(RawReleaseCount {
-                channel: row.get(0)?,
-                release: row.get(1)?,
-                group: row.get(2)?,
-                state: row.get(3)?,
-                endpoints: row.get(4)?,
-            })
-        })?;
-        rows.map(|row| row?.finish()).collect()
+        self.all(RELEASE_COUNTS_QUERY, [], rows::release_count)
     }
 
     fn endpoint_group(&self, name: &str) -> Result<Option<EndpointGroupRecord>, StoreError> {
-        self.tx
-            .query_row(
-                &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = ?1"),
-                params![name],
-                endpoint_group_from_row,
-            )
-            .optional()
-            .map_err(StoreError::from)
+        self.first(
+            &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups WHERE name = ?1"),
+            params![name],
+            rows::endpoint_group,
+        )
     }
 
     fn endpoint_groups(&self) -> Result<Vec<EndpointGroupRecord>, StoreError> {
-        let mut stmt = self.tx.prepare(&format!(
-            "SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([], endpoint_group_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.all(
+            &format!("SELECT {ENDPOINT_GROUP_COLUMNS} FROM endpoint_groups ORDER BY name"),
+            [],
+            rows::endpoint_group,
+        )
     }
 
     fn set_endpoint_group(&self, r: &EndpointGroupRecord) -> Result<(), StoreError> {
@@ -1097,113 +988,81 @@ impl rusqlite::ToSql for SqlValue {
     }
 }
 
-fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        chain: row.get(0)?,
-        seq: row.get(1)?,
-        entry: NewAuditEntry {
-            time: row.get(2)?,
-            actor: row.get(3)?,
-            action: row.get(4)?,
-            details: row.get(5)?,
-        },
-        prev_hash: row.get(6)?,
-        hash: row.get(7)?,
-    })
+impl ColumnRow for rusqlite::Row<'_> {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn maybe_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn maybe_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(index)?)
+    }
 }
 
-/// An account row before its flags are checked.
-type RawAccount = (AccountRecord, i64, i64);
-
-fn raw_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawAccount> {
-    Ok((
-        AccountRecord {
-            name: row.get(0)?,
-            role: row.get(1)?,
-            password_hash: row.get(2)?,
-            password_one_time: false,
-            mfa_required: true,
-            totp_secret: row.get(5)?,
-            totp_enrolled_at: row.get(6)?,
-            totp_last_step: row.get(7)?,
-            created_at: row.get(8)?,
-            disabled_at: row.get(9)?,
-            failed_logins: row.get(10)?,
-            locked_until: row.get(11)?,
-            last_login_at: row.get(12)?,
-        },
-        row.get(3)?,
-        row.get(4)?,
-    ))
+/// The values of an [`ACCOUNT_COLUMNS`] row, in its order.
+fn account_values(r: &AccountRecord) -> [&dyn rusqlite::ToSql; 13] {
+    [
+        &r.name,
+        &r.role,
+        &r.password_hash,
+        &r.password_one_time,
+        &r.mfa_required,
+        &r.totp_secret,
+        &r.totp_enrolled_at,
+        &r.totp_last_step,
+        &r.created_at,
+        &r.disabled_at,
+        &r.failed_logins,
+        &r.locked_until,
+        &r.last_login_at,
+    ]
 }
 
-fn finish_account((mut record, one_time, mfa): RawAccount) -> Result<AccountRecord, StoreError> {
-    record.password_one_time = flag_from_db(one_time, "password_one_time")?;
-    record.mfa_required = flag_from_db(mfa, "mfa_required")?;
-    Ok(record)
-}
-
-/// An `endpoint_groups` row.
-fn endpoint_group_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointGroupRecord> {
-    Ok(EndpointGroupRecord {
-        name: row.get(0)?,
-        group: group_at(row, 1)?,
-        changed_at: row.get(2)?,
-    })
-}
-
-/// A group column, checked: a name that is not a valid group fails like any column of the
-/// wrong type.
-fn group_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Group> {
-    let name: String = row.get(index)?;
-    Group::new(&name)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
-}
-
-fn admin_token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AdminTokenRecord> {
-    Ok(AdminTokenRecord {
-        id: row.get(0)?,
-        hash: row.get(1)?,
-        role: row.get(2)?,
-        label: row.get(3)?,
-        created_at: row.get(4)?,
-        expires_at: row.get(5)?,
-        revoked_at: row.get(6)?,
-        last_used_at: row.get(7)?,
-    })
-}
-
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnrollmentTokenRecord> {
-    Ok(EnrollmentTokenRecord {
-        id: row.get(0)?,
-        hash: row.get(1)?,
-        name: row.get(2)?,
-        base: row.get(3)?,
-        profile: row.get(4)?,
-        created_at: row.get(5)?,
-        expires_at: row.get(6)?,
-        created_by: row.get(7)?,
-        used_at: row.get(8)?,
-        serial: row.get(9)?,
-        spki_sha256: row.get(10)?,
-        revoked_at: row.get(11)?,
-        group: group_at(row, 12)?,
-    })
-}
+/// Reads one row into a record.
+type ReadRow<T> = fn(&dyn ColumnRow) -> Result<T, StoreError>;
 
 impl SqliteTx<'_> {
+    /// The rows `sql` selects with `params`, each read by `read`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: ReadRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let rows = stmt.query_and_then(params, |row| read(row))?;
+        rows.collect()
+    }
+
+    /// The first row `sql` selects with `params`, if any, read by `read`.
+    fn first<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: ReadRow<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let mut rows = stmt.query_and_then(params, |row| read(row))?;
+        rows.next().transpose()
+    }
+
     fn token_where(
         &self,
         condition: &str,
         value: &str,
     ) -> Result<Option<EnrollmentTokenRecord>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"
-            ))?
-            .query_row(params![value], token_from_row)
-            .optional()?)
+        self.first(
+            &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {condition} = ?1"),
+            params![value],
+            rows::token,
+        )
     }
 }
 

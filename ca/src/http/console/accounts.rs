@@ -10,8 +10,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    blocking, csrf_field, form_caller, layout, option, page, query_value, signed_in, when, Nav,
-    PageError,
+    bad_form, blocking, caller_page, csrf_field, form_caller, option, query_value, signed_in, when,
+    Nav, PageError,
 };
 use crate::core::accounts::{self, account_status, mfa_status};
 use crate::core::admin::Role;
@@ -69,10 +69,7 @@ pub(super) async fn list(
             } } }
         } }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Accounts", Some((&current, Nav::Accounts)), body),
-    ))
+    Ok(caller_page(&current, Nav::Accounts, "Accounts", body))
 }
 
 fn action_form(current: &Current, name: &str, action: &str, label: &str) -> Markup {
@@ -84,28 +81,19 @@ fn action_form(current: &Current, name: &str, action: &str, label: &str) -> Mark
     }
 }
 
-fn bad_form(e: &FormRejection) -> PageError {
-    PageError::new(
-        StatusCode::BAD_REQUEST,
-        format!("The form is malformed: {e}"),
-    )
-}
-
 /// The page showing a one-time password, once.
 fn one_time_password_page(current: &Current, name: &str, password: &str) -> Response {
-    page(
-        StatusCode::OK,
-        layout(
-            "One-time password",
-            Some((current, Nav::Accounts)),
-            html! {
-                h1 { "One-time password for " (name) }
-                p { "Hand this password to its holder by a safe channel. It works for one sign-in, \
-                     at which the holder chooses a password and enrols TOTP. It is shown only now." }
-                p { code id="one-time-password" { (password) } }
-                p { a href="/ui/accounts" { "Back to the accounts" } }
-            },
-        ),
+    caller_page(
+        current,
+        Nav::Accounts,
+        "One-time password",
+        html! {
+            h1 { "One-time password for " (name) }
+            p { "Hand this password to its holder by a safe channel. It works for one sign-in, \
+                 at which the holder chooses a password and enrols TOTP. It is shown only now." }
+            p { code id="one-time-password" { (password) } }
+            p { a href="/ui/accounts" { "Back to the accounts" } }
+        },
     )
 }
 

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 
-use super::{blocking, layout, page, query_value, signed_in, untrusted, when, Nav, PageError};
+use super::{
+    blocking, caller_page, query_param, query_value, signed_in, untrusted, when, Nav, PageError,
+};
 use crate::core::admin::Role;
 use crate::core::console;
 use crate::http::AppState;
@@ -21,12 +23,7 @@ pub(super) async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let current = signed_in(&state, &headers, Role::Auditor).await?;
-    let param = |name: &str| {
-        params
-            .get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| query_param(&params, name);
     let actor = param("actor");
     let action = param("action");
     let before = param("before")
@@ -86,10 +83,7 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Audit log", Some((&current, Nav::Audit)), body),
-    ))
+    Ok(caller_page(&current, Nav::Audit, "Audit log", body))
 }
 
 /// `GET /ui/audit/verify`: walks the whole chain (as `herald-ca audit verify`).
@@ -113,8 +107,10 @@ pub(super) async fn verify(
             ") kept elsewhere also detects a cut or recomputed log." }
         p { a href="/ui/audit" { "Back to the audit log" } }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Audit verification", Some((&current, Nav::Audit)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Audit,
+        "Audit verification",
+        body,
     ))
 }

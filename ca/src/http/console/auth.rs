@@ -1,7 +1,7 @@
 //! Signing in and out: password, then a TOTP or recovery code (or, at the first sign-in, a
 //! new password and TOTP enrolment), each step issuing a new session identifier.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, State};
@@ -13,8 +13,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    blocking, client_ip, cookie, csrf_field, csrf_refused, layout, page, session, set_cookie,
-    with_session, PageError, LOGIN_COOKIE, SESSION_COOKIE,
+    bad_form, blocking, client_ip, cookie, csrf_field, csrf_refused, layout, page, session,
+    set_cookie, with_session, PageError, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use crate::core::accounts::{self, NextStep, SignInError, TOTP_ISSUER};
 use crate::core::sessions::{self, Current, Stage};
@@ -24,42 +24,61 @@ use crate::http::AppState;
 /// Seconds the sign-in form's CSRF cookie lives.
 const LOGIN_FORM_SECS: i64 = 3600;
 
-fn bad_form(rejection: &FormRejection) -> PageError {
-    PageError::new(
-        StatusCode::BAD_REQUEST,
-        format!("The form is malformed: {rejection}"),
-    )
-}
-
 fn login_page(token: &str, message: Option<&str>, status: StatusCode) -> Response {
-    let mut response = page(
+    let mut response = step_page(
         status,
-        layout(
-            "Sign in",
-            None,
-            html! {
-                h1 { "Sign in" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
-                }
-                form.card method="post" action="/ui/login" {
-                    input type="hidden" name="csrf" value=(token);
-                    label for="username" { "Account" }
-                    input id="username" name="username" type="text" autocomplete="username"
-                        required autofocus;
-                    label for="password" { "Password" }
-                    input id="password" name="password" type="password"
-                        autocomplete="current-password" required;
-                    button type="submit" { "Sign in" }
-                }
-            },
-        ),
+        "Sign in",
+        message,
+        "/ui/login",
+        html! {
+            input type="hidden" name="csrf" value=(token);
+            label for="username" { "Account" }
+            input id="username" name="username" type="text" autocomplete="username"
+                required autofocus;
+            label for="password" { "Password" }
+            input id="password" name="password" type="password"
+                autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        },
     );
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, token, Some(LOGIN_FORM_SECS)),
     );
     response
+}
+
+/// The page of a sign-in step: `title`, the refusal `message` if any, and the form posting
+/// `fields` to `action`.
+fn step_page(
+    status: StatusCode,
+    title: &str,
+    message: Option<&str>,
+    action: &str,
+    fields: Markup,
+) -> Response {
+    page(
+        status,
+        layout(
+            title,
+            None,
+            html! {
+                h1 { (title) }
+                @if let Some(message) = message {
+                    p.error role="alert" { (message) }
+                }
+                form.card method="post" action=(action) { (fields) }
+            },
+        ),
+    )
+}
+
+/// The CSRF field of a sign-in in progress and whose it is.
+fn signing_in_as(current: &Current) -> Markup {
+    html! {
+        (csrf_field(current))
+        p { "Signing in as " strong { (current.account.name) } "." }
+    }
 }
 
 /// `GET /ui/login`: the sign-in form, with a fresh CSRF token in a cookie and the form.
@@ -79,7 +98,7 @@ pub(super) struct LoginForm {
 }
 
 /// Refuses a sign-in step: counts it against the address and shows the form again.
-fn refused(state: &AppState, ip: std::net::IpAddr, error: &SignInError) -> String {
+fn refused(state: &AppState, ip: IpAddr, error: &SignInError) -> String {
     state.console.throttle.record_failure(ip);
     match error {
         SignInError::Locked(until) => format!(
@@ -90,8 +109,12 @@ fn refused(state: &AppState, ip: std::net::IpAddr, error: &SignInError) -> Strin
     }
 }
 
-/// `429` when this address failed too often.
-fn throttled(state: &AppState, ip: std::net::IpAddr) -> Result<(), Box<Response>> {
+/// The address of a sign-in step, or `429` when this address failed too often.
+fn admitted(
+    state: &AppState,
+    peer: Option<&Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<IpAddr, Box<Response>> {
+    let ip = client_ip(peer);
     state.console.throttle.admit(ip).map_err(|wait| {
         let secs = wait.as_secs().max(1);
         let mut response = PageError::new(
@@ -103,7 +126,30 @@ fn throttled(state: &AppState, ip: std::net::IpAddr) -> Result<(), Box<Response>
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         Box::new(response)
+    })?;
+    Ok(ip)
+}
+
+/// Runs a sign-in step off the async workers: `check` the caller's secret, then, when it
+/// passes, `then` with what it found. A refusal comes back as the message to show (counted
+/// against `ip`); a store failure is an error.
+async fn sign_in_step<P: 'static, T: Send + 'static>(
+    state: &AppState,
+    ip: IpAddr,
+    check: impl FnOnce(&AppState, i64) -> Result<P, SignInError> + Send + 'static,
+    then: impl FnOnce(&AppState, P, i64) -> Result<T, PageError> + Send + 'static,
+) -> Result<Result<T, String>, PageError> {
+    let console = state.clone();
+    let outcome = blocking(move || {
+        let now = crate::model::time::now_unix();
+        match check(&console, now) {
+            Ok(passed) => Ok(Ok(then(&console, passed, now)?)),
+            Err(SignInError::Store(e)) => Err(e.into()),
+            Err(other) => Ok(Err(other)),
+        }
     })
+    .await?;
+    Ok(outcome.map_err(|error| refused(state, ip, &error)))
 }
 
 /// `POST /ui/login`: the password.
@@ -118,30 +164,30 @@ pub(super) async fn login(
     if expected.is_empty() || !sessions::constant_time_eq(expected, &form.csrf) {
         return Err(csrf_refused());
     }
-    let ip = client_ip(peer.as_ref());
-    if let Err(response) = throttled(&state, ip) {
-        return Ok(*response);
-    }
+    let ip = match admitted(&state, peer.as_ref()) {
+        Ok(ip) => ip,
+        Err(response) => return Ok(*response),
+    };
     let name = form.username.trim().to_owned();
-    let console = state.clone();
-    let outcome = blocking(move || {
-        let now = crate::model::time::now_unix();
-        let store = console.authority.store();
-        match accounts::sign_in_password(store, console.console.lockout, &name, &form.password, now)
-        {
-            Ok(step) => {
-                let stage = match step {
-                    NextStep::Setup => Stage::Setup,
-                    NextStep::SecondFactor => Stage::SecondFactor,
-                    NextStep::Done => Stage::Active,
-                };
-                let id = sessions::start(store, &console.console, &name, stage, now)?;
-                Ok(Ok((stage, id)))
-            }
-            Err(SignInError::Store(e)) => Err(e.into()),
-            Err(other) => Ok(Err(other)),
-        }
-    })
+    let account = name.clone();
+    let outcome = sign_in_step(
+        &state,
+        ip,
+        move |console, now| {
+            let store = console.authority.store();
+            accounts::sign_in_password(store, console.console.lockout, &name, &form.password, now)
+        },
+        move |console, step, now| {
+            let stage = match step {
+                NextStep::Setup => Stage::Setup,
+                NextStep::SecondFactor => Stage::SecondFactor,
+                NextStep::Done => Stage::Active,
+            };
+            let store = console.authority.store();
+            let id = sessions::start(store, &console.console, &account, stage, now)?;
+            Ok((stage, id))
+        },
+    )
     .await?;
     match outcome {
         Ok((stage, id)) => {
@@ -156,8 +202,7 @@ pub(super) async fn login(
                 .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", Some(0)));
             Ok(response)
         }
-        Err(error) => {
-            let message = refused(&state, ip, &error);
+        Err(message) => {
             let token = sessions::random_token()?;
             Ok(login_page(&token, Some(&message), StatusCode::UNAUTHORIZED))
         }
@@ -177,27 +222,33 @@ async fn pending(
     }
 }
 
+/// [`pending`] for a form: also the session's CSRF token must be `csrf`.
+async fn pending_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    stage: Stage,
+    csrf: &str,
+) -> Result<Current, PageError> {
+    let current = pending(state, headers, stage).await?;
+    if !sessions::csrf_matches(&current.id, csrf) {
+        return Err(csrf_refused());
+    }
+    Ok(current)
+}
+
 fn second_factor_page(current: &Current, message: Option<&str>, status: StatusCode) -> Response {
-    page(
+    step_page(
         status,
-        layout(
-            "Second factor",
-            None,
-            html! {
-                h1 { "Second factor" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
-                }
-                form.card method="post" action="/ui/login/code" {
-                    (csrf_field(current))
-                    p { "Signing in as " strong { (current.account.name) } "." }
-                    label for="code" { "Code from your authenticator app, or a recovery code" }
-                    input id="code" name="code" type="text" inputmode="numeric"
-                        autocomplete="one-time-code" required autofocus;
-                    button type="submit" { "Continue" }
-                }
-            },
-        ),
+        "Second factor",
+        message,
+        "/ui/login/code",
+        html! {
+            (signing_in_as(current))
+            label for="code" { "Code from your authenticator app, or a recovery code" }
+            input id="code" name="code" type="text" inputmode="numeric"
+                autocomplete="one-time-code" required autofocus;
+            button type="submit" { "Continue" }
+        },
     )
 }
 
@@ -226,44 +277,39 @@ pub(super) async fn second_factor(
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| bad_form(&e))?;
-    let current = pending(&state, &headers, Stage::SecondFactor).await?;
-    if !sessions::csrf_matches(&current.id, &form.csrf) {
-        return Err(csrf_refused());
-    }
-    let ip = client_ip(peer.as_ref());
-    if let Err(response) = throttled(&state, ip) {
-        return Ok(*response);
-    }
-    let console = state.clone();
+    let current = pending_form(&state, &headers, Stage::SecondFactor, &form.csrf).await?;
+    let ip = match admitted(&state, peer.as_ref()) {
+        Ok(ip) => ip,
+        Err(response) => return Ok(*response),
+    };
+    let name = current.account.name.clone();
     let signing_in = current.clone();
-    let outcome = blocking(move || {
-        let now = crate::model::time::now_unix();
-        let store = console.authority.store();
-        let name = &signing_in.account.name;
-        match accounts::sign_in_second_factor(store, console.console.lockout, name, &form.code, now)
-        {
-            Ok(()) => Ok(Ok(sessions::advance(
+    let outcome = sign_in_step(
+        &state,
+        ip,
+        move |console, now| {
+            let store = console.authority.store();
+            accounts::sign_in_second_factor(store, console.console.lockout, &name, &form.code, now)
+        },
+        move |console, (), now| {
+            let store = console.authority.store();
+            Ok(sessions::advance(
                 store,
                 &console.console,
                 &signing_in,
                 Stage::Active,
                 now,
-            )?)),
-            Err(SignInError::Store(e)) => Err(e.into()),
-            Err(other) => Ok(Err(other)),
-        }
-    })
+            )?)
+        },
+    )
     .await?;
     match outcome {
         Ok(id) => Ok(with_session("/ui/", &id)),
-        Err(error) => {
-            let message = refused(&state, ip, &error);
-            Ok(second_factor_page(
-                &current,
-                Some(&message),
-                StatusCode::UNAUTHORIZED,
-            ))
-        }
+        Err(message) => Ok(second_factor_page(
+            &current,
+            Some(&message),
+            StatusCode::UNAUTHORIZED,
+        )),
     }
 }
 
@@ -285,48 +331,40 @@ fn setup_page(
             .ok();
         (totp::base32(secret), qr)
     });
-    page(
+    step_page(
         status,
-        layout(
-            "Set up your account",
-            None,
-            html! {
-                h1 { "Set up your account" }
-                @if let Some(message) = message {
-                    p.error role="alert" { (message) }
+        "Set up your account",
+        message,
+        "/ui/setup",
+        html! {
+            (signing_in_as(current))
+            @if needs.password {
+                h2 { "Choose your password" }
+                p { "The password you signed in with works once. Choose your own (at least "
+                    (accounts::MIN_PASSWORD_CHARS) " characters)." }
+                label for="new_password" { "New password" }
+                input id="new_password" name="new_password" type="password"
+                    autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
+                label for="new_password2" { "New password again" }
+                input id="new_password2" name="new_password2" type="password"
+                    autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
+            }
+            @if let Some((secret, qr)) = &enrolment {
+                h2 { "Add Herald to your authenticator app" }
+                p { "Scan the code with an authenticator app (TOTP), or type the secret into it." }
+                @if let Some(svg) = qr {
+                    img.qr src=(format!("data:image/svg+xml;base64,{}",
+                        base64::engine::general_purpose::STANDARD.encode(svg)))
+                        alt="QR code of the TOTP secret shown below as text"
+                        width="200" height="200";
                 }
-                form.card method="post" action="/ui/setup" {
-                    (csrf_field(current))
-                    p { "Signing in as " strong { (current.account.name) } "." }
-                    @if needs.password {
-                        h2 { "Choose your password" }
-                        p { "The password you signed in with works once. Choose your own (at least "
-                            (accounts::MIN_PASSWORD_CHARS) " characters)." }
-                        label for="new_password" { "New password" }
-                        input id="new_password" name="new_password" type="password"
-                            autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
-                        label for="new_password2" { "New password again" }
-                        input id="new_password2" name="new_password2" type="password"
-                            autocomplete="new-password" required minlength=(accounts::MIN_PASSWORD_CHARS);
-                    }
-                    @if let Some((secret, qr)) = &enrolment {
-                        h2 { "Add Herald to your authenticator app" }
-                        p { "Scan the code with an authenticator app (TOTP), or type the secret into it." }
-                        @if let Some(svg) = qr {
-                            img.qr src=(format!("data:image/svg+xml;base64,{}",
-                                base64::engine::general_purpose::STANDARD.encode(svg)))
-                                alt="QR code of the TOTP secret shown below as text"
-                                width="200" height="200";
-                        }
-                        p { "Secret: " code id="totp-secret" { (secret) } }
-                        label for="code" { "The code your app shows now" }
-                        input id="code" name="code" type="text" inputmode="numeric"
-                            autocomplete="one-time-code" required;
-                    }
-                    button type="submit" { "Save and sign in" }
-                }
-            },
-        ),
+                p { "Secret: " code id="totp-secret" { (secret) } }
+                label for="code" { "The code your app shows now" }
+                input id="code" name="code" type="text" inputmode="numeric"
+                    autocomplete="one-time-code" required;
+            }
+            button type="submit" { "Save and sign in" }
+        },
     )
 }
 
@@ -362,10 +400,7 @@ pub(super) async fn setup(
     form: Result<Form<SetupForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| bad_form(&e))?;
-    let current = pending(&state, &headers, Stage::Setup).await?;
-    if !sessions::csrf_matches(&current.id, &form.csrf) {
-        return Err(csrf_refused());
-    }
+    let current = pending_form(&state, &headers, Stage::Setup, &form.csrf).await?;
     let console = state.clone();
     let signing_in = current.clone();
     let outcome = blocking(move || {

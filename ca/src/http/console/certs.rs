@@ -12,7 +12,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    blocking, csrf_field, form_caller, layout, page, query_value, signed_in, when, Nav, PageError,
+    bad_form, blocking, caller_page, csrf_field, form_caller, page_position, query_param,
+    query_value, signed_in, when, Nav, PageError,
 };
 use crate::core::admin::Role;
 use crate::core::authority::RevokeTarget;
@@ -60,18 +61,8 @@ pub(super) async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let current = signed_in(&state, &headers, Role::Auditor).await?;
-    let q = params
-        .get("q")
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    let after = match params.get("after") {
-        None => None,
-        Some(text) => Some(
-            text.split_once(':')
-                .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s.to_owned())))
-                .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "bad page position"))?,
-        ),
-    };
+    let q = query_param(&params, "q");
+    let after = page_position(&params)?;
     let console_state = state.clone();
     let search = q.clone();
     let (certs, next) = blocking(move || {
@@ -118,9 +109,11 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Certificates", Some((&current, Nav::Certificates)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Certificates,
+        "Certificates",
+        body,
     ))
 }
 
@@ -161,9 +154,11 @@ pub(super) async fn show(
             (revoke_section(&current, &hex, &format!("/ui/certificates/{hex}")))
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Certificate", Some((&current, Nav::Certificates)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Certificates,
+        "Certificate",
+        body,
     ))
 }
 
@@ -209,12 +204,7 @@ pub(super) async fn revoke(
     Path(serial): Path<String>,
     form: Result<Form<RevokeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form.map_err(|e| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            format!("The form is malformed: {e}"),
-        )
-    })?;
+    let Form(form) = form.map_err(|e| bad_form(&e))?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let serial = parse_serial(&serial)?;
     if form.confirm != "yes" {

@@ -2,12 +2,12 @@
 //! release and group, installed releases, revocation services, expiring certificates.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::html;
 
 use super::{
-    blocking, chart, layout, page, query_value, signed_in, trusted_markup, untrusted, when, Nav,
+    blocking, caller_page, chart, query_value, signed_in, trusted_markup, untrusted, when, Nav,
     PageError,
 };
 use crate::core::admin::Role;
@@ -135,10 +135,7 @@ pub(super) async fn page_handler(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Dashboard", Some((&current, Nav::Dashboard)), body),
-    ))
+    Ok(caller_page(&current, Nav::Dashboard, "Dashboard", body))
 }
 
 /// A duration for people: `42 s`, `17 min`, `3 h`.

@@ -13,7 +13,8 @@ use maud::{html, Markup};
 
 use super::certs::revoke_section;
 use super::{
-    blocking, layout, option, page, query_value, signed_in, untrusted, when, Nav, PageError,
+    blocking, caller_page, option, query_param, query_value, signed_in, untrusted, when, Nav,
+    PageError,
 };
 use crate::core::admin::Role;
 use crate::core::console::{self, endpoint_failing, endpoint_filter, endpoint_state};
@@ -47,12 +48,7 @@ pub(super) async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let current = signed_in(&state, &headers, Role::Auditor).await?;
-    let param = |name: &str| {
-        params
-            .get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| query_param(&params, name);
     let bad = |m: String| PageError::new(StatusCode::BAD_REQUEST, m);
     let prefix = param("q");
     let filter_name = param("state").unwrap_or_default();
@@ -145,10 +141,7 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Endpoints", Some((&current, Nav::Endpoints)), body),
-    ))
+    Ok(caller_page(&current, Nav::Endpoints, "Endpoints", body))
 }
 
 /// `GET /ui/endpoints/{name}`.
@@ -233,8 +226,5 @@ pub(super) async fn show(
             (revoke_section(&current, &serial, &format!("/ui/endpoints/{}", query_value(&entry.name))))
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Endpoint", Some((&current, Nav::Endpoints)), body),
-    ))
+    Ok(caller_page(&current, Nav::Endpoints, "Endpoint", body))
 }

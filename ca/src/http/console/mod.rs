@@ -17,8 +17,10 @@ mod dashboard;
 mod endpoints;
 mod tokens;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -141,6 +143,11 @@ pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
         markup.into_string(),
     )
         .into_response()
+}
+
+/// A page for the signed-in `current`, under navigation entry `nav`.
+pub(super) fn caller_page(current: &Current, nav: Nav, title: &str, body: Markup) -> Response {
+    page(StatusCode::OK, layout(title, Some((current, nav)), body))
 }
 
 /// What a console handler answers when it cannot show its page.
@@ -319,16 +326,7 @@ pub(super) async fn signed_in(
         None => return Err(PageError::SignIn),
     };
     if current.role < needed {
-        let message = format!(
-            "This needs the {} role; your account has the {} role.",
-            needed.name(),
-            current.role.name()
-        );
-        return Err(PageError::ForCaller(
-            StatusCode::FORBIDDEN,
-            message,
-            Box::new(current),
-        ));
+        return Err(role_refused(current, needed, ""));
     }
     Ok(current)
 }
@@ -347,18 +345,27 @@ pub(super) async fn form_caller(
     if current.role < needed {
         tracing::warn!(account = %current.account.name, role = current.role.name(),
             needed = needed.name(), "console: a form was refused for the caller's role");
-        let message = format!(
-            "This needs the {} role; your account has the {} role. Nothing was changed.",
-            needed.name(),
-            current.role.name()
-        );
-        return Err(PageError::ForCaller(
-            StatusCode::FORBIDDEN,
-            message,
-            Box::new(current),
-        ));
+        return Err(role_refused(current, needed, " Nothing was changed."));
     }
     Ok(current)
+}
+
+/// 403 for `current`, whose role is below `needed`; `outcome` follows the reason.
+fn role_refused(current: Current, needed: Role, outcome: &str) -> PageError {
+    let message = format!(
+        "This needs the {} role; your account has the {} role.{outcome}",
+        needed.name(),
+        current.role.name()
+    );
+    PageError::ForCaller(StatusCode::FORBIDDEN, message, Box::new(current))
+}
+
+/// A form that failed to parse.
+pub(super) fn bad_form(rejection: &FormRejection) -> PageError {
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        format!("The form is malformed: {rejection}"),
+    )
 }
 
 fn csrf_refused() -> PageError {
@@ -383,6 +390,28 @@ pub(super) fn when(time: Option<i64>) -> String {
 /// escaped (HTML escaping is maud's).
 pub(super) fn untrusted(text: &str) -> String {
     crate::model::text::escape_untrusted(text).into_owned()
+}
+
+/// Query parameter `name`, trimmed; `None` when absent or empty.
+pub(super) fn query_param(params: &HashMap<String, String>, name: &str) -> Option<String> {
+    params
+        .get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The page position `after=TIME:KEY` of a list in time order, if given.
+pub(super) fn page_position(
+    params: &HashMap<String, String>,
+) -> Result<Option<(i64, String)>, PageError> {
+    params
+        .get("after")
+        .map(|text| {
+            text.split_once(':')
+                .and_then(|(t, key)| Some((t.parse::<i64>().ok()?, key.to_owned())))
+                .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "bad page position"))
+        })
+        .transpose()
 }
 
 /// A query string parameter made safe for a link (percent-encoded).

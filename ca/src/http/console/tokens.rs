@@ -14,8 +14,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    blocking, csrf_field, form_caller, layout, option, page, query_value, signed_in, when, Nav,
-    PageError,
+    bad_form, blocking, caller_page, csrf_field, form_caller, layout, option, page, page_position,
+    query_value, signed_in, when, Nav, PageError,
 };
 use crate::core::admin::Role;
 use crate::core::console;
@@ -49,14 +49,7 @@ pub(super) async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let current = signed_in(&state, &headers, Role::Auditor).await?;
-    let after = match params.get("after") {
-        None => None,
-        Some(text) => Some(
-            text.split_once(':')
-                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.to_owned())))
-                .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "bad page position"))?,
-        ),
-    };
+    let after = page_position(&params)?;
     let now = crate::model::time::now_unix();
     let console_state = state.clone();
     let found = blocking(move || {
@@ -129,9 +122,11 @@ pub(super) async fn list(
             }
         }
     };
-    Ok(page(
-        StatusCode::OK,
-        layout("Enrollment tokens", Some((&current, Nav::Tokens)), body),
+    Ok(caller_page(
+        &current,
+        Nav::Tokens,
+        "Enrollment tokens",
+        body,
     ))
 }
 
@@ -164,12 +159,7 @@ pub(super) async fn create(
     headers: HeaderMap,
     form: Result<Form<NewTokenForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form.map_err(|e| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            format!("The form is malformed: {e}"),
-        )
-    })?;
+    let Form(form) = form.map_err(|e| bad_form(&e))?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let profile = Some(form.profile.clone())
         .filter(|p| !p.is_empty())
@@ -243,12 +233,7 @@ pub(super) async fn revoke(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form.map_err(|e| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            format!("The form is malformed: {e}"),
-        )
-    })?;
+    let Form(form) = form.map_err(|e| bad_form(&e))?;
     let current = form_caller(&state, &headers, &form.csrf, Role::Operator).await?;
     let service = state.enrollment.clone();
     let actor = current.actor();
