@@ -22,12 +22,13 @@ use time::OffsetDateTime;
 use url::Url;
 
 use herald_manifest::TargetPath;
+use herald_token_client::EndpointIdentity;
 use herald_wire::RolloutState;
 
 use crate::config::{Config, ConfigError};
 use crate::hooks::{HookEnv, HookFailure, HookKind, HookOrigin, HookSet};
 use crate::install::{CrashMode, InstallError, InstallRoot, ReadyFile};
-use crate::rollout::{bounded, decide, endpoint_identity, prune, Decision, Memory};
+use crate::rollout::{bounded, decide, prune, Decision, Memory};
 
 /// Fault injection for crash tests: when set to N, the process aborts just before step N of
 /// the next install, as a power cut would. Never set it in production.
@@ -813,6 +814,33 @@ pub enum IdentitySource {
     Enrolled(crate::enroll::IdentityFiles),
     /// No client certificate.
     None,
+}
+
+/// The endpoint's name and group, read from the client certificate the configuration uses
+/// (the configured `client_cert`, else the enrolled identity's `cert.pem`); `None` without
+/// one. A certificate that names no usable identity fails the cycle rather than be guessed
+/// at.
+pub fn endpoint_identity(config: &Config) -> Result<Option<EndpointIdentity>, AgentError> {
+    let cert = match tls_sources(config).1 {
+        IdentitySource::Files { cert, .. } => cert,
+        IdentitySource::Enrolled(files) => files.cert_pem(),
+        IdentitySource::None => return Ok(None),
+    };
+    let pem = std::fs::read(&cert).map_err(|source| AgentError::Read {
+        path: cert.clone(),
+        source,
+    })?;
+    let der = herald_token_client::first_certificate_der(&String::from_utf8_lossy(&pem))
+        .ok_or_else(|| AgentError::Identity {
+            path: cert.clone(),
+            reason: "no certificate in the file".into(),
+        })?;
+    herald_token_client::identity_of_certificate(&der)
+        .map(Some)
+        .map_err(|e| AgentError::Identity {
+            path: cert,
+            reason: e.to_string(),
+        })
 }
 
 /// The trust anchors and client identity a configuration really uses.

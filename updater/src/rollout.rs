@@ -1,6 +1,7 @@
-//! The endpoint's side of the signed rollout policy: who the endpoint is (from its own
-//! certificate, never from its configuration or a server), what it remembers (releases that
-//! failed or were rolled back, not to be tried again), and the decision of one cycle.
+//! The endpoint's side of the signed rollout policy: what it remembers (releases that failed
+//! or were rolled back, not to be tried again) and the decision of one cycle, from who the
+//! endpoint is (read from its own certificate by [`crate::agent::endpoint_identity`], never
+//! from its configuration or a server).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,6 @@ use herald_token_client::EndpointIdentity;
 use herald_wire::{Group, RolloutState};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{tls_sources, AgentError, IdentitySource};
 use crate::config::Config;
 
 /// Longest reason kept in the memory and sent in a report, in bytes.
@@ -75,33 +75,6 @@ pub struct Decision {
     pub reason: Option<String>,
     /// Why the policy offers what it offers (none without a policy).
     pub standing: Option<Standing>,
-}
-
-/// The endpoint's name and group, read from the client certificate the configuration uses
-/// (the configured `client_cert`, else the enrolled identity's `cert.pem`); `None` without
-/// one. A certificate that names no usable identity fails the cycle rather than be guessed
-/// at.
-pub fn endpoint_identity(config: &Config) -> Result<Option<EndpointIdentity>, AgentError> {
-    let cert = match tls_sources(config).1 {
-        IdentitySource::Files { cert, .. } => cert,
-        IdentitySource::Enrolled(files) => files.cert_pem(),
-        IdentitySource::None => return Ok(None),
-    };
-    let pem = std::fs::read(&cert).map_err(|source| AgentError::Read {
-        path: cert.clone(),
-        source,
-    })?;
-    let der = herald_token_client::first_certificate_der(&String::from_utf8_lossy(&pem))
-        .ok_or_else(|| AgentError::Identity {
-            path: cert.clone(),
-            reason: "no certificate in the file".into(),
-        })?;
-    herald_token_client::identity_of_certificate(&der)
-        .map(Some)
-        .map_err(|e| AgentError::Identity {
-            path: cert,
-            reason: e.to_string(),
-        })
 }
 
 /// Decides what this cycle installs and reports.
