@@ -262,18 +262,27 @@ fn change_account(
     action: &str,
     change: impl FnOnce(&dyn StoreTx, &mut AccountRecord) -> Result<(), AccountError>,
 ) -> Result<AccountRecord, AccountError> {
-    write_tx(store, |tx| {
-        let mut record = existing(tx, name)?;
-        change(tx, &mut record)?;
-        tx.update_account(&record)?;
-        tx.delete_sessions_of(name)?;
-        tx.append_audit(&NewAuditEntry::now(
-            by,
-            action,
-            serde_json::json!({ "account": name }),
-        ))?;
-        Ok(record)
-    })
+    write_tx(store, |tx| change_account_in(tx, name, by, action, change))
+}
+
+/// [`change_account`] in transaction `tx`.
+fn change_account_in(
+    tx: &dyn StoreTx,
+    name: &str,
+    by: &str,
+    action: &str,
+    change: impl FnOnce(&dyn StoreTx, &mut AccountRecord) -> Result<(), AccountError>,
+) -> Result<AccountRecord, AccountError> {
+    let mut record = existing(tx, name)?;
+    change(tx, &mut record)?;
+    tx.update_account(&record)?;
+    tx.delete_sessions_of(name)?;
+    tx.append_audit(&NewAuditEntry::now(
+        by,
+        action,
+        serde_json::json!({ "account": name }),
+    ))?;
+    Ok(record)
 }
 
 /// Disables account `name`: it can no longer sign in and its sessions end at once.
@@ -426,15 +435,18 @@ fn signed_in(
     Ok(())
 }
 
-/// The first sign-in step: the password of account `name`. The hash is checked outside the
-/// store's transaction (it takes tens of milliseconds); the outcome is recorded in one.
-pub(crate) fn sign_in_password(
+/// Checks the password of account `name` as a sign-in step: the hash is checked outside the
+/// store's transaction (it takes tens of milliseconds); a disabled or locked account, an
+/// unknown name or a wrong password is refused and audited (a wrong one counts towards the
+/// lockout). When it passes, `passed` runs in the same transaction as the checks.
+fn password_step<T>(
     store: &dyn Store,
     lockout: Lockout,
     name: &str,
     password: &str,
     now: i64,
-) -> Result<NextStep, SignInError> {
+    passed: impl FnOnce(&dyn StoreTx, AccountRecord) -> Result<T, StoreError>,
+) -> Result<T, SignInError> {
     let stored_hash = read_tx(store, |tx| tx.account(name))?.map(|r| r.password_hash);
     let password_ok = match stored_hash.as_deref() {
         Some(hash) => verify_password(hash, password),
@@ -442,7 +454,7 @@ pub(crate) fn sign_in_password(
     };
     write_tx(store, |tx| {
         // Read again: another server may have counted failures or disabled it meanwhile.
-        let Some(mut record) = tx.account(name)? else {
+        let Some(record) = tx.account(name)? else {
             tx.append_audit(&NewAuditEntry::now(
                 "console",
                 "console-login-failed",
@@ -456,18 +468,77 @@ pub(crate) fn sign_in_password(
         if !password_ok {
             return Ok(Err(fail(tx, lockout, name, "wrong password", now)?));
         }
+        Ok(Ok(passed(tx, record)?))
+    })
+    .map_err(SignInError::Store)?
+}
+
+/// The first sign-in step: the password of account `name` (see [`password_step`]).
+pub(crate) fn sign_in_password(
+    store: &dyn Store,
+    lockout: Lockout,
+    name: &str,
+    password: &str,
+    now: i64,
+) -> Result<NextStep, SignInError> {
+    password_step(store, lockout, name, password, now, |tx, mut record| {
         let needs_setup =
             record.password_one_time || (record.mfa_required && record.totp_enrolled_at.is_none());
         if needs_setup {
-            Ok(Ok(NextStep::Setup))
+            Ok(NextStep::Setup)
         } else if record.totp_enrolled_at.is_some() {
-            Ok(Ok(NextStep::SecondFactor))
+            Ok(NextStep::SecondFactor)
         } else {
             signed_in(tx, &mut record, "password", now)?;
-            Ok(Ok(NextStep::Done))
+            Ok(NextStep::Done)
         }
     })
-    .map_err(SignInError::Store)?
+}
+
+/// Checks the current password of signed-in account `name` before it changes its own: the
+/// same check, refusals, audit and lockout as the first sign-in step.
+pub(crate) fn confirm_password(
+    store: &dyn Store,
+    lockout: Lockout,
+    name: &str,
+    password: &str,
+    now: i64,
+) -> Result<(), SignInError> {
+    password_step(store, lockout, name, password, now, |_, _| Ok(()))
+}
+
+/// Gives account `name` the new password `new_password` it chose (after
+/// [`confirm_password`]), audited as its own action; in the same transaction every session
+/// of the account ends except `keep` (the identifier hash of the session it changed it in).
+pub(crate) fn change_own_password(
+    store: &dyn Store,
+    name: &str,
+    new_password: &str,
+    keep: &str,
+) -> Result<(), AccountError> {
+    check_new_password(new_password)?;
+    let hash = hash_password(new_password)?;
+    write_tx(store, |tx| {
+        let kept = tx.session(keep)?;
+        change_account_in(
+            tx,
+            name,
+            &actor(name),
+            "account-password-change",
+            |_, record| {
+                if record.disabled_at.is_some() {
+                    return Err(AccountError::Rejected("this account is disabled".into()));
+                }
+                record.password_hash = hash;
+                record.password_one_time = false;
+                Ok(())
+            },
+        )?;
+        if let Some(session) = kept.filter(|s| s.account == name) {
+            tx.insert_session(&session)?;
+        }
+        Ok(())
+    })
 }
 
 /// The second sign-in step of account `name`: a TOTP code (six digits, accepted once) or

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use herald_token_service::{AddressLimiter, EnrollmentLimits};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::core::accounts::{role_of, Lockout};
+use crate::core::accounts::{role_of, AccountError, Lockout};
 use crate::core::admin::Role;
 use crate::core::config::ConsoleSection;
 use crate::model::audit::NewAuditEntry;
@@ -251,6 +251,22 @@ pub(crate) fn end(store: &dyn Store, current: &Current) -> Result<(), StoreError
     })
 }
 
+/// Gives the account of session `current` the new password it chose (its current password
+/// confirmed before, with [`crate::core::accounts::confirm_password`]); its other sessions
+/// end, `current` stays.
+pub(crate) fn change_password(
+    store: &dyn Store,
+    current: &Current,
+    new_password: &str,
+) -> Result<(), AccountError> {
+    crate::core::accounts::change_own_password(
+        store,
+        &current.account.name,
+        new_password,
+        &id_hash(&current.id),
+    )
+}
+
 /// The CSRF token of the forms of session `id`.
 pub(crate) fn csrf_token(id: &str) -> String {
     sha256_hex(format!("herald-console-csrf-v1\0{id}").as_bytes())
@@ -353,6 +369,54 @@ mod tests {
         let id = start(&store, &settings, "alice", Stage::Active, now).unwrap();
         crate::core::accounts::disable_account(&store, "alice", "cli").unwrap();
         assert!(resume(&store, &settings, &id, now).unwrap().is_none());
+    }
+
+    #[test]
+    fn changing_the_own_password_ends_the_other_sessions_only() {
+        use crate::core::accounts::{change_own_password, confirm_password, sign_in_password};
+        use crate::core::accounts::{NextStep, SignInError};
+        let (_dir, store, settings) = setup();
+        let now = 1_800_000_000;
+        let (_, one_time) = create_account(&store, "bob", Role::Auditor, false, "cli").unwrap();
+        let lockout = settings.lockout;
+        assert_eq!(
+            sign_in_password(&store, lockout, "bob", &one_time, now).unwrap(),
+            NextStep::Setup
+        );
+        let here = start(&store, &settings, "bob", Stage::Active, now).unwrap();
+        let elsewhere = start(&store, &settings, "bob", Stage::Active, now).unwrap();
+        let alice = start(&store, &settings, "alice", Stage::Active, now).unwrap();
+        let current = resume(&store, &settings, &here, now).unwrap().unwrap();
+
+        let wrong = confirm_password(&store, lockout, "bob", "not the password", now);
+        assert!(matches!(wrong, Err(SignInError::Refused)), "{wrong:?}");
+        let record = read_tx(&store, |tx| tx.account("bob")).unwrap().unwrap();
+        assert_eq!(
+            record.failed_logins, 1,
+            "a wrong password counts as a failure"
+        );
+        let short = change_password(&store, &current, "short");
+        assert!(matches!(short, Err(AccountError::Rejected(_))), "{short:?}");
+        assert!(resume(&store, &settings, &elsewhere, now)
+            .unwrap()
+            .is_some());
+
+        confirm_password(&store, lockout, "bob", &one_time, now).unwrap();
+        change_password(&store, &current, "bob's own long password").unwrap();
+        assert!(resume(&store, &settings, &here, now).unwrap().is_some());
+        assert!(resume(&store, &settings, &elsewhere, now)
+            .unwrap()
+            .is_none());
+        assert!(resume(&store, &settings, &alice, now).unwrap().is_some());
+        assert_eq!(
+            sign_in_password(&store, lockout, "bob", "bob's own long password", now).unwrap(),
+            NextStep::Done,
+            "the chosen password is not one-time"
+        );
+        assert!(sign_in_password(&store, lockout, "bob", &one_time, now).is_err());
+        let stranger = change_own_password(&store, "bob", "yet another password", "nothing");
+        assert!(stranger.is_ok(), "{stranger:?}");
+        assert!(resume(&store, &settings, &here, now).unwrap().is_none());
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn refused(state: &AppState, ip: IpAddr, error: &SignInError) -> String {
 }
 
 /// The address of a sign-in step, or `429` when this address failed too often.
-fn admitted(
+pub(super) fn admitted(
     state: &AppState,
     peer: Option<&Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<IpAddr, Box<Response>> {
@@ -133,7 +133,7 @@ fn admitted(
 /// Runs a sign-in step off the async workers: `check` the caller's secret, then, when it
 /// passes, `then` with what it found. A refusal comes back as the message to show (counted
 /// against `ip`); a store failure is an error.
-async fn sign_in_step<P: 'static, T: Send + 'static>(
+pub(super) async fn sign_in_step<P: 'static, T: Send + 'static>(
     state: &AppState,
     ip: IpAddr,
     check: impl FnOnce(&AppState, i64) -> Result<P, SignInError> + Send + 'static,

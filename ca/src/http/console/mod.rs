@@ -8,6 +8,7 @@
 //! browser sends one. Cookies are `__Host-` cookies: `Secure; HttpOnly; SameSite=Strict;
 //! Path=/`.
 
+mod account;
 mod accounts;
 mod audit;
 mod auth;
@@ -62,6 +63,8 @@ pub(crate) fn routes(state: &AppState) -> Router {
         )
         .route("/ui/setup", get(auth::setup_form).post(auth::setup))
         .route("/ui/logout", post(auth::logout))
+        .route("/ui/account", get(account::show))
+        .route("/ui/account/password", post(account::change_password))
         .route("/ui/endpoints", get(endpoints::list))
         .route("/ui/endpoints/{name}", get(endpoints::show))
         .route("/ui/certificates", get(certs::list))
@@ -428,6 +431,8 @@ pub(super) enum Nav {
     Tokens,
     Audit,
     Accounts,
+    /// The caller's own account (linked from its name in the header).
+    Account,
 }
 
 /// The page around `body`: head, skip link, navigation for `current` (none while signing
@@ -483,7 +488,15 @@ pub(super) fn layout(title: &str, current: Option<(&Current, Nav)>, body: Markup
                         form.signout method="post" action="/ui/logout" {
                             (csrf_field(current))
                             span.who {
-                                (current.account.name) " (" (current.role.name()) ")"
+                                @if active == Nav::Account {
+                                    a href="/ui/account" aria-current="page"
+                                        title="Your account" { (current.account.name) }
+                                } @else {
+                                    a href="/ui/account" title="Your account" {
+                                        (current.account.name)
+                                    }
+                                }
+                                " (" (current.role.name()) ")"
                             }
                             button type="submit" { "Sign out" }
                         }
