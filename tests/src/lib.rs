@@ -35,3 +35,22 @@ pub fn herald_bin(name: &str) -> Command {
     );
     Command::new(path)
 }
+
+/// `herald-ca quickstart` on `data_dir`, both listeners on free loopback ports, its standard
+/// output piped (the addresses, tokens and one-time password it prints) and its log dropped.
+pub fn quickstart_command(data_dir: &std::path::Path) -> Command {
+    let mut command = herald_bin("herald-ca");
+    command
+        .args([
+            "quickstart",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    command
+}

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use herald_e2e::herald_bin;
+use herald_e2e::{herald_bin, quickstart_command};
 
 mod ca_support;
 mod release_support;
@@ -34,20 +34,9 @@ struct Quickstart {
 
 impl Quickstart {
     fn start(data_dir: &Path) -> Self {
-        let mut child = herald_bin("herald-ca")
-            .args([
-                "quickstart",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut child = quickstart_command(data_dir)
             .env("HERALD_LOG", "warn")
             .env_remove("HERALD_CA_PASSPHRASE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("quickstart starts");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();

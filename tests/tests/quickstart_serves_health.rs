@@ -5,24 +5,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 
-use herald_e2e::herald_bin;
+use herald_e2e::quickstart_command;
 
 /// Starts `herald-ca quickstart` on `data_dir`; returns it and the first line it printed.
 fn start_quickstart(data_dir: &Path) -> (Child, String) {
-    let mut child = herald_bin("herald-ca")
-        .args([
-            "quickstart",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    let mut child = quickstart_command(data_dir)
         .spawn()
         .expect("quickstart starts");
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -106,18 +95,7 @@ fn quickstart_starts_without_setup_and_answers_healthz() {
 /// Starts quickstart on `data_dir` and returns what it printed up to "Stop with Ctrl-C", then
 /// stops it.
 fn quickstart_lines(data_dir: &Path) -> Vec<String> {
-    let mut child = herald_bin("herald-ca")
-        .args([
-            "quickstart",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    let mut child = quickstart_command(data_dir)
         .spawn()
         .expect("quickstart starts");
     let stdout = child.stdout.take().expect("stdout is piped");
