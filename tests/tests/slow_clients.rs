@@ -1,7 +1,8 @@
 //! Servers stay fair under slow and greedy clients: one client holding thousands of slow
 //! connections on every listener of `herald-ca serve` and of `herald-ca relay` does not keep
 //! another client from its OCSP answers, CRLs, health checks and enrollment; its connections
-//! are closed after the request deadline; the server's memory stays bounded.
+//! are closed after the request deadline; the server's memory stays bounded. A client whose
+//! request body is over the limit gets its 413 and a clean close, not a reset.
 //!
 //! The greedy client connects from 127.0.0.1, the well-behaved one from 127.0.0.2 (Linux
 //! routes all of 127/8 to the loopback interface), so the cap per client address protects it.
@@ -494,4 +495,40 @@ fn slow_request_body_is_cut_off_on_both_listeners() {
             "a request whose body never ended was answered: {sent:?}"
         );
     });
+}
+
+#[test]
+fn oversized_body_gets_its_413_and_a_clean_close_not_a_reset() {
+    let mut ca = TestCa::init();
+    ca.serve();
+    // A request whose announced body is over the OCSP route's limit: the server answers 413
+    // without reading the body, so most of it is still unread when the server is done.
+    let body = vec![0x30u8; 128 * 1024];
+    let head = format!(
+        "POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut s = TcpStream::connect(ca.http).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may stop reading before all of it is sent.
+    let _ = s.write_all(&body);
+    // The client reads only after the server has finished with the connection.
+    std::thread::sleep(Duration::from_millis(500));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    // A reset instead of a close can make a client drop the answer before reading it (curl
+    // then reports a failed transfer); the server must close the connection cleanly.
+    assert!(
+        read.is_ok(),
+        "the connection was not closed cleanly ({read:?}) after: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        answer.starts_with(b"HTTP/1.1 413"),
+        "no 413: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
